@@ -1,0 +1,148 @@
+//! What every resource's handlers share: reading bodies, the load-balancer lock
+//! (test-and-set `ACTIVE` → `PENDING_UPDATE`), quotas, and posting jobs.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use rocta_model::*;
+use rocta_store::{Entity, Filter, Tx};
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// Reads and parses a JSON request body within the configured size limit.
+pub async fn read_json(state: &AppState, body: Body) -> ApiResult<Value> {
+    let bytes = axum::body::to_bytes(body, state.cfg.api_settings.max_request_body_size)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large."))?;
+    crate::validate::parse_json(&bytes)
+}
+
+/// The base URL of links: `[api_settings] api_base_uri`, else from the Host header.
+pub fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    let cfg = state.cfg.api_settings.api_base_uri.trim_end_matches('/');
+    if !cfg.is_empty() {
+        return cfg.to_string();
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+/// A load balancer the caller may see (not `DELETED`), else 404.
+pub fn visible_lb(tx: &Tx<'_>, ctx: &Context, id: Id) -> ApiResult<LoadBalancer> {
+    match tx.get::<LoadBalancer>(id)? {
+        Some(lb)
+            if lb.provisioning_status != ProvisioningStatus::Deleted
+                && ctx.can_read(&lb.project_id) =>
+        {
+            Ok(lb)
+        }
+        _ => Err(ApiError::not_found("Load Balancer", id)),
+    }
+}
+
+/// An entity the caller may see, else 404 "`<resource>` `<id>` not found.".
+pub fn visible<E: Entity>(tx: &Tx<'_>, ctx: &Context, id: Id, resource: &str) -> ApiResult<E> {
+    match tx.get::<E>(id)? {
+        Some(e) if ctx.can_read(e.project()) => Ok(e),
+        _ => Err(ApiError::not_found(resource, id)),
+    }
+}
+
+/// The immutability rule for child writes: the caller must be allowed to write the load
+/// balancer, which must be `ACTIVE`; it becomes `PENDING_UPDATE` in this transaction.
+pub fn lock_lb_for_child(tx: &Tx<'_>, ctx: &Context, lb_id: Id) -> ApiResult<LoadBalancer> {
+    let lb = visible_lb(tx, ctx, lb_id)?;
+    if !ctx.can_write(&lb.project_id) {
+        return Err(ApiError::forbidden());
+    }
+    if lb.provisioning_status != ProvisioningStatus::Active {
+        return Err(ApiError::immutable(lb_id));
+    }
+    tx.set_status(LoadBalancer::TABLE, &[lb_id], Some("PENDING_UPDATE"), None)?;
+    Ok(lb)
+}
+
+/// Marks parents `PENDING_UPDATE` (listeners of a pool, the pool of a member, ...).
+pub fn mark_pending_update(tx: &Tx<'_>, table: &str, ids: &[Id]) -> ApiResult<()> {
+    tx.set_status(table, ids, Some("PENDING_UPDATE"), None)?;
+    Ok(())
+}
+
+/// Fails with 403 when adding `adding` objects would exceed the project's quota.
+pub fn check_quota<E: Entity>(
+    tx: &Tx<'_>,
+    state: &AppState,
+    project: &str,
+    res: QuotaResource,
+    adding: i64,
+) -> ApiResult<()> {
+    let d = &state.cfg.quotas;
+    let default = match res {
+        QuotaResource::LoadBalancer => d.default_load_balancer_quota,
+        QuotaResource::Listener => d.default_listener_quota,
+        QuotaResource::Pool => d.default_pool_quota,
+        QuotaResource::Member => d.default_member_quota,
+        QuotaResource::HealthMonitor => d.default_health_monitor_quota,
+        QuotaResource::L7Policy => d.default_l7policy_quota,
+        QuotaResource::L7Rule => d.default_l7rule_quota,
+    };
+    let limit = tx
+        .quota_get(project)?
+        .and_then(|q| q.get(res))
+        .unwrap_or(default);
+    if limit < 0 {
+        return Ok(());
+    }
+    let used = tx.count::<E>(&Filter {
+        project: Some(project),
+        live_only: true,
+        ..Default::default()
+    })?;
+    if used + adding > limit {
+        return Err(ApiError::quota(res.octavia_name()));
+    }
+    Ok(())
+}
+
+/// Queues `job` in the caller's transaction.
+pub fn post_job(tx: &Tx<'_>, job: &Job) -> ApiResult<()> {
+    let payload = serde_json::to_string(job).map_err(|_| ApiError::internal())?;
+    tx.job_insert(new_id(), job.name(), job.lb_id(), &payload)?;
+    Ok(())
+}
+
+/// The project of a new load balancer: the body's, else the caller's; 400 without either.
+pub fn create_project(ctx: &Context, body_project: Option<String>) -> ApiResult<String> {
+    let p = body_project
+        .or_else(|| ctx.project_id.clone())
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Missing project ID in request where one is required. An administrator should \
+             check the keystone settings in the Octavia configuration.",
+            )
+        })?;
+    if !ctx.can_write(&p) {
+        return Err(ApiError::forbidden());
+    }
+    Ok(p)
+}
+
+/// Tags: a list of strings, at most 255 characters each.
+pub fn tags(m: &serde_json::Map<String, Value>) -> Vec<String> {
+    use crate::validate::Get;
+    m.list("tags").unwrap_or_default()
+}
+
+/// Creation/update timestamps.
+pub fn now() -> rocta_model::time::Timestamp {
+    rocta_model::time::now()
+}

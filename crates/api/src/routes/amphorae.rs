@@ -1,0 +1,118 @@
+//! `/v2/octavia/amphorae` (admin only): list, show, stats, failover.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rocta_model::*;
+use rocta_store::{Entity, Filter};
+use serde_json::json;
+
+use crate::common::{base_url, post_job};
+use crate::context::Context;
+use crate::error::{ApiError, ApiResult};
+use crate::query::{json_response, respond, respond_one, ListQuery};
+use crate::validate::path_id;
+use crate::wire::AmphoraWire;
+use crate::AppState;
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    ctx: Context,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    ctx.require_admin()?;
+    let q = ListQuery::parse(raw.as_deref(), s.cfg.api_settings.pagination_max_limit)?;
+    let amps = s
+        .store
+        .read(|tx| {
+            tx.list::<Amphora>(&Filter {
+                live_only: true,
+                ..Default::default()
+            })
+        })
+        .await?;
+    let w: Vec<_> = amps.iter().map(AmphoraWire).collect();
+    respond(
+        w,
+        &q,
+        "amphorae",
+        "amphorae_links",
+        &base_url(&s, &headers),
+        "/v2/octavia/amphorae",
+    )
+}
+
+async fn get(s: &AppState, ctx: &Context, raw: &str) -> ApiResult<Amphora> {
+    ctx.require_admin()?;
+    let id = path_id(raw, "Amphora")?;
+    match s.store.read(|tx| tx.get::<Amphora>(id)).await? {
+        Some(a) if a.status != AmphoraStatus::Deleted => Ok(a),
+        _ => Err(ApiError::not_found("Amphora", id)),
+    }
+}
+
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let a = get(&s, &ctx, &id).await?;
+    Ok(respond_one(&AmphoraWire(&a), "amphora", raw.as_deref()))
+}
+
+pub(crate) async fn stats(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let a = get(&s, &ctx, &id).await?;
+    let rows = s.store.read(|tx| tx.amphora_stats(a.id)).await?;
+    let list: Vec<_> = rows
+        .into_iter()
+        .map(|(listener_id, st)| {
+            json!({
+                "id": a.id, "loadbalancer_id": a.loadbalancer_id, "listener_id": listener_id,
+                "active_connections": st.active_connections, "bytes_in": st.bytes_in,
+                "bytes_out": st.bytes_out, "request_errors": st.request_errors,
+                "total_connections": st.total_connections,
+            })
+        })
+        .collect();
+    Ok(json_response(&json!({ "amphora_stats": list })))
+}
+
+pub(crate) async fn failover(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let a = get(&s, &ctx, &id).await?;
+    let Some(lb_id) = a.loadbalancer_id else {
+        return Err(ApiError::validation(format!(
+            "Amphora {} is not attached to a load balancer.",
+            a.id
+        )));
+    };
+    s.store
+        .write(|tx| -> ApiResult<_> {
+            let lb = tx
+                .get::<LoadBalancer>(lb_id)?
+                .ok_or_else(|| ApiError::not_found("Load Balancer", lb_id))?;
+            if lb.provisioning_status != ProvisioningStatus::Active {
+                return Err(ApiError::immutable(lb_id));
+            }
+            tx.set_status(LoadBalancer::TABLE, &[lb_id], Some("PENDING_UPDATE"), None)?;
+            post_job(
+                tx,
+                &Job::FailoverAmphora {
+                    lb_id,
+                    amphora_id: a.id,
+                },
+            )
+        })
+        .await?;
+    s.wake.notify_one();
+    Ok(StatusCode::ACCEPTED.into_response())
+}

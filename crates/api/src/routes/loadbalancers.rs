@@ -1,0 +1,535 @@
+//! `/loadbalancers`: CRUD, cascade delete, the status tree, stats and failover.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rocta_drivers::{VipError, VipRequest};
+use rocta_model::*;
+use rocta_store::{Entity, Filter, Tx};
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::context::Context;
+use crate::error::{ApiError, ApiResult};
+use crate::query::{json_response, respond, respond_one, ListQuery};
+use crate::validate::{envelope, opt, path_id, Get, F, T};
+use crate::wire::{refs, LbWire};
+use crate::AppState;
+
+const ADDITIONAL_VIP: &[F] = &[
+    crate::validate::req("subnet_id", T::Uuid),
+    opt("ip_address", T::Ip),
+    opt("port_id", T::Uuid),
+];
+
+const POST: &[F] = &[
+    opt("name", T::Str(255)),
+    opt("description", T::Str(255)),
+    opt("admin_state_up", T::Bool),
+    opt("vip_address", T::Ip),
+    opt("vip_port_id", T::Uuid),
+    opt("vip_subnet_id", T::Uuid),
+    opt("vip_network_id", T::Uuid),
+    opt("vip_qos_policy_id", T::Uuid),
+    opt("vip_sg_ids", T::UuidList),
+    opt("additional_vips", T::ObjList(ADDITIONAL_VIP)),
+    opt("project_id", T::Str(36)),
+    opt("tenant_id", T::Str(36)),
+    opt("listeners", T::Any),
+    opt("pools", T::Any),
+    opt("provider", T::Str(64)),
+    opt("tags", T::StrList(255)),
+    opt("flavor_id", T::Uuid),
+    opt("availability_zone", T::Str(255)),
+];
+
+const PUT: &[F] = &[
+    opt("name", T::Str(255)),
+    opt("description", T::Str(255)),
+    opt("vip_qos_policy_id", T::Uuid),
+    opt("admin_state_up", T::Bool),
+    opt("vip_sg_ids", T::UuidList),
+    opt("tags", T::StrList(255)),
+];
+
+type Links = HashMap<Id, Vec<Id>>;
+
+fn group(links: Vec<(Id, Id)>) -> HashMap<Id, Vec<Id>> {
+    let mut m: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (parent, id) in links {
+        m.entry(parent).or_default().push(id);
+    }
+    m
+}
+
+fn wire<'a>(
+    lb: &'a LoadBalancer,
+    listeners: &HashMap<Id, Vec<Id>>,
+    pools: &HashMap<Id, Vec<Id>>,
+) -> LbWire<'a> {
+    LbWire {
+        lb,
+        listeners: refs(listeners.get(&lb.id).cloned().unwrap_or_default()),
+        pools: refs(pools.get(&lb.id).cloned().unwrap_or_default()),
+        tenant_id: &lb.project_id,
+    }
+}
+
+fn child_links(tx: &Tx<'_>, f: &Filter<'_>) -> ApiResult<(Links, Links)> {
+    Ok((
+        group(tx.links(Listener::TABLE, f)?),
+        group(tx.links(Pool::TABLE, f)?),
+    ))
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    ctx: Context,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let scope = ctx.list_scope()?;
+    let q = ListQuery::parse(raw.as_deref(), s.cfg.api_settings.pagination_max_limit)?;
+    let f = Filter {
+        project: scope.as_deref(),
+        live_only: true,
+        ..Default::default()
+    };
+    let (lbs, (listeners, pools)) = s
+        .store
+        .read(|tx| -> ApiResult<_> {
+            let lbs = tx.list::<LoadBalancer>(&f)?;
+            let links = child_links(
+                tx,
+                &Filter {
+                    project: scope.as_deref(),
+                    ..Default::default()
+                },
+            )?;
+            Ok::<_, ApiError>((lbs, links))
+        })
+        .await?;
+    let items: Vec<LbWire<'_>> = lbs.iter().map(|lb| wire(lb, &listeners, &pools)).collect();
+    respond(
+        items,
+        &q,
+        "loadbalancers",
+        "loadbalancers_links",
+        &base_url(&s, &headers),
+        "/v2/lbaas/loadbalancers",
+    )
+}
+
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "Load Balancer")?;
+    let (lb, (l, p)) = s
+        .store
+        .read(|tx| -> ApiResult<_> {
+            let lb = visible_lb(tx, &ctx, id)?;
+            let links = child_links(
+                tx,
+                &Filter {
+                    lb_id: Some(id),
+                    ..Default::default()
+                },
+            )?;
+            Ok::<_, ApiError>((lb, links))
+        })
+        .await?;
+    Ok(respond_one(
+        &wire(&lb, &l, &p),
+        "loadbalancer",
+        raw.as_deref(),
+    ))
+}
+
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    ctx: Context,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&s, body).await?;
+    let m = envelope(&v, "load_balancer", "loadbalancer", POST, true)?;
+    let project = create_project(&ctx, m.s("project_id").or_else(|| m.s("tenant_id")))?;
+    if !m.has("vip_port_id") && !m.has("vip_network_id") && !m.has("vip_subnet_id")
+        || (m.is_null("vip_port_id") && m.is_null("vip_network_id") && m.is_null("vip_subnet_id"))
+    {
+        return Err(ApiError::validation(
+            "VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.",
+        ));
+    }
+    let provider = m
+        .s("provider")
+        .unwrap_or_else(|| s.cfg.api_settings.default_provider_driver.clone());
+    if !s
+        .cfg
+        .api_settings
+        .enabled_provider_drivers
+        .contains_key(&provider)
+    {
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' is not enabled."
+        )));
+    }
+    if let Some(f) = m.s("flavor_id") {
+        return Err(ApiError::validation(format!(
+            "Invalid flavor_id: flavor {f} not found."
+        )));
+    }
+    if let Some(az) = m.s("availability_zone") {
+        return Err(ApiError::validation(format!(
+            "Invalid availability zone: {az} not found."
+        )));
+    }
+    for k in ["listeners", "pools"] {
+        if m.get(k)
+            .is_some_and(|v| !matches!(v, Value::Null) && v != &json!([]))
+        {
+            return Err(ApiError::validation(
+                "Creating a load balancer together with listeners or pools in one request is \
+                 not supported yet; create them one by one.",
+            ));
+        }
+    }
+    if let Some(a) = m.s("vip_address") {
+        if a == "169.254.169.254" {
+            return Err(ApiError::validation(format!(
+                "The IP address {a} is reserved."
+            )));
+        }
+    }
+    let lb_id = new_id();
+    let vip = s
+        .network
+        .allocate_vip(&VipRequest {
+            lb_id,
+            subnet_id: m.s("vip_subnet_id"),
+            network_id: m.s("vip_network_id"),
+            port_id: m.s("vip_port_id"),
+            address: m.s("vip_address"),
+        })
+        .await
+        .map_err(|e| match e {
+            VipError::Invalid(msg) => ApiError::validation(msg),
+            VipError::Driver(d) => {
+                tracing::error!(error = %d, "VIP allocation failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Provider 'amphora' reports error: VIP allocation failed.",
+                )
+            }
+        })?;
+    let additional_vips = m
+        .get("additional_vips")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_object)
+                .map(|o| AdditionalVip {
+                    subnet_id: o.s("subnet_id").unwrap_or_default(),
+                    ip_address: o.s("ip_address"),
+                    port_id: o.s("port_id"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let lb = LoadBalancer {
+        id: lb_id,
+        name: m.s("name").unwrap_or_default(),
+        description: m.s("description").unwrap_or_default(),
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        admin_state_up: m.b("admin_state_up").unwrap_or(true),
+        project_id: project.clone(),
+        created_at: now(),
+        updated_at: None,
+        vip_address: Some(vip.address.clone()),
+        vip_port_id: Some(vip.port_id.clone()),
+        vip_subnet_id: Some(vip.subnet_id.clone()),
+        vip_network_id: Some(vip.network_id.clone()),
+        vip_sg_ids: m.list("vip_sg_ids").unwrap_or_default(),
+        additional_vips,
+        provider,
+        flavor_id: None,
+        vip_qos_policy_id: m.s("vip_qos_policy_id"),
+        tags: tags(&m),
+        availability_zone: None,
+        vip_vnic_type: "normal".into(),
+    };
+    let res = s
+        .store
+        .write(|tx| -> ApiResult<_> {
+            check_quota::<LoadBalancer>(tx, &s, &project, QuotaResource::LoadBalancer, 1)?;
+            tx.insert(&lb)?;
+            post_job(tx, &Job::CreateLoadBalancer { lb_id })
+        })
+        .await;
+    if let Err(e) = res {
+        if let Err(d) = s.network.deallocate_vip(&vip).await {
+            tracing::error!(error = %d, "releasing the VIP of a refused load balancer failed");
+        }
+        return Err(e);
+    }
+    s.wake.notify_one();
+    let empty = HashMap::new();
+    Ok(created(respond_one(
+        &wire(&lb, &empty, &empty),
+        "loadbalancer",
+        None,
+    )))
+}
+
+/// Turns a 200 response into a 201.
+pub(crate) fn created(mut r: Response) -> Response {
+    *r.status_mut() = StatusCode::CREATED;
+    r
+}
+
+pub(crate) async fn update(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "Load Balancer")?;
+    let v = read_json(&s, body).await?;
+    let m = envelope(&v, "load_balancer", "loadbalancer", PUT, false)?;
+    let (lb, (l, p)) = s
+        .store
+        .write(|tx| -> ApiResult<_> {
+            let mut lb = visible_lb(tx, &ctx, id)?;
+            if !ctx.can_write(&lb.project_id) {
+                return Err(ApiError::forbidden());
+            }
+            if lb.provisioning_status != ProvisioningStatus::Active {
+                return Err(ApiError::lb_state(lb.provisioning_status, id));
+            }
+            if m.has("name") {
+                lb.name = m.s("name").unwrap_or_default();
+            }
+            if m.has("description") {
+                lb.description = m.s("description").unwrap_or_default();
+            }
+            if m.has("admin_state_up") {
+                lb.admin_state_up = m.b("admin_state_up").unwrap_or(true);
+            }
+            if m.has("vip_qos_policy_id") {
+                lb.vip_qos_policy_id = m.s("vip_qos_policy_id");
+            }
+            if m.has("vip_sg_ids") {
+                lb.vip_sg_ids = m.list("vip_sg_ids").unwrap_or_default();
+            }
+            if m.has("tags") {
+                lb.tags = tags(&m);
+            }
+            lb.provisioning_status = ProvisioningStatus::PendingUpdate;
+            lb.updated_at = Some(now());
+            tx.update(&lb)?;
+            post_job(tx, &Job::UpdateLoadBalancer { lb_id: id })?;
+            let links = child_links(
+                tx,
+                &Filter {
+                    lb_id: Some(id),
+                    ..Default::default()
+                },
+            )?;
+            Ok((lb, links))
+        })
+        .await?;
+    s.wake.notify_one();
+    Ok(respond_one(&wire(&lb, &l, &p), "loadbalancer", None))
+}
+
+const CHILD_TABLES: [&str; 6] = [
+    "listeners",
+    "pools",
+    "members",
+    "health_monitors",
+    "l7policies",
+    "l7rules",
+];
+
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "Load Balancer")?;
+    let cascade = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "cascade" && v.eq_ignore_ascii_case("true"));
+    s.store
+        .write(|tx| -> ApiResult<_> {
+            let lb = visible_lb(tx, &ctx, id)?;
+            if !ctx.can_write(&lb.project_id) {
+                return Err(ApiError::forbidden());
+            }
+            if !matches!(
+                lb.provisioning_status,
+                ProvisioningStatus::Active | ProvisioningStatus::Error
+            ) {
+                return Err(ApiError::lb_state(lb.provisioning_status, id));
+            }
+            let f = Filter {
+                lb_id: Some(id),
+                ..Default::default()
+            };
+            let has_children = !tx.links(Listener::TABLE, &f)?.is_empty()
+                || !tx.links(Pool::TABLE, &f)?.is_empty();
+            if has_children && !cascade {
+                return Err(ApiError::validation(format!(
+                    "Cannot delete Load Balancer {id} - it has children"
+                )));
+            }
+            for t in CHILD_TABLES {
+                let ids: Vec<Id> = tx.links(t, &f)?.into_iter().map(|(_, c)| c).collect();
+                tx.set_status(t, &ids, Some("PENDING_DELETE"), None)?;
+            }
+            tx.set_status(LoadBalancer::TABLE, &[id], Some("PENDING_DELETE"), None)?;
+            post_job(tx, &Job::DeleteLoadBalancer { lb_id: id, cascade })
+        })
+        .await?;
+    s.wake.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn failover(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "Load Balancer")?;
+    s.store
+        .write(|tx| -> ApiResult<_> {
+            let lb = visible_lb(tx, &ctx, id)?;
+            ctx.require_admin()?;
+            if !matches!(
+                lb.provisioning_status,
+                ProvisioningStatus::Active | ProvisioningStatus::Error
+            ) {
+                return Err(ApiError::lb_state(lb.provisioning_status, id));
+            }
+            tx.set_status(LoadBalancer::TABLE, &[id], Some("PENDING_UPDATE"), None)?;
+            post_job(tx, &Job::FailoverLoadBalancer { lb_id: id })
+        })
+        .await?;
+    s.wake.notify_one();
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+pub(crate) async fn stats(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "Load Balancer")?;
+    let total = s
+        .store
+        .read(|tx| -> ApiResult<_> {
+            visible_lb(tx, &ctx, id)?;
+            let mut total = Stats::default();
+            for (_, l) in tx.links(
+                Listener::TABLE,
+                &Filter {
+                    lb_id: Some(id),
+                    ..Default::default()
+                },
+            )? {
+                total += tx.listener_stats(l)?;
+            }
+            Ok::<_, ApiError>(total)
+        })
+        .await?;
+    Ok(json_response(&json!({ "stats": total })))
+}
+
+pub(crate) async fn status(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "Load Balancer")?;
+    let tree = s
+        .store
+        .read(|tx| -> ApiResult<_> {
+            let lb = visible_lb(tx, &ctx, id)?;
+            let f = Filter {
+                lb_id: Some(id),
+                ..Default::default()
+            };
+            Ok::<_, ApiError>(LbTree {
+                loadbalancer: Some(lb),
+                listeners: tx.list(&f)?,
+                pools: tx.list(&f)?,
+                members: tx.list(&f)?,
+                health_monitors: tx.list(&f)?,
+                l7policies: tx.list(&f)?,
+                l7rules: vec![],
+            })
+        })
+        .await?;
+    Ok(json_response(
+        &json!({ "statuses": { "loadbalancer": status_tree(&tree) } }),
+    ))
+}
+
+/// Octavia's status tree (key `health_monitor`, as its code renders it).
+fn status_tree(t: &LbTree) -> Value {
+    let Some(lb) = &t.loadbalancer else {
+        return Value::Null;
+    };
+    let pool_json = |p: &Pool| {
+        let mut o = json!({
+            "id": p.id, "name": p.name,
+            "provisioning_status": p.provisioning_status,
+            "operating_status": p.operating_status,
+            "members": t.members.iter().filter(|m| m.pool_id == p.id).map(|m| json!({
+                "id": m.id, "name": m.name, "operating_status": m.operating_status,
+                "provisioning_status": m.provisioning_status, "address": m.address,
+                "protocol_port": m.protocol_port,
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(h) = t.health_monitors.iter().find(|h| h.pool_id == p.id) {
+            o["health_monitor"] = json!({
+                "id": h.id, "name": h.name, "type": h.kind,
+                "provisioning_status": h.provisioning_status,
+                "operating_status": h.operating_status,
+            });
+        }
+        o
+    };
+    let listeners: Vec<Value> = t
+        .listeners
+        .iter()
+        .map(|l| {
+            let mut pool_ids: Vec<Id> = l.default_pool_id.into_iter().collect();
+            for p in t.l7policies.iter().filter(|p| p.listener_id == l.id) {
+                if let Some(rp) = p.redirect_pool_id {
+                    if !pool_ids.contains(&rp) {
+                        pool_ids.push(rp);
+                    }
+                }
+            }
+            json!({
+                "id": l.id, "name": l.name,
+                "operating_status": l.operating_status,
+                "provisioning_status": l.provisioning_status,
+                "pools": pool_ids.iter().filter_map(|pid| t.pools.iter().find(|p| p.id == *pid)).map(pool_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "id": lb.id, "name": lb.name,
+        "operating_status": lb.operating_status,
+        "provisioning_status": lb.provisioning_status,
+        "listeners": listeners,
+    })
+}

@@ -1,0 +1,263 @@
+//! `rocta`: one binary for every role. This is the composition root, the only place that
+//! chooses concrete drivers and stores. A thin main: config → logging → store → drivers →
+//! bind → serve → drain under a grace period.
+//!
+//! Exit codes: 0 clean stop; 64 bad configuration or arguments; 69 a port cannot be bound;
+//! 73 the data directory cannot be created or written; 74 the database cannot be opened.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rocta_config::Config;
+use rocta_drivers::Drivers;
+use rocta_store::Store;
+use rocta_worker::{Worker, WorkerConfig};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "rocta",
+    version,
+    about = "Load balancing as a service, wire-compatible with OpenStack Octavia"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// All-in-one: API and worker in one process, on the embedded defaults.
+    Serve(RoleArgs),
+    /// The Octavia v2 REST API alone.
+    Api(RoleArgs),
+    /// The controller worker alone.
+    Worker(RoleArgs),
+}
+
+#[derive(Args, Clone)]
+struct RoleArgs {
+    /// TOML configuration file (see etc/rocta.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the database and local state live.
+    #[arg(long, default_value = "./rocta-data")]
+    data_dir: PathBuf,
+    /// API address (overrides [api_settings] bind_host/bind_port).
+    #[arg(long)]
+    api_bind: Option<SocketAddr>,
+    /// Use these drivers for compute, network, amphora and certificates ("noop").
+    #[arg(long)]
+    drivers: Option<String>,
+}
+
+/// A startup failure: one line on stderr and an exit code.
+struct Fatal(u8, String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (role, args) = match &cli.cmd {
+        Cmd::Serve(a) => ("serve", a),
+        Cmd::Api(a) => ("api", a),
+        Cmd::Worker(a) => ("worker", a),
+    };
+    match run(role, args.clone()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal(code, msg)) => {
+            eprintln!("rocta {role}: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn load_config(args: &RoleArgs) -> Result<Config, Fatal> {
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Fatal(64, format!("cannot read config {}: {e}", p.display())))?;
+            Config::from_toml(&text).map_err(|e| Fatal(64, format!("{}: {e}", p.display())))?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = &args.drivers {
+        let w = &mut cfg.controller_worker;
+        w.compute_driver = d.clone();
+        w.network_driver = d.clone();
+        w.amphora_driver = d.clone();
+        w.cert_manager = d.clone();
+    }
+    let w = &cfg.controller_worker;
+    for (key, v) in [
+        ("compute_driver", &w.compute_driver),
+        ("network_driver", &w.network_driver),
+        ("amphora_driver", &w.amphora_driver),
+        ("cert_manager", &w.cert_manager),
+    ] {
+        if v != "noop" {
+            return Err(Fatal(
+                64,
+                format!("invalid configuration: [controller_worker] {key}: unknown driver {v:?} (available: noop)"),
+            ));
+        }
+    }
+    if let Some(a) = args.api_bind {
+        cfg.api_settings.bind_host = a.ip().to_string();
+        cfg.api_settings.bind_port = a.port();
+    }
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.logging.level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.logging.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), Fatal> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Fatal(73, format!("cannot create data dir {}: {e}", dir.display())))?;
+    let probe = dir.join(".rocta-write-test");
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Fatal(
+                73,
+                format!("data dir {} is not writable: {e}", dir.display()),
+            )
+        })
+}
+
+fn open_store(cfg: &Config, dir: &Path) -> Result<Store, Fatal> {
+    let conn = &cfg.database.connection;
+    let path = if conn.is_empty() {
+        dir.join("rocta.db")
+    } else if let Some(p) = conn.strip_prefix("sqlite://") {
+        PathBuf::from(p)
+    } else {
+        return Err(Fatal(64, format!("invalid configuration: [database] connection: unsupported {conn:?} (sqlite://PATH)")));
+    };
+    Store::open_sqlite(&path, &cfg.database.sqlite_synchronous)
+        .map_err(|e| Fatal(74, e.to_string()))
+}
+
+fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
+    let cfg = load_config(&args)?;
+    prepare_data_dir(&args.data_dir)?;
+    init_logging(&cfg);
+    let store = open_store(&cfg, &args.data_dir)?;
+    let noop_dir = args.data_dir.join("noop");
+    let drivers: Drivers = rocta_drivers::noop::drivers(&noop_dir)
+        .map_err(|e| Fatal(73, format!("cannot create {}: {e}", noop_dir.display())))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(70, format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let with_api = role != "worker";
+        let with_worker = role != "api";
+        let listener = if with_api {
+            let addr = format!(
+                "{}:{}",
+                cfg.api_settings.bind_host, cfg.api_settings.bind_port
+            );
+            Some(
+                tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| Fatal(69, format!("cannot listen on {addr}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        let wake = Arc::new(Notify::new());
+        let cfg = Arc::new(cfg);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(listener) = listener {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            // Tests and scripts read this line to learn an ephemeral port.
+            println!("rocta {role}: API listening on http://{addr}");
+            tracing::info!(%addr, "API listening");
+            let state = rocta_api::AppState {
+                store: store.clone(),
+                cfg: cfg.clone(),
+                network: drivers.network.clone(),
+                wake: wake.clone(),
+            };
+            let app = rocta_api::router(state);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "API server failed");
+                }
+            });
+        }
+        if with_worker {
+            let w = &cfg.controller_worker;
+            let worker = Worker::new(
+                store.clone(),
+                drivers.clone(),
+                WorkerConfig {
+                    concurrency: w.workers,
+                    lease: Duration::from_secs(w.job_lease_seconds),
+                    poll: Duration::from_millis(w.job_poll_interval_ms),
+                },
+                wake.clone(),
+            );
+            tasks.spawn(worker.run(shutdown.clone()));
+        }
+        shutdown.cancelled().await;
+        let grace = Duration::from_secs(10);
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "grace period over; exiting with work in flight (it resumes on restart)"
+            );
+        }
+        Ok(())
+    })
+}
+
+fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}

@@ -1,0 +1,235 @@
+//! Test harness: starts the real `rocta` binary on an ephemeral port with a generated config in
+//! a temporary data dir, and drives it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const SUBNET: &str = "11111111-2222-3333-4444-555555555555";
+
+pub struct Rocta {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+    _stdout: BufReader<ChildStdout>,
+    http: reqwest::blocking::Client,
+    pub project: String,
+}
+
+/// Default test config: short leases so resumed jobs are picked up quickly.
+pub const TEST_CONFIG: &str =
+    "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rocta")
+}
+
+impl Rocta {
+    /// Starts `rocta serve --drivers noop` in a fresh temporary directory.
+    pub fn start() -> (tempfile::TempDir, Rocta) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Rocta::start_in(dir.path(), "serve", TEST_CONFIG, &[]);
+        (dir, r)
+    }
+
+    /// Starts `role` with `config` in `dir` (reused across restarts) and extra env vars.
+    pub fn start_in(dir: &Path, role: &str, config: &str, env: &[(&str, &str)]) -> Rocta {
+        let cfg = dir.join("rocta.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg(role)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--drivers")
+            .arg("noop")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if role != "worker" {
+            cmd.arg("--api-bind").arg("127.0.0.1:0");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn rocta");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut url = String::new();
+        if role != "worker" {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            url = line
+                .trim()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            assert!(url.starts_with("http://"), "unexpected first line {line:?}");
+        }
+        Rocta {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+            _stdout: out,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            project: "p1".into(),
+        }
+    }
+
+    /// Sends a request with `X-Project-Id` (and `X-Roles` when given); returns status and JSON.
+    pub fn req_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        project: &str,
+        roles: Option<&str>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self
+            .http
+            .request(m, format!("{}{}", self.url, path))
+            .header("X-Project-Id", project);
+        if let Some(r) = roles {
+            rb = rb.header("X-Roles", r);
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = rb.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.req_as(method, path, body, &self.project, None)
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = self
+            .http
+            .request(m, format!("{}{}", self.url, path))
+            .header("X-Project-Id", &self.project)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("request");
+        let status = resp.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&resp.text().unwrap_or_default()).unwrap_or(Value::Null),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.req("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req("PUT", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.req("DELETE", path, None)
+    }
+
+    /// Creates a load balancer and waits until it is ACTIVE; returns its id.
+    pub fn lb(&self) -> String {
+        let (s, b) = self.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"name": "lb", "vip_subnet_id": SUBNET}}),
+        );
+        assert_eq!(s, 201, "{b}");
+        let id = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+        self.wait_active(&id);
+        id
+    }
+
+    /// Polls until the load balancer is ACTIVE (panics on ERROR or after 10 s).
+    pub fn wait_active(&self, lb: &str) -> Value {
+        self.wait_status(lb, "ACTIVE")
+    }
+
+    pub fn wait_status(&self, lb: &str, want: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            let (s, b) = self.get(&format!("/v2/lbaas/loadbalancers/{lb}"));
+            let st = b["loadbalancer"]["provisioning_status"]
+                .as_str()
+                .unwrap_or("");
+            if s == 200 && st == want {
+                return b["loadbalancer"].clone();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "lb {lb} stuck: {s} {b}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Creates a child object under `path` and waits for its load balancer.
+    pub fn child(&self, lb: &str, path: &str, body: Value) -> Value {
+        let (s, b) = self.post(path, body);
+        assert_eq!(s, 201, "POST {path}: {b}");
+        self.wait_active(lb);
+        b
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself (e.g. an injected crash).
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Rocta {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Asserts an Octavia fault body with this status.
+pub fn assert_fault(got: (u16, Value), status: u16, contains: &str) {
+    let (s, b) = got;
+    assert_eq!(s, status, "body: {b}");
+    assert_eq!(
+        b["faultcode"],
+        if status >= 500 { "Server" } else { "Client" },
+        "{b}"
+    );
+    assert!(b["debuginfo"].is_null(), "{b}");
+    let msg = b["faultstring"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(contains),
+        "faultstring {msg:?} lacks {contains:?}"
+    );
+}

@@ -1,0 +1,384 @@
+//! rocta's configuration: a TOML file whose sections and keys take Octavia's option names
+//! (`[api_settings]`, `[database]`, `[controller_worker]`, `[haproxy_amphora]`, `[quotas]`, ...),
+//! so an Octavia operator finds them. Every key has a default; `etc/rocta.example.toml` in the
+//! repository lists them all with their defaults, and a test keeps it parseable and complete.
+//!
+//! Layout: one struct per section, `Config::from_toml` parses and validates (unknown keys are
+//! errors, so a typo never silently falls back to a default).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A configuration error; the binary exits 64 (`EX_USAGE`) on it before binding anything.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot parse the configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: [{section}] {key}: {reason}")]
+    Invalid {
+        section: &'static str,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub api_settings: ApiSettings,
+    pub database: Database,
+    pub controller_worker: ControllerWorker,
+    pub haproxy_amphora: HaproxyAmphora,
+    pub quotas: Quotas,
+    pub logging: Logging,
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |section, key, reason: &str| ConfigError::Invalid {
+            section,
+            key,
+            reason: reason.to_string(),
+        };
+        if self.api_settings.auth_strategy != "noauth" {
+            return Err(invalid(
+                "api_settings",
+                "auth_strategy",
+                "only \"noauth\" is available in this version",
+            ));
+        }
+        if !self
+            .api_settings
+            .enabled_provider_drivers
+            .contains_key(&self.api_settings.default_provider_driver)
+        {
+            return Err(invalid(
+                "api_settings",
+                "default_provider_driver",
+                "must be one of enabled_provider_drivers",
+            ));
+        }
+        if self.api_settings.max_request_body_size < 1024 {
+            return Err(invalid(
+                "api_settings",
+                "max_request_body_size",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if !["SINGLE"].contains(&self.controller_worker.loadbalancer_topology.as_str()) {
+            return Err(invalid(
+                "controller_worker",
+                "loadbalancer_topology",
+                "only SINGLE is available in this version",
+            ));
+        }
+        if self.controller_worker.workers == 0 {
+            return Err(invalid(
+                "controller_worker",
+                "workers",
+                "must be at least 1",
+            ));
+        }
+        if self.controller_worker.job_lease_seconds < 2 {
+            return Err(invalid(
+                "controller_worker",
+                "job_lease_seconds",
+                "must be at least 2",
+            ));
+        }
+        if !["off", "normal", "full"].contains(&self.database.sqlite_synchronous.as_str()) {
+            return Err(invalid(
+                "database",
+                "sqlite_synchronous",
+                "must be off, normal or full",
+            ));
+        }
+        if !["text", "json"].contains(&self.logging.format.as_str()) {
+            return Err(invalid("logging", "format", "must be text or json"));
+        }
+        for (key, v) in [
+            (
+                "default_load_balancer_quota",
+                self.quotas.default_load_balancer_quota,
+            ),
+            ("default_listener_quota", self.quotas.default_listener_quota),
+            ("default_member_quota", self.quotas.default_member_quota),
+            ("default_pool_quota", self.quotas.default_pool_quota),
+            (
+                "default_health_monitor_quota",
+                self.quotas.default_health_monitor_quota,
+            ),
+            ("default_l7policy_quota", self.quotas.default_l7policy_quota),
+            ("default_l7rule_quota", self.quotas.default_l7rule_quota),
+        ] {
+            if !(-1..=2_000_000_000).contains(&v) {
+                return Err(invalid(
+                    "quotas",
+                    key,
+                    "must be -1 (unlimited) .. 2000000000",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[api_settings]`: the REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Address the API listens on (`--api-bind` overrides host and port).
+    pub bind_host: String,
+    /// Port the API listens on.
+    pub bind_port: u16,
+    /// `noauth`: project from `X-Project-Id`, roles from `X-Roles` (Octavia's noauth).
+    pub auth_strategy: String,
+    /// Largest page a list returns, and the default `limit`.
+    pub pagination_max_limit: usize,
+    /// Base of pagination links and version documents; empty = taken from the request's Host.
+    pub api_base_uri: String,
+    /// Provider used when a load balancer names none.
+    pub default_provider_driver: String,
+    /// Provider name → description, as listed by `GET /v2/lbaas/providers`.
+    pub enabled_provider_drivers: BTreeMap<String, String>,
+    /// Largest request body accepted, in bytes (oslo sizelimit's default is 114688).
+    pub max_request_body_size: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            bind_host: "127.0.0.1".into(),
+            bind_port: 9876,
+            auth_strategy: "noauth".into(),
+            pagination_max_limit: 1000,
+            api_base_uri: String::new(),
+            default_provider_driver: "amphora".into(),
+            enabled_provider_drivers: BTreeMap::from([
+                ("amphora".into(), "The Octavia Amphora driver.".into()),
+                (
+                    "octavia".into(),
+                    "Deprecated alias of the Octavia Amphora driver.".into(),
+                ),
+            ]),
+            max_request_body_size: 114_688,
+        }
+    }
+}
+
+/// `[database]`: where the desired state and the job queue live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// `sqlite://PATH`; empty = `<data-dir>/rocta.db`.
+    pub connection: String,
+    /// SQLite `synchronous` in WAL mode: `normal` survives any process crash (a power loss may
+    /// lose the last commits); `full` also survives power loss at a cost per commit.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            connection: String::new(),
+            sqlite_synchronous: "normal".into(),
+        }
+    }
+}
+
+/// `[controller_worker]`: the worker and the drivers it uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerWorker {
+    /// `SINGLE` (one amphora per load balancer).
+    pub loadbalancer_topology: String,
+    /// Jobs a worker process runs at once.
+    pub workers: usize,
+    /// Seconds a claimed job stays owned without renewal; after that another worker resumes it.
+    pub job_lease_seconds: u64,
+    /// How often a worker looks for jobs posted by another process, in milliseconds.
+    pub job_poll_interval_ms: u64,
+    /// `noop` (records only; for tests and benchmarks).
+    pub compute_driver: String,
+    /// `noop` (any subnet UUID is accepted).
+    pub network_driver: String,
+    /// `noop`.
+    pub amphora_driver: String,
+    /// `noop`.
+    pub cert_manager: String,
+}
+
+impl Default for ControllerWorker {
+    fn default() -> Self {
+        ControllerWorker {
+            loadbalancer_topology: "SINGLE".into(),
+            workers: 8,
+            job_lease_seconds: 30,
+            job_poll_interval_ms: 200,
+            compute_driver: "noop".into(),
+            network_driver: "noop".into(),
+            amphora_driver: "noop".into(),
+            cert_manager: "noop".into(),
+        }
+    }
+}
+
+/// `[haproxy_amphora]`: defaults applied to listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaproxyAmphora {
+    /// Connection limit used when a listener says -1.
+    pub default_connection_limit: i64,
+    /// Listener timeout defaults, milliseconds.
+    pub timeout_client_data: i64,
+    pub timeout_member_connect: i64,
+    pub timeout_member_data: i64,
+    pub timeout_tcp_inspect: i64,
+}
+
+impl Default for HaproxyAmphora {
+    fn default() -> Self {
+        HaproxyAmphora {
+            default_connection_limit: 50_000,
+            timeout_client_data: 50_000,
+            timeout_member_connect: 5_000,
+            timeout_member_data: 50_000,
+            timeout_tcp_inspect: 0,
+        }
+    }
+}
+
+/// `[quotas]`: per-project defaults; -1 = unlimited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    pub default_load_balancer_quota: i64,
+    pub default_listener_quota: i64,
+    pub default_member_quota: i64,
+    pub default_pool_quota: i64,
+    pub default_health_monitor_quota: i64,
+    pub default_l7policy_quota: i64,
+    pub default_l7rule_quota: i64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            default_load_balancer_quota: -1,
+            default_listener_quota: -1,
+            default_member_quota: -1,
+            default_pool_quota: -1,
+            default_health_monitor_quota: -1,
+            default_l7policy_quota: -1,
+            default_l7rule_quota: -1,
+        }
+    }
+}
+
+/// `[logging]`: rocta's own logs (stderr).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `rocta_worker=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.api_settings.bind_port, 9876);
+        assert_eq!(c.quotas.default_member_quota, -1);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = Config::from_toml("[api_settings]\nbind_prot = 1\n").unwrap_err();
+        assert!(e.to_string().contains("bind_prot"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_an_error() {
+        let e = Config::from_toml("[quotas]\ndefault_pool_quota = -5\n").unwrap_err();
+        assert!(e.to_string().contains("default_pool_quota"), "{e}");
+    }
+
+    #[test]
+    fn example_config_parses_and_names_every_key() {
+        let text = include_str!("../../../etc/rocta.example.toml");
+        // The example has every key commented out; uncommenting must give a valid config.
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains(" = ") || r.starts_with('['))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = Config::from_toml(&uncommented).unwrap();
+        assert_eq!(cfg.api_settings.bind_port, ApiSettings::default().bind_port);
+        for key in [
+            "bind_host",
+            "bind_port",
+            "auth_strategy",
+            "pagination_max_limit",
+            "api_base_uri",
+            "default_provider_driver",
+            "max_request_body_size",
+            "connection",
+            "sqlite_synchronous",
+            "loadbalancer_topology",
+            "workers",
+            "job_lease_seconds",
+            "job_poll_interval_ms",
+            "compute_driver",
+            "network_driver",
+            "amphora_driver",
+            "cert_manager",
+            "default_connection_limit",
+            "timeout_client_data",
+            "timeout_member_connect",
+            "timeout_member_data",
+            "timeout_tcp_inspect",
+            "default_load_balancer_quota",
+            "default_listener_quota",
+            "default_member_quota",
+            "default_pool_quota",
+            "default_health_monitor_quota",
+            "default_l7policy_quota",
+            "default_l7rule_quota",
+            "format",
+            "level",
+        ] {
+            assert!(
+                text.contains(&format!("# {key} = ")),
+                "example config lacks {key}"
+            );
+        }
+    }
+}

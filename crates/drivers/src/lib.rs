@@ -1,0 +1,150 @@
+//! The driver traits the worker (and, for VIP allocation, the API) use to act on the world, and
+//! their implementations. Only the binary chooses implementations (from `[controller_worker]`).
+//!
+//! Layout:
+//! - this file: the traits `Compute`, `Network`, `AmphoraDriver`, `CertManager`, their data
+//!   types and `DriverError`.
+//! - `noop`: implementations that act on nothing but record what they hold in a state directory,
+//!   so tests can prove that nothing leaks (every record must belong to a live object).
+
+pub mod noop;
+
+use rocta_model::{Amphora, Id, LbTree};
+use serde::{Deserialize, Serialize};
+
+/// A driver failure: which operation, why, and whether retrying can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct DriverError {
+    pub op: &'static str,
+    pub message: String,
+    /// Transient (peer not reachable yet, rate limited): the flow engine retries.
+    pub retryable: bool,
+}
+
+impl DriverError {
+    pub fn fatal(op: &'static str, message: impl Into<String>) -> Self {
+        DriverError {
+            op,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn transient(op: &'static str, message: impl Into<String>) -> Self {
+        DriverError {
+            op,
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+pub type DriverResult<T> = Result<T, DriverError>;
+
+/// What the API asked for as VIP.
+#[derive(Debug, Clone, Default)]
+pub struct VipRequest {
+    pub lb_id: Id,
+    pub subnet_id: Option<String>,
+    pub network_id: Option<String>,
+    pub port_id: Option<String>,
+    pub address: Option<String>,
+}
+
+/// An allocated VIP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vip {
+    pub address: String,
+    pub port_id: String,
+    pub subnet_id: String,
+    pub network_id: String,
+}
+
+/// Why a VIP request was refused (the API answers 400 with this text).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VipError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// The amphora's attachment to the VIP network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VipPlug {
+    pub vrrp_ip: String,
+    pub ha_ip: String,
+    pub vrrp_port_id: String,
+    pub ha_port_id: String,
+}
+
+/// What the compute driver made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub compute_id: String,
+    /// Address of the agent on the management network.
+    pub lb_network_ip: String,
+}
+
+/// Where amphorae run (Octavia's compute driver).
+#[async_trait::async_trait]
+pub trait Compute: Send + Sync {
+    /// Boots the amphora `amphora_id`. Idempotent: booting an id that exists returns it.
+    async fn create(&self, amphora_id: Id) -> DriverResult<Instance>;
+    /// Destroys the instance of amphora `amphora_id` (found by amphora id, so a revert works
+    /// even when the compute id was never recorded). Idempotent: an unknown id is already gone.
+    async fn delete(&self, amphora_id: Id) -> DriverResult<()>;
+}
+
+/// VIPs and ports (Octavia's network driver).
+#[async_trait::async_trait]
+pub trait Network: Send + Sync {
+    /// Reserves the VIP of a new load balancer (the API does this synchronously, as Octavia).
+    async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError>;
+    /// Releases it. Idempotent.
+    async fn deallocate_vip(&self, vip: &Vip) -> DriverResult<()>;
+    /// Attaches an amphora to the VIP network. Idempotent.
+    async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<VipPlug>;
+    /// Detaches it. Idempotent.
+    async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<()>;
+}
+
+/// How the controller talks to an amphora's agent.
+#[async_trait::async_trait]
+pub trait AmphoraDriver: Send + Sync {
+    /// Returns once the agent answers; a transient error while it does not yet.
+    async fn wait_ready(&self, amphora: &Amphora) -> DriverResult<()>;
+    /// Configures the VIP inside the amphora.
+    async fn post_vip_plug(&self, amphora: &Amphora, vip: &Vip, plug: &VipPlug)
+        -> DriverResult<()>;
+    /// Makes the amphora serve `tree` (render, upload, validate, reload). Idempotent.
+    async fn apply(&self, amphora: &Amphora, tree: &LbTree) -> DriverResult<()>;
+    /// Stops serving load balancer `lb_id`. Idempotent.
+    async fn remove(&self, amphora: &Amphora, lb_id: Id) -> DriverResult<()>;
+}
+
+/// An amphora's server certificate, as issued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    /// Seconds since the epoch.
+    pub not_after: i64,
+}
+
+/// rocta's PKI (Octavia's certificate generator).
+#[async_trait::async_trait]
+pub trait CertManager: Send + Sync {
+    /// Issues (or re-issues) the server certificate of an amphora. Idempotent.
+    async fn issue_amphora_cert(&self, amphora_id: Id) -> DriverResult<IssuedCert>;
+    /// Forgets it. Idempotent.
+    async fn revoke_amphora_cert(&self, amphora_id: Id) -> DriverResult<()>;
+}
+
+/// The drivers a worker uses, chosen once by the binary.
+#[derive(Clone)]
+pub struct Drivers {
+    pub compute: std::sync::Arc<dyn Compute>,
+    pub network: std::sync::Arc<dyn Network>,
+    pub amphora: std::sync::Arc<dyn AmphoraDriver>,
+    pub certs: std::sync::Arc<dyn CertManager>,
+}

@@ -1,0 +1,116 @@
+//! Quotas and listener statistics.
+
+use rocta_model::{Id, Quota, Stats};
+use rusqlite::{params, OptionalExtension};
+
+use crate::{StoreError, Tx};
+
+impl Tx<'_> {
+    /// A project's quota overrides, if it has any.
+    pub fn quota_get(&self, project: &str) -> Result<Option<Quota>, StoreError> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM quotas WHERE project_id = ?1")?
+            .query_row(params![project], |r| r.get(0))
+            .optional()?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|source| StoreError::Corrupt {
+                table: "quotas",
+                id: project.to_string(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every project that has overrides.
+    pub fn quota_list(&self) -> Result<Vec<(String, Quota)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT project_id, body FROM quotas ORDER BY project_id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (p, b) = r?;
+            let q = serde_json::from_str(&b).map_err(|source| StoreError::Corrupt {
+                table: "quotas",
+                id: p.clone(),
+                source,
+            })?;
+            out.push((p, q));
+        }
+        Ok(out)
+    }
+
+    pub fn quota_set(&self, project: &str, q: &Quota) -> Result<(), StoreError> {
+        let body = serde_json::to_string(q).map_err(|e| StoreError::Encode("quotas", e))?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO quotas (project_id, body) VALUES (?1, ?2)")?
+            .execute(params![project, body])?;
+        Ok(())
+    }
+
+    pub fn quota_delete(&self, project: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM quotas WHERE project_id = ?1")?
+            .execute(params![project])?;
+        Ok(())
+    }
+
+    /// Counters of one listener summed over its amphorae.
+    pub fn listener_stats(&self, listener_id: Id) -> Result<Stats, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(bytes_in),0), COALESCE(SUM(bytes_out),0), \
+                 COALESCE(SUM(active_connections),0), COALESCE(SUM(total_connections),0), \
+                 COALESCE(SUM(request_errors),0) FROM listener_stats WHERE listener_id = ?1",
+            )?
+            .query_row(params![listener_id.to_string()], |r| {
+                Ok(Stats {
+                    bytes_in: r.get(0)?,
+                    bytes_out: r.get(1)?,
+                    active_connections: r.get(2)?,
+                    total_connections: r.get(3)?,
+                    request_errors: r.get(4)?,
+                })
+            })?)
+    }
+
+    /// Counters of one amphora, per listener.
+    pub fn amphora_stats(&self, amphora_id: Id) -> Result<Vec<(Id, Stats)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT listener_id, bytes_in, bytes_out, active_connections, total_connections, \
+             request_errors FROM listener_stats WHERE amphora_id = ?1 ORDER BY listener_id",
+        )?;
+        let rows = st.query_map(params![amphora_id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Stats {
+                    bytes_in: r.get(1)?,
+                    bytes_out: r.get(2)?,
+                    active_connections: r.get(3)?,
+                    total_connections: r.get(4)?,
+                    request_errors: r.get(5)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (l, s) = r?;
+            out.push((Id::parse_str(&l).unwrap_or(Id::nil()), s));
+        }
+        Ok(out)
+    }
+
+    /// Forgets the counters of deleted listeners.
+    pub fn listener_stats_delete(&self, listener_ids: &[Id]) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("DELETE FROM listener_stats WHERE listener_id = ?1")?;
+        for id in listener_ids {
+            st.execute(params![id.to_string()])?;
+        }
+        Ok(())
+    }
+}

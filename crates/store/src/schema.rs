@@ -1,0 +1,85 @@
+//! Schema migrations, tracked by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Entity tables (all of the same shape).
+pub(crate) const ENTITY_TABLES: &[&str] = &[
+    "load_balancers",
+    "listeners",
+    "pools",
+    "members",
+    "health_monitors",
+    "l7policies",
+    "l7rules",
+    "amphorae",
+];
+
+const V1_OTHER: &str = "
+CREATE TABLE quotas (project_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE listener_stats (
+    listener_id TEXT NOT NULL,
+    amphora_id TEXT NOT NULL,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    active_connections INTEGER NOT NULL DEFAULT 0,
+    total_connections INTEGER NOT NULL DEFAULT 0,
+    request_errors INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (listener_id, amphora_id)
+);
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    lb_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    failed_step INTEGER,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX jobs_state ON jobs (state, seq);
+CREATE TABLE job_steps (
+    job_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    output TEXT NOT NULL,
+    reverted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, step)
+);
+";
+
+pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1 {
+        let mut sql = String::from("BEGIN;\n");
+        for t in ENTITY_TABLES {
+            sql.push_str(&format!(
+                "CREATE TABLE {t} (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    project_id TEXT NOT NULL,
+                    lb_id TEXT NOT NULL,
+                    parent_id TEXT NOT NULL,
+                    provisioning_status TEXT NOT NULL,
+                    operating_status TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT,
+                    body TEXT NOT NULL
+                );
+                CREATE INDEX {t}_lb ON {t} (lb_id);
+                CREATE INDEX {t}_parent ON {t} (parent_id);
+                CREATE INDEX {t}_project ON {t} (project_id);\n"
+            ));
+        }
+        sql.push_str(V1_OTHER);
+        sql.push_str("PRAGMA user_version = 1;\nCOMMIT;");
+        c.execute_batch(&sql)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,605 @@
+//! The steps of the flows. Every step is idempotent (it may run again after a crash) and its
+//! revert copes with a step that never ran or ran only partly.
+//!
+//! Layout: status steps (`*ErrorOnRevert`, `MarkLbActive`, `Finalize*`, `MarkLbDeleted`), amphora
+//! steps (`CreateAmphora`, `WaitAmphora`, `PlugVip`, `ApplyConfig`, `DeleteAmphorae`) and network
+//! steps (`DeallocateVip`).
+
+use rocta_drivers::{DriverError, Vip};
+use rocta_flow::{Outputs, RetryPolicy, Task, TaskError};
+use rocta_model::time;
+use rocta_model::*;
+use rocta_store::{Entity, Filter, StoreError, Tx};
+use serde_json::{json, Value};
+
+use crate::Ctx;
+
+type R<T> = Result<T, TaskError>;
+
+fn db(e: StoreError) -> TaskError {
+    match e {
+        StoreError::Corrupt { .. } | StoreError::Encode(..) => TaskError::fatal(e.to_string()),
+        e => TaskError::transient(e.to_string()),
+    }
+}
+
+fn drv(e: DriverError) -> TaskError {
+    TaskError {
+        message: e.to_string(),
+        retryable: e.retryable,
+    }
+}
+
+/// The id of the amphora a job builds in `slot`: derived from the job, so a resumed step finds
+/// the amphora it started instead of building a second one.
+pub(crate) fn amphora_id(ctx: &Ctx, slot: &str) -> Id {
+    uuid::Uuid::new_v5(&ctx.job_id, slot.as_bytes())
+}
+
+pub(crate) fn table(kind: ChildKind) -> &'static str {
+    match kind {
+        ChildKind::Listener => Listener::TABLE,
+        ChildKind::Pool => Pool::TABLE,
+        ChildKind::Member => Member::TABLE,
+        ChildKind::HealthMonitor => HealthMonitor::TABLE,
+        ChildKind::L7Policy => L7Policy::TABLE,
+        ChildKind::L7Rule => L7Rule::TABLE,
+    }
+}
+
+const CHILD_TABLES: [&str; 6] = [
+    "listeners",
+    "pools",
+    "members",
+    "health_monitors",
+    "l7policies",
+    "l7rules",
+];
+
+/// Back to `ACTIVE`: the load balancer and every child left pending by this change. Monitors
+/// and L7 objects have no data-plane status of their own and go `ONLINE`, as in Octavia.
+fn mark_lb_active(tx: &Tx<'_>, lb_id: Id) -> Result<(), StoreError> {
+    for t in CHILD_TABLES {
+        for from in ["PENDING_CREATE", "PENDING_UPDATE"] {
+            tx.set_status_where(t, lb_id, from, "ACTIVE")?;
+        }
+    }
+    for t in ["health_monitors", "l7policies", "l7rules"] {
+        let f = Filter {
+            lb_id: Some(lb_id),
+            ..Default::default()
+        };
+        let ids: Vec<Id> = tx.links(t, &f)?.into_iter().map(|(_, id)| id).collect();
+        tx.set_status(t, &ids, None, Some("ONLINE"))?;
+    }
+    tx.set_status(LoadBalancer::TABLE, &[lb_id], Some("ACTIVE"), None)?;
+    Ok(())
+}
+
+/// First step of load-balancer flows: on revert the load balancer (and, for a graph create,
+/// its pending children) end `ERROR`.
+pub(crate) struct LbErrorOnRevert {
+    pub lb_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for LbErrorOnRevert {
+    fn name(&self) -> &'static str {
+        "lb_error_on_revert"
+    }
+    async fn execute(&self, _: &Ctx, _: &Outputs) -> R<Value> {
+        Ok(Value::Null)
+    }
+    async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
+        ctx.store
+            .write(|tx| {
+                for t in CHILD_TABLES {
+                    for from in ["PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"] {
+                        tx.set_status_where(t, self.lb_id, from, "ERROR")?;
+                    }
+                }
+                tx.set_status(LoadBalancer::TABLE, &[self.lb_id], Some("ERROR"), None)
+            })
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// First step of child flows: on revert the objects end `ERROR` and the load balancer and its
+/// listeners and pools go back to `ACTIVE` (Octavia's `*ToErrorOnRevertTask`).
+pub(crate) struct ChildErrorOnRevert {
+    pub lb_id: Id,
+    pub kind: ChildKind,
+    pub ids: Vec<Id>,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for ChildErrorOnRevert {
+    fn name(&self) -> &'static str {
+        "child_error_on_revert"
+    }
+    async fn execute(&self, _: &Ctx, _: &Outputs) -> R<Value> {
+        Ok(Value::Null)
+    }
+    async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
+        ctx.store
+            .write(|tx| {
+                tx.set_status(table(self.kind), &self.ids, Some("ERROR"), None)?;
+                for t in ["listeners", "pools"] {
+                    tx.set_status_where(t, self.lb_id, "PENDING_UPDATE", "ACTIVE")?;
+                }
+                tx.set_status(LoadBalancer::TABLE, &[self.lb_id], Some("ACTIVE"), None)
+            })
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// Boots the amphora of `slot` for the load balancer.
+pub(crate) struct CreateAmphora {
+    pub lb_id: Id,
+    pub slot: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for CreateAmphora {
+    fn name(&self) -> &'static str {
+        "create_amphora"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let id = amphora_id(ctx, self.slot);
+        let lb_id = self.lb_id;
+        ctx.store
+            .write(|tx| {
+                if tx.get::<Amphora>(id)?.is_none() {
+                    tx.insert(&Amphora {
+                        id,
+                        loadbalancer_id: Some(lb_id),
+                        compute_id: None,
+                        lb_network_ip: None,
+                        vrrp_ip: None,
+                        ha_ip: None,
+                        vrrp_port_id: None,
+                        ha_port_id: None,
+                        cert_expiration: None,
+                        cert_busy: false,
+                        role: None,
+                        status: AmphoraStatus::PendingCreate,
+                        vrrp_interface: None,
+                        vrrp_id: None,
+                        vrrp_priority: None,
+                        cached_zone: None,
+                        created_at: time::now(),
+                        updated_at: None,
+                        image_id: None,
+                        compute_flavor: None,
+                    })?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(db)?;
+        let cert = ctx
+            .drivers
+            .certs
+            .issue_amphora_cert(id)
+            .await
+            .map_err(drv)?;
+        let inst = ctx.drivers.compute.create(id).await.map_err(drv)?;
+        ctx.store
+            .write(|tx| {
+                if let Some(mut a) = tx.get::<Amphora>(id)? {
+                    a.compute_id = Some(inst.compute_id.clone());
+                    a.lb_network_ip = Some(inst.lb_network_ip.clone());
+                    a.cert_expiration =
+                        chrono::DateTime::from_timestamp(cert.not_after, 0).map(|d| d.naive_utc());
+                    a.status = AmphoraStatus::Booting;
+                    a.updated_at = Some(time::now());
+                    tx.update(&a)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(db)?;
+        Ok(json!({ "amphora_id": id }))
+    }
+    async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
+        let id = amphora_id(ctx, self.slot);
+        destroy_amphora(ctx, id, None).await
+    }
+}
+
+/// Tears an amphora down (every part idempotent) and marks it `DELETED`.
+async fn destroy_amphora(ctx: &Ctx, id: Id, vip: Option<&Vip>) -> R<()> {
+    let amp = ctx
+        .store
+        .read(|tx| tx.get::<Amphora>(id))
+        .await
+        .map_err(db)?;
+    if let Some(a) = &amp {
+        if let Some(lb) = a.loadbalancer_id {
+            ctx.drivers.amphora.remove(a, lb).await.map_err(drv)?;
+        }
+        if let Some(v) = vip {
+            ctx.drivers.network.unplug_vip(a, v).await.map_err(drv)?;
+        }
+    }
+    ctx.drivers.compute.delete(id).await.map_err(drv)?;
+    ctx.drivers
+        .certs
+        .revoke_amphora_cert(id)
+        .await
+        .map_err(drv)?;
+    ctx.store
+        .write(|tx| {
+            if let Some(mut a) = tx.get::<Amphora>(id)? {
+                a.status = AmphoraStatus::Deleted;
+                a.updated_at = Some(time::now());
+                tx.update(&a)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(db)
+}
+
+/// Waits until the amphora's agent answers.
+pub(crate) struct WaitAmphora {
+    pub slot: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for WaitAmphora {
+    fn name(&self) -> &'static str {
+        "wait_amphora"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let id = amphora_id(ctx, self.slot);
+        let amp = load_amphora(ctx, id).await?;
+        ctx.drivers.amphora.wait_ready(&amp).await.map_err(drv)?;
+        Ok(Value::Null)
+    }
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 300,
+            initial: std::time::Duration::from_millis(10),
+            max: std::time::Duration::from_millis(500),
+        }
+    }
+}
+
+async fn load_amphora(ctx: &Ctx, id: Id) -> R<Amphora> {
+    ctx.store
+        .read(|tx| tx.get::<Amphora>(id))
+        .await
+        .map_err(db)?
+        .ok_or_else(|| TaskError::fatal(format!("amphora {id} vanished")))
+}
+
+async fn load_lb(ctx: &Ctx, id: Id) -> R<LoadBalancer> {
+    ctx.store
+        .read(|tx| tx.get::<LoadBalancer>(id))
+        .await
+        .map_err(db)?
+        .ok_or_else(|| TaskError::fatal(format!("load balancer {id} vanished")))
+}
+
+fn vip_of(lb: &LoadBalancer) -> Option<Vip> {
+    Some(Vip {
+        address: lb.vip_address.clone()?,
+        port_id: lb.vip_port_id.clone()?,
+        subnet_id: lb.vip_subnet_id.clone().unwrap_or_default(),
+        network_id: lb.vip_network_id.clone().unwrap_or_default(),
+    })
+}
+
+/// Attaches the amphora of `slot` to the VIP and marks it `ALLOCATED`.
+pub(crate) struct PlugVip {
+    pub lb_id: Id,
+    pub slot: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for PlugVip {
+    fn name(&self) -> &'static str {
+        "plug_vip"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let id = amphora_id(ctx, self.slot);
+        let lb = load_lb(ctx, self.lb_id).await?;
+        let vip = vip_of(&lb).ok_or_else(|| TaskError::fatal("load balancer has no VIP"))?;
+        let amp = load_amphora(ctx, id).await?;
+        let plug = ctx
+            .drivers
+            .network
+            .plug_vip(&amp, &vip)
+            .await
+            .map_err(drv)?;
+        ctx.drivers
+            .amphora
+            .post_vip_plug(&amp, &vip, &plug)
+            .await
+            .map_err(drv)?;
+        ctx.store
+            .write(|tx| {
+                if let Some(mut a) = tx.get::<Amphora>(id)? {
+                    a.vrrp_ip = Some(plug.vrrp_ip.clone());
+                    a.ha_ip = Some(plug.ha_ip.clone());
+                    a.vrrp_port_id = Some(plug.vrrp_port_id.clone());
+                    a.ha_port_id = Some(plug.ha_port_id.clone());
+                    a.role = Some(AmphoraRole::Standalone);
+                    a.vrrp_id = Some(1);
+                    a.status = AmphoraStatus::Allocated;
+                    a.updated_at = Some(time::now());
+                    tx.update(&a)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(db)?;
+        Ok(Value::Null)
+    }
+    async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
+        let id = amphora_id(ctx, self.slot);
+        let lb = load_lb(ctx, self.lb_id).await?;
+        let amp = ctx
+            .store
+            .read(|tx| tx.get::<Amphora>(id))
+            .await
+            .map_err(db)?;
+        if let (Some(a), Some(v)) = (amp, vip_of(&lb)) {
+            ctx.drivers.network.unplug_vip(&a, &v).await.map_err(drv)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads what the amphorae must serve now.
+async fn load_tree(ctx: &Ctx, lb_id: Id) -> R<LbTree> {
+    ctx.store
+        .read(|tx| {
+            let f = Filter {
+                lb_id: Some(lb_id),
+                ..Default::default()
+            };
+            Ok::<_, StoreError>(LbTree {
+                loadbalancer: tx.get::<LoadBalancer>(lb_id)?,
+                listeners: tx.list(&f)?,
+                pools: tx.list(&f)?,
+                members: tx.list(&f)?,
+                health_monitors: tx.list(&f)?,
+                l7policies: tx.list(&f)?,
+                l7rules: tx.list(&f)?,
+            })
+        })
+        .await
+        .map_err(db)
+        .map(LbTree::without_pending_deletes)
+}
+
+/// Pushes the load balancer's desired state to its amphorae (all allocated ones, or only the
+/// one of `slot`).
+pub(crate) struct ApplyConfig {
+    pub lb_id: Id,
+    pub only_slot: Option<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for ApplyConfig {
+    fn name(&self) -> &'static str {
+        "apply_config"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let tree = load_tree(ctx, self.lb_id).await?;
+        let amps: Vec<Amphora> = match self.only_slot {
+            Some(slot) => vec![load_amphora(ctx, amphora_id(ctx, slot)).await?],
+            None => live_amphorae(ctx, self.lb_id).await?,
+        };
+        for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
+            ctx.drivers.amphora.apply(a, &tree).await.map_err(drv)?;
+        }
+        Ok(Value::Null)
+    }
+}
+
+async fn live_amphorae(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
+    ctx.store
+        .read(|tx| {
+            tx.list::<Amphora>(&Filter {
+                lb_id: Some(lb_id),
+                live_only: true,
+                ..Default::default()
+            })
+        })
+        .await
+        .map_err(db)
+}
+
+/// Deletes the load balancer's amphorae: all of them, one (`only`), or all but the one this
+/// job built in `keep_slot` (failover).
+pub(crate) struct DeleteAmphorae {
+    pub lb_id: Id,
+    pub only: Option<Id>,
+    pub keep_slot: Option<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for DeleteAmphorae {
+    fn name(&self) -> &'static str {
+        "delete_amphorae"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let lb = load_lb(ctx, self.lb_id).await?;
+        let vip = vip_of(&lb);
+        let keep = self.keep_slot.map(|s| amphora_id(ctx, s));
+        for a in live_amphorae(ctx, self.lb_id).await? {
+            if Some(a.id) == keep || self.only.is_some_and(|o| o != a.id) {
+                continue;
+            }
+            destroy_amphora(ctx, a.id, vip.as_ref()).await?;
+        }
+        Ok(Value::Null)
+    }
+}
+
+/// Releases the VIP.
+pub(crate) struct DeallocateVip {
+    pub lb_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for DeallocateVip {
+    fn name(&self) -> &'static str {
+        "deallocate_vip"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let lb = load_lb(ctx, self.lb_id).await?;
+        if let Some(v) = vip_of(&lb) {
+            ctx.drivers.network.deallocate_vip(&v).await.map_err(drv)?;
+        }
+        Ok(Value::Null)
+    }
+}
+
+/// Last step of load-balancer create/update/failover: everything pending goes `ACTIVE`.
+pub(crate) struct MarkLbActive {
+    pub lb_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for MarkLbActive {
+    fn name(&self) -> &'static str {
+        "mark_lb_active"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        ctx.store
+            .write(|tx| mark_lb_active(tx, self.lb_id))
+            .await
+            .map_err(db)?;
+        Ok(Value::Null)
+    }
+}
+
+/// Last step of load-balancer delete: children removed, the load balancer `DELETED` (kept for
+/// housekeeping to purge, as Octavia).
+pub(crate) struct MarkLbDeleted {
+    pub lb_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for MarkLbDeleted {
+    fn name(&self) -> &'static str {
+        "mark_lb_deleted"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        ctx.store
+            .write(|tx| {
+                let f = Filter {
+                    lb_id: Some(self.lb_id),
+                    ..Default::default()
+                };
+                let listeners: Vec<Id> = tx
+                    .links("listeners", &f)?
+                    .into_iter()
+                    .map(|(_, id)| id)
+                    .collect();
+                tx.listener_stats_delete(&listeners)?;
+                for t in CHILD_TABLES {
+                    tx.delete_by_lb(t, self.lb_id)?;
+                }
+                tx.set_status(LoadBalancer::TABLE, &[self.lb_id], Some("DELETED"), None)
+            })
+            .await
+            .map_err(db)?;
+        Ok(Value::Null)
+    }
+}
+
+/// Last step of child flows: created and updated objects go `ACTIVE`, deleted ones are removed
+/// with what hangs from them; then the load balancer and its listeners go `ACTIVE`.
+pub(crate) struct Finalize {
+    pub lb_id: Id,
+    pub kind: ChildKind,
+    pub delete: Vec<Id>,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for Finalize {
+    fn name(&self) -> &'static str {
+        "finalize"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        ctx.store
+            .write(|tx| {
+                for id in &self.delete {
+                    delete_child(tx, self.kind, *id)?;
+                }
+                mark_lb_active(tx, self.lb_id)
+            })
+            .await
+            .map_err(db)?;
+        Ok(Value::Null)
+    }
+}
+
+/// Removes one child and everything that hangs from it.
+fn delete_child(tx: &Tx<'_>, kind: ChildKind, id: Id) -> Result<(), StoreError> {
+    let by_parent = |parent| Filter {
+        parent_id: Some(parent),
+        ..Default::default()
+    };
+    let children = |t: &str, parent: Id| -> Result<Vec<Id>, StoreError> {
+        Ok(tx
+            .links(t, &by_parent(parent))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    };
+    match kind {
+        ChildKind::Listener => {
+            for p in children("l7policies", id)? {
+                delete_child(tx, ChildKind::L7Policy, p)?;
+            }
+            tx.listener_stats_delete(&[id])?;
+        }
+        ChildKind::Pool => {
+            tx.delete("members", &children("members", id)?)?;
+            tx.delete("health_monitors", &children("health_monitors", id)?)?;
+            if let Some(p) = tx.get::<Pool>(id)? {
+                let f = Filter {
+                    lb_id: Some(p.lb_id),
+                    ..Default::default()
+                };
+                for mut l in tx.list::<Listener>(&f)? {
+                    if l.default_pool_id == Some(id) {
+                        l.default_pool_id = None;
+                        tx.update(&l)?;
+                    }
+                }
+            }
+        }
+        ChildKind::L7Policy => {
+            tx.delete("l7rules", &children("l7rules", id)?)?;
+            if let Some(p) = tx.get::<L7Policy>(id)? {
+                // Keep positions contiguous from 1.
+                let mut rest: Vec<L7Policy> = tx
+                    .list::<L7Policy>(&by_parent(p.listener_id))?
+                    .into_iter()
+                    .filter(|o| o.id != id)
+                    .collect();
+                rest.sort_by_key(|o| o.position);
+                for (i, mut o) in rest.into_iter().enumerate() {
+                    if o.position != i as i64 + 1 {
+                        o.position = i as i64 + 1;
+                        tx.update(&o)?;
+                    }
+                }
+            }
+        }
+        ChildKind::Member | ChildKind::HealthMonitor | ChildKind::L7Rule => {}
+    }
+    tx.delete(table(kind), &[id])?;
+    Ok(())
+}
