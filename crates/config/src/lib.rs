@@ -13,8 +13,9 @@ use serde::Deserialize;
 /// A configuration error; the binary exits 64 (`EX_USAGE`) on it before binding anything.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// One line: the parser's message and where.
     #[error("cannot parse the configuration: {0}")]
-    Parse(#[from] toml::de::Error),
+    Parse(String),
     #[error("invalid configuration: [{section}] {key}: {reason}")]
     Invalid {
         section: &'static str,
@@ -38,7 +39,20 @@ pub struct Config {
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text)?;
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|sp| {
+                text.as_bytes()[..sp.start.min(text.len())]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1
+            });
+            let msg = e.message().replace('\n', " ");
+            ConfigError::Parse(match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            })
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -48,7 +48,7 @@ impl Rocta {
             .arg(dir.join("data"))
             .arg("--drivers")
             .arg("noop")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if role != "worker" {
@@ -111,6 +111,21 @@ impl Rocta {
         let text = resp.text().unwrap_or_default();
         let v = serde_json::from_str(&text).unwrap_or(Value::Null);
         (status, v)
+    }
+
+    /// Like `req`, but a failed connection (the server died mid-request) is `None`.
+    pub fn try_req(&self, method: &str, path: &str, body: Option<Value>) -> Option<u16> {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+        let mut rb = self
+            .http
+            .request(m, format!("{}{}", self.url, path))
+            .header("X-Project-Id", &self.project);
+        if let Some(b) = body {
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        rb.send().ok().map(|r| r.status().as_u16())
     }
 
     pub fn req(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -1,0 +1,96 @@
+//! Startup errors: one clear line on stderr and a distinct exit code, before binding anything.
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(common::bin()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn bad_config_exits_64_with_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("bad.toml");
+    std::fs::write(&cfg, "[api_settings]\nbind_prot = 1\n").unwrap();
+    let data = d.path().join("data");
+    let (code, err) = run(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("bind_prot"), "{err}");
+    assert!(!data.exists(), "nothing may be created on a bad config");
+    std::fs::write(&cfg, "[controller_worker]\ncompute_driver = \"nova\"\n").unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("unknown driver"), "{err}");
+    let (code, _) = run(&["serve", "--config", "/nonexistent/rocta.toml"]);
+    assert_eq!(code, 64);
+}
+
+#[test]
+fn port_in_use_exits_69() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let d = tempfile::tempdir().unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--drivers",
+        "noop",
+        "--api-bind",
+        &addr,
+        "--data-dir",
+        d.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+}
+
+#[test]
+fn unwritable_data_dir_exits_73() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--data-dir",
+        file.join("sub").to_str().unwrap(),
+        "--api-bind",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 73, "{err}");
+    assert!(err.contains("data dir"), "{err}");
+}
+
+#[test]
+fn api_and_worker_run_as_separate_processes() {
+    let d = tempfile::tempdir().unwrap();
+    let api = common::Rocta::start_in(d.path(), "api", common::TEST_CONFIG, &[]);
+    let (s, b) = api.post(
+        "/v2/lbaas/loadbalancers",
+        serde_json::json!({"loadbalancer": {"vip_subnet_id": common::SUBNET}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let id = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // No worker yet: the job waits, durable.
+    assert_eq!(
+        api.get(&format!("/v2/lbaas/loadbalancers/{id}")).1["loadbalancer"]["provisioning_status"],
+        "PENDING_CREATE"
+    );
+    let _worker = common::Rocta::start_in(d.path(), "worker", common::TEST_CONFIG, &[]);
+    api.wait_active(&id);
+}
