@@ -19,6 +19,53 @@ pub trait Item: Serialize {
     fn hidden(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+
+    /// Appends the item's JSON to `buf` (raw items copy their stored document).
+    fn write_json(&self, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(buf, self)
+    }
+}
+
+/// An item whose wire JSON is its stored document plus a few extra members, spliced as text:
+/// the fast path of plain lists (no decode, no re-encode).
+pub struct RawItem {
+    pub id: Id,
+    pub json: String,
+}
+
+impl RawItem {
+    /// `body` is a JSON object; `extras` are `(key, JSON value)` members appended to it.
+    pub fn splice(id: Id, body: &str, extras: &[(&str, &str)]) -> Option<RawItem> {
+        let inner = body.trim_end().strip_suffix('}')?;
+        let mut json = String::with_capacity(body.len() + 128);
+        json.push_str(inner);
+        for (k, v) in extras {
+            json.push_str(",\"");
+            json.push_str(k);
+            json.push_str("\":");
+            json.push_str(v);
+        }
+        json.push('}');
+        Some(RawItem { id, json })
+    }
+}
+
+impl Serialize for RawItem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v: Value = serde_json::from_str(&self.json).map_err(serde::ser::Error::custom)?;
+        v.serialize(s)
+    }
+}
+
+impl Item for RawItem {
+    fn item_id(&self) -> Id {
+        self.id
+    }
+
+    fn write_json(&self, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+        buf.extend_from_slice(self.json.as_bytes());
+        Ok(())
+    }
 }
 
 /// The parsed query string of a list call.
@@ -178,10 +225,14 @@ pub fn respond<I: Item>(
     if q.is_plain(items.len()) {
         // The common case: serialize the items straight into the envelope.
         let mut buf = Vec::with_capacity(64 + items.len() * 768);
-        buf.extend_from_slice(format!("{{\"{key}\":").as_bytes());
-        if serde_json::to_writer(&mut buf, &items).is_err() {
-            return Err(ApiError::internal());
+        buf.extend_from_slice(format!("{{\"{key}\":[").as_bytes());
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            it.write_json(&mut buf).map_err(|_| ApiError::internal())?;
         }
+        buf.push(b']');
         buf.extend_from_slice(format!(",\"{links_key}\":[]}}").as_bytes());
         return Ok(bytes_response(buf));
     }
@@ -315,6 +366,14 @@ pub fn respond<I: Item>(
     );
     body.insert(links_key.into(), Value::Array(links));
     Ok(json_response(&body))
+}
+
+/// A single raw item (see `RawItem`) with `fields=` selection applied.
+pub fn respond_one_raw(item: &RawItem, key: &str, raw_query: Option<&str>) -> Response {
+    if raw_query.is_some_and(|q| q.contains("fields")) {
+        return respond_one(item, key, raw_query);
+    }
+    bytes_response(format!("{{\"{key}\":{}}}", item.json).into_bytes())
 }
 
 /// A single object with `fields=` selection applied.

@@ -301,14 +301,28 @@ impl Tx<'_> {
         prov: Option<&str>,
         op: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let now = fmt_ts(&time::now());
+        let now = time::now();
         let mut st = self.conn.prepare_cached(&format!(
             "UPDATE {table} SET provisioning_status = COALESCE(?2, provisioning_status), \
-             operating_status = COALESCE(?3, operating_status), updated_at = ?4 WHERE id = ?1"
+             operating_status = COALESCE(?3, operating_status), updated_at = ?4, \
+             body = json_set(body, '$.{}', COALESCE(?2, provisioning_status), \
+                 '$.operating_status', COALESCE(?3, operating_status), '$.updated_at', ?5) \
+             WHERE id = ?1",
+            if table == "amphorae" {
+                "status"
+            } else {
+                "provisioning_status"
+            }
         ))?;
         let mut n = 0;
         for id in ids {
-            n += st.execute(params![id.to_string(), prov, op, now])?;
+            n += st.execute(params![
+                id.to_string(),
+                prov,
+                op,
+                fmt_ts(&now),
+                time::render(&now)
+            ])?;
         }
         Ok(n)
     }
@@ -321,12 +335,45 @@ impl Tx<'_> {
         from: &str,
         to: &str,
     ) -> Result<usize, StoreError> {
-        let now = fmt_ts(&time::now());
+        let now = time::now();
         let mut st = self.conn.prepare_cached(&format!(
-            "UPDATE {table} SET provisioning_status = ?3, updated_at = ?4 \
+            "UPDATE {table} SET provisioning_status = ?3, updated_at = ?4, \
+             body = json_set(body, '$.provisioning_status', ?3, '$.updated_at', ?5) \
              WHERE lb_id = ?1 AND provisioning_status = ?2"
         ))?;
-        Ok(st.execute(params![lb_id.to_string(), from, to, now])?)
+        Ok(st.execute(params![
+            lb_id.to_string(),
+            from,
+            to,
+            fmt_ts(&now),
+            time::render(&now)
+        ])?)
+    }
+
+    /// The stored documents of `table` matching `f`, as `(id, project_id, parent_id, body)`,
+    /// in creation order: the wire representation without decoding (documents are kept in step
+    /// with the status columns).
+    pub fn list_raw(
+        &self,
+        table: &str,
+        f: &Filter<'_>,
+    ) -> Result<Vec<(Id, String, Id, String)>, StoreError> {
+        let (cond, args) = where_clause(f);
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT id, project_id, parent_id, body FROM {table}{cond} ORDER BY seq"
+        ))?;
+        let refs: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
+        let mut rows = st.query(refs.as_slice())?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push((
+                uuid_col(&r.get::<_, String>(0)?),
+                r.get(1)?,
+                uuid_col(&r.get::<_, String>(2)?),
+                r.get(3)?,
+            ));
+        }
+        Ok(out)
     }
 
     /// Deletes rows of `table` by id.

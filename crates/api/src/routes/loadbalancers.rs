@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::query::{json_response, respond, respond_one, ListQuery};
+use crate::query::{json_response, respond, respond_one, respond_one_raw, ListQuery, RawItem};
 use crate::validate::{envelope, opt, path_id, Get, F, T};
 use crate::wire::{refs, LbWire};
 use crate::AppState;
@@ -98,21 +98,21 @@ pub(crate) async fn list(
         live_only: true,
         ..Default::default()
     };
-    let (lbs, (listeners, pools)) = s
+    let (rows, (listeners, pools)) = s
         .store
         .read(|tx| -> ApiResult<_> {
-            let lbs = tx.list::<LoadBalancer>(&f)?;
-            let links = child_links(
-                tx,
-                &Filter {
-                    project: scope.as_deref(),
-                    ..Default::default()
-                },
-            )?;
-            Ok::<_, ApiError>((lbs, links))
+            let rows = tx.list_raw(LoadBalancer::TABLE, &f)?;
+            let all = Filter {
+                project: scope.as_deref(),
+                ..Default::default()
+            };
+            Ok((rows, child_links(tx, &all)?))
         })
         .await?;
-    let items: Vec<LbWire<'_>> = lbs.iter().map(|lb| wire(lb, &listeners, &pools)).collect();
+    let items = rows
+        .iter()
+        .map(|(id, project, _, body)| raw_wire(*id, project, body, &listeners, &pools))
+        .collect::<ApiResult<Vec<_>>>()?;
     respond(
         items,
         &q,
@@ -123,6 +123,34 @@ pub(crate) async fn list(
     )
 }
 
+/// The wire form of a stored load balancer, spliced from its document.
+fn raw_wire(
+    id: Id,
+    project: &str,
+    body: &str,
+    listeners: &Links,
+    pools: &Links,
+) -> ApiResult<RawItem> {
+    let ids = |m: &Links| {
+        serde_json::to_string(&refs(m.get(&id).cloned().unwrap_or_default()))
+            .unwrap_or_else(|_| "[]".into())
+    };
+    let tenant = serde_json::to_string(project).map_err(|_| ApiError::internal())?;
+    RawItem::splice(
+        id,
+        body,
+        &[
+            ("listeners", &ids(listeners)),
+            ("pools", &ids(pools)),
+            ("tenant_id", &tenant),
+        ],
+    )
+    .ok_or_else(|| {
+        tracing::error!(lb_id = %id, "stored load balancer document is not a JSON object");
+        ApiError::internal()
+    })
+}
+
 pub(crate) async fn show(
     State(s): State<AppState>,
     ctx: Context,
@@ -130,10 +158,19 @@ pub(crate) async fn show(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let id = path_id(&id, "Load Balancer")?;
-    let (lb, (l, p)) = s
+    let (row, (l, p)) = s
         .store
         .read(|tx| -> ApiResult<_> {
-            let lb = visible_lb(tx, &ctx, id)?;
+            let f = Filter {
+                lb_id: Some(id),
+                live_only: true,
+                ..Default::default()
+            };
+            let row = tx
+                .list_raw(LoadBalancer::TABLE, &f)?
+                .into_iter()
+                .find(|(_, project, _, _)| ctx.can_read(project))
+                .ok_or_else(|| ApiError::not_found("Load Balancer", id))?;
             let links = child_links(
                 tx,
                 &Filter {
@@ -141,14 +178,11 @@ pub(crate) async fn show(
                     ..Default::default()
                 },
             )?;
-            Ok::<_, ApiError>((lb, links))
+            Ok((row, links))
         })
         .await?;
-    Ok(respond_one(
-        &wire(&lb, &l, &p),
-        "loadbalancer",
-        raw.as_deref(),
-    ))
+    let item = raw_wire(id, &row.1, &row.3, &l, &p)?;
+    Ok(respond_one_raw(&item, "loadbalancer", raw.as_deref()))
 }
 
 pub(crate) async fn create(

@@ -1,0 +1,223 @@
+//! `rocta-bench`: measures control-plane latencies against an Octavia v2 endpoint, the way a
+//! polling client sees them (every request counted, polling every `--poll-ms`).
+//! Every run is bounded in count and time and stops by itself. Loopback targets only.
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Cli {
+    /// API base URL, e.g. http://127.0.0.1:9876
+    #[arg(long, default_value = "http://127.0.0.1:9876")]
+    url: String,
+    /// Poll interval while waiting for ACTIVE.
+    #[arg(long, default_value_t = 2)]
+    poll_ms: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load balancer create → ACTIVE, `n` times.
+    Create {
+        #[arg(long, default_value_t = 100)]
+        n: usize,
+    },
+    /// Full tree (LB, listener, pool, 2 members, monitor), waiting for ACTIVE after each.
+    Tree {
+        #[arg(long, default_value_t = 30)]
+        n: usize,
+    },
+    /// Member create + wait: `clients` threads, each on its own load balancer, for `seconds`.
+    Members {
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Ensures exactly `count` load balancers exist in project `bench-list`; prints one id.
+    Fill {
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
+}
+
+const SUBNET: &str = "11111111-2222-3333-4444-555555555555";
+
+struct Api {
+    base: String,
+    http: reqwest::blocking::Client,
+    project: String,
+    poll: Duration,
+}
+
+impl Api {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self
+            .http
+            .request(m, format!("{}/v2/lbaas{}", self.base, path))
+            .header("X-Project-Id", &self.project);
+        if let Some(b) = body {
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        match rb.send() {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.json().unwrap_or(Value::Null))
+            }
+            Err(e) => panic!("request failed: {e}"),
+        }
+    }
+
+    fn create(&self, path: &str, key: &str, body: Value) -> String {
+        let (s, b) = self.call("POST", path, Some(body));
+        assert_eq!(s, 201, "POST {path}: {b}");
+        b[key]["id"].as_str().expect("id").to_string()
+    }
+
+    fn wait_active(&self, lb: &str) {
+        let t = Instant::now();
+        loop {
+            let (_, b) = self.call("GET", &format!("/loadbalancers/{lb}"), None);
+            match b["loadbalancer"]["provisioning_status"].as_str() {
+                Some("ACTIVE") => return,
+                Some("ERROR") => panic!("load balancer {lb} went ERROR"),
+                _ => {}
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "timeout waiting for {lb}"
+            );
+            std::thread::sleep(self.poll);
+        }
+    }
+
+    fn lb(&self) -> String {
+        let id = self.create(
+            "/loadbalancers",
+            "loadbalancer",
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+        );
+        self.wait_active(&id);
+        id
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn report(name: &str, mut ms: Vec<f64>) {
+    let p50 = pct(&mut ms, 0.5);
+    let p95 = pct(&mut ms, 0.95);
+    println!("{name}: n={} p50={p50:.2}ms p95={p95:.2}ms", ms.len());
+}
+
+fn api(cli: &Cli, project: &str) -> Api {
+    Api {
+        base: cli.url.trim_end_matches('/').to_string(),
+        http: reqwest::blocking::Client::new(),
+        project: project.to_string(),
+        poll: Duration::from_millis(cli.poll_ms),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Create { n } => {
+            let a = api(&cli, "bench-create");
+            let ms = (0..n)
+                .map(|_| {
+                    let t = Instant::now();
+                    a.lb();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            report("lb_create_to_active", ms);
+        }
+        Cmd::Tree { n } => {
+            let a = api(&cli, "bench-tree");
+            let ms = (0..n)
+                .map(|_| {
+                    let t = Instant::now();
+                    let lb = a.lb();
+                    let li = a.create("/listeners", "listener", json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}}));
+                    a.wait_active(&lb);
+                    let po = a.create("/pools", "pool", json!({"pool": {"listener_id": li, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}));
+                    a.wait_active(&lb);
+                    for i in 0..2 {
+                        a.create(&format!("/pools/{po}/members"), "member", json!({"member": {"address": format!("192.0.2.{}", 10 + i), "protocol_port": 80}}));
+                        a.wait_active(&lb);
+                    }
+                    a.create("/healthmonitors", "healthmonitor", json!({"healthmonitor": {"pool_id": po, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 3}}));
+                    a.wait_active(&lb);
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            report("full_tree_to_active", ms);
+        }
+        Cmd::Members { clients, seconds } => {
+            let deadline = Duration::from_secs(seconds);
+            let handles: Vec<_> = (0..clients)
+                .map(|c| {
+                    let a = api(&cli, &format!("bench-members-{c}"));
+                    std::thread::spawn(move || {
+                        let lb = a.lb();
+                        let li = a.create("/listeners", "listener", json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}}));
+                        a.wait_active(&lb);
+                        let po = a.create("/pools", "pool", json!({"pool": {"listener_id": li, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}));
+                        a.wait_active(&lb);
+                        let t = Instant::now();
+                        let mut n = 0u32;
+                        while t.elapsed() < deadline && n < 60_000 {
+                            a.create(&format!("/pools/{po}/members"), "member", json!({"member": {"address": format!("10.{}.{}.{}", n / 65536 % 256, n / 256 % 256, n % 256), "protocol_port": 80}}));
+                            a.wait_active(&lb);
+                            n += 1;
+                        }
+                        (n, t.elapsed())
+                    })
+                })
+                .collect();
+            let mut total = 0u32;
+            let mut longest = Duration::ZERO;
+            for h in handles {
+                let (n, d) = h.join().expect("client thread");
+                total += n;
+                longest = longest.max(d);
+            }
+            println!(
+                "member_create_and_wait: clients={clients} members={total} rate={:.1}/s",
+                total as f64 / longest.as_secs_f64()
+            );
+        }
+        Cmd::Fill { count } => {
+            let a = api(&cli, "bench-list");
+            let (_, b) = a.call("GET", "/loadbalancers?project_id=bench-list", None);
+            let have = b["loadbalancers"].as_array().map(|v| v.len()).unwrap_or(0);
+            let mut last = b["loadbalancers"][0]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            for _ in have..count {
+                last = a.create(
+                    "/loadbalancers",
+                    "loadbalancer",
+                    json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+                );
+            }
+            if !last.is_empty() {
+                a.wait_active(&last);
+            }
+            println!("{last}");
+        }
+    }
+}
