@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rocta_config::Config;
 use rocta_drivers::Network;
@@ -46,18 +46,61 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, request_id))
 }
 
-/// Adds `x-openstack-request-id` to every response and a span to every request.
+/// Adds `x-openstack-request-id` to every response, refuses non-JSON `Accept` headers (406, as
+/// Octavia), and turns the framework's own plain-text errors into Octavia's bodies.
 async fn request_id(State(_): State<AppState>, req: Request, next: Next) -> Response {
     let id = format!("req-{}", uuid::Uuid::new_v4());
-    let span = tracing::debug_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let _g = span.enter();
-    drop(_g);
-    let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && resp.headers().get("content-type").is_none()
+    let accepts_json = req
+        .headers()
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect::<Vec<_>>();
+    let mut resp = if !accepts_json.is_empty()
+        && !accepts_json
+            .iter()
+            .any(|m| m == "application/json" || m == "*/*" || m == "application/*" || m.is_empty())
     {
+        let body = serde_json::json!({"errors": [{
+            "status": 406,
+            "title": "Not Acceptable",
+            "detail": "Only application/json is offered.",
+            "request_id": id,
+        }]});
+        (StatusCode::NOT_ACCEPTABLE, axum::Json(body)).into_response()
+    } else {
+        next.run(req).await
+    };
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = resp.status();
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
         let allow = resp.headers().get("allow").cloned();
-        resp = error::routing_error(StatusCode::METHOD_NOT_ALLOWED);
+        resp = match status {
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => error::routing_error(status),
+            _ => {
+                let body = axum::body::to_bytes(std::mem::take(resp.body_mut()), 4096)
+                    .await
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&body).trim().to_string();
+                let msg = if status.is_server_error() || text.is_empty() {
+                    status.canonical_reason().unwrap_or("Error").to_string()
+                } else {
+                    text
+                };
+                error::ApiError::new(status, msg).into_response()
+            }
+        };
         if let Some(a) = allow {
             resp.headers_mut().insert("allow", a);
         }

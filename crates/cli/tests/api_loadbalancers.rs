@@ -543,3 +543,27 @@ fn quotas_are_reported_and_enforced() {
         403
     );
 }
+
+#[test]
+fn accept_and_framework_errors_use_octavia_bodies() {
+    let (_d, r) = Rocta::start();
+    let c = reqwest::blocking::Client::new();
+    let resp = c
+        .get(format!("{}/v2/lbaas/loadbalancers", r.url))
+        .header("Accept", "text/html")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 406);
+    let b: serde_json::Value = resp.json().unwrap();
+    assert_eq!(b["errors"][0]["status"], 406);
+    let resp = c
+        .get(format!("{}/v2/lbaas/loadbalancers", r.url))
+        .header("Accept", "application/json; charset=utf-8")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A path segment that is not valid percent-encoded UTF-8 is refused with a JSON body.
+    let (s, b) = r.get("/v2/lbaas/loadbalancers/%FF");
+    assert!(s == 400 || s == 404, "{s}");
+    assert!(b.is_object(), "{b}");
+}
