@@ -2,6 +2,7 @@
 //! aliases, as Octavia; the amphora admin API under `/v2/octavia`.
 
 mod amphorae;
+mod graph;
 mod healthmonitors;
 mod l7policies;
 mod l7rules;

@@ -36,6 +36,7 @@ pub enum T {
 }
 
 /// A field: name, type, and whether a create must give it.
+#[derive(Clone, Copy)]
 pub struct F {
     pub name: &'static str,
     pub ty: T,

@@ -567,3 +567,72 @@ fn accept_and_framework_errors_use_octavia_bodies() {
     assert!(s == 400 || s == 404, "{s}");
     assert!(b.is_object(), "{b}");
 }
+
+#[test]
+fn graph_create_builds_the_whole_tree_in_one_request() {
+    let (_d, r) = Rocta::start();
+    let body = json!({"loadbalancer": {
+        "name": "g", "vip_subnet_id": SUBNET,
+        "pools": [{"name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": "192.0.2.1", "protocol_port": 80}, {"address": "192.0.2.2", "protocol_port": 80}],
+                   "healthmonitor": {"type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}}],
+        "listeners": [{"name": "http", "protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "web"},
+                       "l7policies": [{"action": "REDIRECT_TO_POOL",
+                                       "redirect_pool": {"name": "api", "protocol": "HTTP", "lb_algorithm": "LEAST_CONNECTIONS"},
+                                       "rules": [{"type": "PATH", "compare_type": "STARTS_WITH", "value": "/api"}]},
+                                      {"action": "REJECT"}]},
+                      {"protocol": "TCP", "protocol_port": 443}]
+    }});
+    let (s, b) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{b}");
+    let lb = &b["loadbalancer"];
+    assert_eq!(lb["listeners"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        lb["listeners"][0]["l7policies"][0]["rules"][0]["value"],
+        "/api"
+    );
+    assert_eq!(lb["listeners"][0]["l7policies"][1]["position"], 2);
+    assert_eq!(lb["pools"].as_array().unwrap().len(), 2);
+    assert_eq!(lb["pools"][0]["members"].as_array().unwrap().len(), 2);
+    assert_eq!(lb["pools"][0]["members"][0]["operating_status"], "OFFLINE");
+    assert_eq!(lb["pools"][0]["healthmonitor"]["max_retries"], 2);
+    assert_eq!(lb["listeners"][0]["default_pool_id"], lb["pools"][0]["id"]);
+    assert_eq!(lb["listeners"][0]["provisioning_status"], "PENDING_CREATE");
+    let id = lb["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let (_, t) = r.get(&format!("/v2/lbaas/loadbalancers/{id}/status"));
+    let l0 = &t["statuses"]["loadbalancer"]["listeners"][0];
+    assert_eq!(l0["provisioning_status"], "ACTIVE");
+    assert_eq!(l0["pools"].as_array().unwrap().len(), 2, "{t}");
+    assert_eq!(
+        l0["pools"][0]["health_monitor"]["provisioning_status"],
+        "ACTIVE"
+    );
+    let (_, g) = r.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+    assert_eq!(g["loadbalancer"]["listeners"].as_array().unwrap().len(), 2);
+    assert!(
+        g["loadbalancer"]["listeners"][0].as_object().unwrap().len() == 1,
+        "lists ids only outside create"
+    );
+    // Errors: nothing is written.
+    let lbs = "/v2/lbaas/loadbalancers";
+    assert_fault(r.post(lbs, json!({"loadbalancer": {"vip_subnet_id": SUBNET, "pools": [{"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}]}})), 400, "Pools must be named");
+    assert_fault(r.post(lbs, json!({"loadbalancer": {"vip_subnet_id": SUBNET, "listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "nope"}}]}})), 400, "nope");
+    assert_fault(r.post(lbs, json!({"loadbalancer": {"vip_subnet_id": SUBNET, "listeners": [{"protocol": "HTTP", "protocol_port": 80}, {"protocol": "TCP", "protocol_port": 80}]}})), 409, "already using protocol HTTP and protocol_port 80");
+    assert_fault(r.post(lbs, json!({"loadbalancer": {"vip_subnet_id": SUBNET, "listeners": [{"protocol": "HTTP", "protocol_port": 80, "bogus": 1}]}})), 400, "Unknown attribute");
+    assert_fault(r.post(lbs, json!({"loadbalancer": {"vip_subnet_id": SUBNET, "pools": [{"name": "a", "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN"}], "listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "a"}}]}})), 400, "invalid while the listener protocol");
+    assert_eq!(
+        r.put("/v2/lbaas/quotas/p1", json!({"quota": {"member": 1}}))
+            .0,
+        202
+    );
+    assert_fault(r.post(lbs, json!({"loadbalancer": {"vip_subnet_id": SUBNET, "pools": [{"name": "a", "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN", "members": [{"address": "192.0.2.9", "protocol_port": 1}]}]}})), 403, "Member");
+    assert_eq!(r.get(lbs).1["loadbalancers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r.get("/v2/lbaas/pools").1["pools"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -38,7 +38,7 @@ macro_rules! hm_fields {
     };
 }
 
-const POST: &[F] = hm_fields!(
+pub(crate) const POST: &[F] = hm_fields!(
     req("pool_id", T::Uuid),
     req("type", en!(HealthMonitorType)),
     req("delay", T::Int(0, MAX_DELAY)),
@@ -210,6 +210,40 @@ fn lock(tx: &Tx<'_>, ctx: &Context, pool: &Pool) -> ApiResult<()> {
     mark_pending_update(tx, Pool::TABLE, &[pool.id])
 }
 
+/// A new monitor of `pool` from a validated body, `PENDING_CREATE`.
+pub(crate) fn new_hm(pool: &Pool, b: &Map<String, Value>) -> ApiResult<HealthMonitor> {
+    let kind = b
+        .parse("type", HealthMonitorType::parse)
+        .ok_or_else(|| ApiError::invalid_field("type", "Unset", "Mandatory field missing."))?;
+    let http = kind.is_http();
+    let mut h = HealthMonitor {
+        id: new_id(),
+        pool_id: pool.id,
+        lb_id: pool.lb_id,
+        name: String::new(),
+        kind,
+        delay: 0,
+        timeout: 0,
+        max_retries: 0,
+        max_retries_down: 3,
+        http_method: http.then_some(HttpMethod::Get),
+        url_path: http.then(|| "/".into()),
+        expected_codes: http.then(|| "200".into()),
+        admin_state_up: true,
+        project_id: pool.project_id.clone(),
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        created_at: now(),
+        updated_at: None,
+        tags: vec![],
+        http_version: None,
+        domain_name: None,
+    };
+    apply(&mut h, b);
+    check(&h, b, pool)?;
+    Ok(h)
+}
+
 pub(crate) async fn create(
     State(s): State<AppState>,
     ctx: Context,
@@ -218,39 +252,11 @@ pub(crate) async fn create(
     let v = read_json(&s, body).await?;
     let b = envelope(&v, "health_monitor_", "healthmonitor", POST, true)?;
     let pool_id = b.id("pool_id").ok_or_else(ApiError::internal)?;
-    let kind = b
-        .parse("type", HealthMonitorType::parse)
-        .ok_or_else(ApiError::internal)?;
-    let http = kind.is_http();
     let h = s
         .store
         .write(|tx| -> ApiResult<_> {
             let pool: Pool = visible(tx, &ctx, pool_id, "Pool")?;
-            let mut h = HealthMonitor {
-                id: new_id(),
-                pool_id,
-                lb_id: pool.lb_id,
-                name: String::new(),
-                kind,
-                delay: 0,
-                timeout: 0,
-                max_retries: 0,
-                max_retries_down: 3,
-                http_method: http.then_some(HttpMethod::Get),
-                url_path: http.then(|| "/".into()),
-                expected_codes: http.then(|| "200".into()),
-                admin_state_up: true,
-                project_id: pool.project_id.clone(),
-                provisioning_status: ProvisioningStatus::PendingCreate,
-                operating_status: OperatingStatus::Offline,
-                created_at: now(),
-                updated_at: None,
-                tags: vec![],
-                http_version: None,
-                domain_name: None,
-            };
-            apply(&mut h, &b);
-            check(&h, &b, &pool)?;
+            let h = new_hm(&pool, &b)?;
             check_quota::<HealthMonitor>(
                 tx,
                 &s,

@@ -37,7 +37,7 @@ macro_rules! policy_fields {
     };
 }
 
-const POST: &[F] = policy_fields!(
+pub(crate) const POST: &[F] = policy_fields!(
     req("listener_id", T::Uuid),
     req("action", en!(L7PolicyAction)),
     opt("project_id", T::Str(36)),
@@ -271,6 +271,38 @@ fn lock(tx: &Tx<'_>, ctx: &Context, l: &Listener) -> ApiResult<()> {
     mark_pending_update(tx, Listener::TABLE, &[l.id])
 }
 
+/// A new policy of listener `l` from a validated body, `PENDING_CREATE`, appended last.
+pub(crate) fn new_policy(l: &Listener, b: &Map<String, Value>) -> ApiResult<L7Policy> {
+    if !l.protocol.is_http() {
+        return Err(ApiError::unsupported(format!(
+            "L7 policies are only supported on HTTP and TERMINATED_HTTPS listeners, not {}.",
+            l.protocol
+        )));
+    }
+    let mut p = L7Policy {
+        id: new_id(),
+        lb_id: l.lb_id,
+        name: String::new(),
+        description: String::new(),
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        admin_state_up: true,
+        project_id: l.project_id.clone(),
+        action: L7PolicyAction::Reject,
+        listener_id: l.id,
+        redirect_pool_id: None,
+        redirect_url: None,
+        redirect_prefix: None,
+        position: 1,
+        created_at: now(),
+        updated_at: None,
+        tags: vec![],
+        redirect_http_code: None,
+    };
+    apply(&mut p, b)?;
+    Ok(p)
+}
+
 pub(crate) async fn create(
     State(s): State<AppState>,
     ctx: Context,
@@ -291,39 +323,21 @@ pub(crate) async fn create(
         .store
         .write(|tx| -> ApiResult<_> {
             let l: Listener = visible(tx, &ctx, listener_id, "Listener")?;
-            if !l.protocol.is_http() {
-                return Err(ApiError::unsupported(format!(
-                    "L7 policies are only supported on HTTP and TERMINATED_HTTPS listeners, not {}.",
-                    l.protocol
-                )));
-            }
-            let mut p = L7Policy {
-                id: new_id(),
-                lb_id: l.lb_id,
-                name: String::new(),
-                description: String::new(),
-                provisioning_status: ProvisioningStatus::PendingCreate,
-                operating_status: OperatingStatus::Offline,
-                admin_state_up: true,
-                project_id: l.project_id.clone(),
-                action: L7PolicyAction::Reject,
-                listener_id,
-                redirect_pool_id: None,
-                redirect_url: None,
-                redirect_prefix: None,
-                position: 1,
-                created_at: now(),
-                updated_at: None,
-                tags: vec![],
-                redirect_http_code: None,
-            };
-            apply(&mut p, &b)?;
+            let mut p = new_policy(&l, &b)?;
             check_pool(tx, &p, &l)?;
             check_quota::<L7Policy>(tx, &s, &l.project_id, QuotaResource::L7Policy, 1)?;
             lock(tx, &ctx, &l)?;
             reposition(tx, &mut p, b.i("position"))?;
             tx.insert(&p)?;
-            post_job(tx, &Job::Child { kind: ChildKind::L7Policy, op: Op::Create, id: p.id, lb_id: l.lb_id })?;
+            post_job(
+                tx,
+                &Job::Child {
+                    kind: ChildKind::L7Policy,
+                    op: Op::Create,
+                    id: p.id,
+                    lb_id: l.lb_id,
+                },
+            )?;
             Ok(p)
         })
         .await?;

@@ -33,7 +33,7 @@ macro_rules! rule_fields {
     };
 }
 
-const POST: &[F] = rule_fields!(
+pub(crate) const POST: &[F] = rule_fields!(
     req("type", en!(L7RuleType)),
     req("compare_type", en!(L7CompareType)),
     req("value", T::Str(255)),
@@ -216,6 +216,30 @@ fn lock(tx: &Tx<'_>, ctx: &Context, p: &L7Policy) -> ApiResult<()> {
     mark_pending_update(tx, L7Policy::TABLE, &[p.id])
 }
 
+/// A new rule of policy `p` from a validated body, `PENDING_CREATE`.
+pub(crate) fn new_rule(p: &L7Policy, b: &Map<String, Value>) -> ApiResult<L7Rule> {
+    let mut r = L7Rule {
+        id: new_id(),
+        l7policy_id: p.id,
+        lb_id: p.lb_id,
+        kind: L7RuleType::Path,
+        compare_type: L7CompareType::EqualTo,
+        key: None,
+        value: String::new(),
+        invert: false,
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        created_at: now(),
+        updated_at: None,
+        project_id: p.project_id.clone(),
+        admin_state_up: true,
+        tags: vec![],
+    };
+    apply(&mut r, b);
+    check(&r)?;
+    Ok(r)
+}
+
 pub(crate) async fn create(
     State(s): State<AppState>,
     ctx: Context,
@@ -228,25 +252,7 @@ pub(crate) async fn create(
         .store
         .write(|tx| -> ApiResult<_> {
             let p = policy_of(tx, &ctx, &policy_id)?;
-            let mut r = L7Rule {
-                id: new_id(),
-                l7policy_id: p.id,
-                lb_id: p.lb_id,
-                kind: L7RuleType::Path,
-                compare_type: L7CompareType::EqualTo,
-                key: None,
-                value: String::new(),
-                invert: false,
-                provisioning_status: ProvisioningStatus::PendingCreate,
-                operating_status: OperatingStatus::Offline,
-                created_at: now(),
-                updated_at: None,
-                project_id: p.project_id.clone(),
-                admin_state_up: true,
-                tags: vec![],
-            };
-            apply(&mut r, &b);
-            check(&r)?;
+            let r = new_rule(&p, &b)?;
             check_quota::<L7Rule>(tx, &s, &p.project_id, QuotaResource::L7Rule, 1)?;
             lock(tx, &ctx, &p)?;
             let n = tx

@@ -77,7 +77,7 @@ macro_rules! listener_fields {
     };
 }
 
-const POST: &[F] = listener_fields!(
+pub(crate) const POST: &[F] = listener_fields!(
     req("loadbalancer_id", T::Uuid),
     req("protocol", en!(ListenerProtocol)),
     req("protocol_port", T::Int(1, 65535)),
@@ -285,7 +285,7 @@ pub(crate) fn default_alpn() -> Vec<String> {
 }
 
 /// The rules between fields of a listener (create and update alike).
-fn check(l: &Listener, vip: Option<&str>) -> ApiResult<()> {
+pub(crate) fn check(l: &Listener, vip: Option<&str>) -> ApiResult<()> {
     let p = l.protocol;
     let tls = p == ListenerProtocol::TerminatedHttps;
     let has_certs = l.default_tls_container_ref.is_some() || !l.sni_container_refs.is_empty();
@@ -420,26 +420,17 @@ fn check_default_pool(tx: &Tx<'_>, l: &Listener) -> ApiResult<()> {
     Ok(())
 }
 
-pub(crate) async fn create(
-    State(s): State<AppState>,
-    ctx: Context,
-    body: Body,
-) -> ApiResult<Response> {
-    let v = read_json(&s, body).await?;
-    let m = envelope(&v, "listener_", "listener", POST, true)?;
-    if m.get("default_pool").is_some_and(|v| !v.is_null())
-        || m.get("l7policies")
-            .is_some_and(|v| v != &json!([]) && !v.is_null())
-    {
-        return Err(ApiError::validation(
-            "default_pool and l7policies are only allowed in a load balancer graph create.",
-        ));
-    }
-    let lb_id = m.id("loadbalancer_id").ok_or_else(ApiError::internal)?;
+/// A new listener of `lb_id` from a validated body (defaults, then the body), `PENDING_CREATE`.
+/// The project is set by the caller.
+pub(crate) fn new_listener(
+    lb_id: Id,
+    m: &Map<String, Value>,
+    cfg: &rocta_config::Config,
+) -> ApiResult<Listener> {
     let protocol = m
         .parse("protocol", ListenerProtocol::parse)
-        .ok_or_else(ApiError::internal)?;
-    let h = &s.cfg.haproxy_amphora;
+        .ok_or_else(|| ApiError::invalid_field("protocol", "Unset", "Mandatory field missing."))?;
+    let h = &cfg.haproxy_amphora;
     let tls = protocol == ListenerProtocol::TerminatedHttps;
     let mut l = Listener {
         id: new_id(),
@@ -475,7 +466,27 @@ pub(crate) async fn create(
         hsts_include_subdomains: false,
         hsts_preload: false,
     };
-    apply(&mut l, &m, &s.cfg);
+    apply(&mut l, m, cfg);
+    Ok(l)
+}
+
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    ctx: Context,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&s, body).await?;
+    let m = envelope(&v, "listener_", "listener", POST, true)?;
+    if m.get("default_pool").is_some_and(|v| !v.is_null())
+        || m.get("l7policies")
+            .is_some_and(|v| v != &json!([]) && !v.is_null())
+    {
+        return Err(ApiError::validation(
+            "default_pool and l7policies are only allowed in a load balancer graph create.",
+        ));
+    }
+    let lb_id = m.id("loadbalancer_id").ok_or_else(ApiError::internal)?;
+    let mut l = new_listener(lb_id, &m, &s.cfg)?;
     let l = s
         .store
         .write(|tx| -> ApiResult<_> {

@@ -223,16 +223,6 @@ pub(crate) async fn create(
             "Invalid availability zone: {az} not found."
         )));
     }
-    for k in ["listeners", "pools"] {
-        if m.get(k)
-            .is_some_and(|v| !matches!(v, Value::Null) && v != &json!([]))
-        {
-            return Err(ApiError::validation(
-                "Creating a load balancer together with listeners or pools in one request is \
-                 not supported yet; create them one by one.",
-            ));
-        }
-    }
     if let Some(a) = m.s("vip_address") {
         if a == "169.254.169.254" {
             return Err(ApiError::validation(format!(
@@ -298,27 +288,74 @@ pub(crate) async fn create(
         availability_zone: None,
         vip_vnic_type: "normal".into(),
     };
-    let res = s
-        .store
-        .write(|tx| -> ApiResult<_> {
-            check_quota::<LoadBalancer>(tx, &s, &project, QuotaResource::LoadBalancer, 1)?;
-            tx.insert(&lb)?;
-            post_job(tx, &Job::CreateLoadBalancer { lb_id })
-        })
-        .await;
-    if let Err(e) = res {
-        if let Err(d) = s.network.deallocate_vip(&vip).await {
-            tracing::error!(error = %d, "releasing the VIP of a refused load balancer failed");
+    let res = match super::graph::build(&lb, &m, &s.cfg) {
+        Ok(tree) => {
+            s.store
+                .write(|tx| -> ApiResult<_> {
+                    check_quota::<LoadBalancer>(tx, &s, &project, QuotaResource::LoadBalancer, 1)?;
+                    for (res, n) in super::graph::counts(&tree) {
+                        if n > 0 {
+                            graph_quota(tx, &s, &project, res, n)?;
+                        }
+                    }
+                    tx.insert(&lb)?;
+                    for l in &tree.listeners {
+                        tx.insert(l)?;
+                    }
+                    for p in &tree.pools {
+                        tx.insert(p)?;
+                    }
+                    for m in &tree.members {
+                        tx.insert(m)?;
+                    }
+                    for h in &tree.health_monitors {
+                        tx.insert(h)?;
+                    }
+                    for p in &tree.l7policies {
+                        tx.insert(p)?;
+                    }
+                    for r in &tree.l7rules {
+                        tx.insert(r)?;
+                    }
+                    post_job(tx, &Job::CreateLoadBalancer { lb_id })?;
+                    Ok(tree)
+                })
+                .await
         }
-        return Err(e);
-    }
+        Err(e) => Err(e),
+    };
+    let tree = match res {
+        Ok(t) => t,
+        Err(e) => {
+            if let Err(d) = s.network.deallocate_vip(&vip).await {
+                tracing::error!(error = %d, "releasing the VIP of a refused load balancer failed");
+            }
+            return Err(e);
+        }
+    };
     s.wake.notify_one();
-    let empty = HashMap::new();
-    Ok(created(respond_one(
-        &wire(&lb, &empty, &empty),
-        "loadbalancer",
-        None,
+    Ok(created(json_response(
+        &json!({ "loadbalancer": super::graph::render_full(&lb, &tree) }),
     )))
+}
+
+/// Quota check for one kind of child in a graph create.
+fn graph_quota(
+    tx: &Tx<'_>,
+    s: &AppState,
+    project: &str,
+    res: QuotaResource,
+    n: i64,
+) -> ApiResult<()> {
+    match res {
+        QuotaResource::Listener => check_quota::<Listener>(tx, s, project, res, n),
+        QuotaResource::Pool => check_quota::<Pool>(tx, s, project, res, n),
+        QuotaResource::Member => check_quota::<Member>(tx, s, project, res, n),
+        QuotaResource::HealthMonitor => check_quota::<HealthMonitor>(tx, s, project, res, n),
+        QuotaResource::L7Policy => check_quota::<L7Policy>(tx, s, project, res, n),
+        QuotaResource::L7Rule => check_quota::<L7Rule>(tx, s, project, res, n),
+        QuotaResource::LoadBalancer => check_quota::<LoadBalancer>(tx, s, project, res, n),
+    }
 }
 
 /// Turns a 200 response into a 201.

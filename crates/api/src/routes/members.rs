@@ -33,7 +33,7 @@ macro_rules! member_fields {
     };
 }
 
-const POST: &[F] = member_fields!(
+pub(crate) const POST: &[F] = member_fields!(
     req("address", T::Ip),
     req("protocol_port", T::Int(1, 65535)),
     opt("subnet_id", T::Uuid),
@@ -128,7 +128,7 @@ fn apply(m: &mut Member, b: &Map<String, Value>) {
     }
 }
 
-fn new_member(pool: &Pool, b: &Map<String, Value>, has_hm: bool) -> ApiResult<Member> {
+pub(crate) fn new_member(pool: &Pool, b: &Map<String, Value>, has_hm: bool) -> ApiResult<Member> {
     let address = b.s("address").unwrap_or_default();
     if address == "169.254.169.254" {
         return Err(ApiError::validation(format!(

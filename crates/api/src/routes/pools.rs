@@ -48,7 +48,7 @@ macro_rules! pool_fields {
     };
 }
 
-const POST: &[F] = pool_fields!(
+pub(crate) const POST: &[F] = pool_fields!(
     req("protocol", en!(PoolProtocol)),
     req("lb_algorithm", en!(LbAlgorithm)),
     opt("loadbalancer_id", T::Uuid),
@@ -280,28 +280,8 @@ fn check(p: &Pool) -> ApiResult<()> {
     Ok(())
 }
 
-pub(crate) async fn create(
-    State(s): State<AppState>,
-    ctx: Context,
-    body: Body,
-) -> ApiResult<Response> {
-    let v = read_json(&s, body).await?;
-    let m = envelope(&v, "pool_", "pool", POST, true)?;
-    if m.get("healthmonitor").is_some_and(|v| !v.is_null())
-        || m.get("members")
-            .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
-    {
-        return Err(ApiError::validation(
-            "healthmonitor and members are only allowed in a load balancer graph create.",
-        ));
-    }
-    let listener_id = m.id("listener_id");
-    let lb_given = m.id("loadbalancer_id");
-    if listener_id.is_none() && lb_given.is_none() {
-        return Err(ApiError::validation(
-            "Either loadbalancer_id or listener_id must be specified.",
-        ));
-    }
+/// A new pool from a validated body, `PENDING_CREATE`; the caller sets `lb_id` and project.
+pub(crate) fn new_pool(m: &Map<String, Value>) -> ApiResult<Pool> {
     let mut p = Pool {
         id: new_id(),
         lb_id: Id::nil(),
@@ -327,8 +307,34 @@ pub(crate) async fn create(
         tls_versions: None,
         alpn_protocols: None,
     };
-    apply(&mut p, &m);
+    apply(&mut p, m);
     check(&p)?;
+    Ok(p)
+}
+
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    ctx: Context,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&s, body).await?;
+    let m = envelope(&v, "pool_", "pool", POST, true)?;
+    if m.get("healthmonitor").is_some_and(|v| !v.is_null())
+        || m.get("members")
+            .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
+    {
+        return Err(ApiError::validation(
+            "healthmonitor and members are only allowed in a load balancer graph create.",
+        ));
+    }
+    let listener_id = m.id("listener_id");
+    let lb_given = m.id("loadbalancer_id");
+    if listener_id.is_none() && lb_given.is_none() {
+        return Err(ApiError::validation(
+            "Either loadbalancer_id or listener_id must be specified.",
+        ));
+    }
+    let mut p = new_pool(&m)?;
     let (p, l) = s
         .store
         .write(|tx| -> ApiResult<_> {
