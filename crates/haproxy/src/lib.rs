@@ -1,0 +1,474 @@
+//! Renders the desired state of one load balancer (`LbTree`) into one HAProxy configuration, the
+//! way Octavia's amphora templates map API fields to directives (reference/octavia.md §6), with
+//! rocta's own choices where Octavia relies on things an amphora on loopback does not have:
+//! `allowed_cidrs` become `tcp-request connection reject` rules (Octavia uses security groups),
+//! L7 policies keep their position order across action types, and TLS-HELLO monitors do a TLS
+//! handshake check. Pure: no I/O, golden-tested.
+//!
+//! Layout: `render` (global, defaults, frontends, backends), `l7` (ACLs and policy actions),
+//! `files` (names of the certificate files the agent stores beside the config).
+
+mod l7;
+
+use std::fmt::Write;
+
+use rocta_model::*;
+
+/// Where the agent keeps things and the limits it derived.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Directory of the stats socket and the server-state file.
+    pub run_dir: String,
+    /// Directory of certificate files (see `cert_file_name`, `crt_list_name`).
+    pub cert_dir: String,
+    /// Upper bound of HAProxy's global `maxconn`, derived from the file-descriptor limit.
+    pub maxconn_cap: i64,
+    /// Connection limit used for listeners whose limit is -1.
+    pub default_connection_limit: i64,
+    /// Where per-request logs go (`None`: logging off).
+    pub log_target: Option<String>,
+}
+
+/// The stats socket path of a load balancer under `run_dir`.
+pub fn stats_socket(run_dir: &str, lb: Id) -> String {
+    format!("{run_dir}/{lb}.sock")
+}
+
+/// What the agent writes as server-state file before HAProxy's first start (HAProxy warns on a
+/// missing or version-less file).
+pub const EMPTY_SERVER_STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord\n";
+
+/// The file a TLS container reference is stored under (FNV-1a of the reference).
+pub fn cert_file_name(reference: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in reference.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}.pem")
+}
+
+/// The crt-list file of a TERMINATED_HTTPS listener (default certificate first, then SNI).
+pub fn crt_list_name(listener: Id) -> String {
+    format!("{listener}.crtlist")
+}
+
+/// The lines of a listener's crt-list file.
+pub fn crt_list(l: &Listener, cert_dir: &str) -> String {
+    let mut out = String::new();
+    for r in l
+        .default_tls_container_ref
+        .iter()
+        .chain(l.sni_container_refs.iter())
+    {
+        let _ = writeln!(out, "{cert_dir}/{}", cert_file_name(r));
+    }
+    out
+}
+
+fn addr(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn conn_limit(l: &Listener, o: &RenderOptions) -> i64 {
+    let limit = if l.connection_limit < 0 {
+        o.default_connection_limit
+    } else {
+        l.connection_limit
+    };
+    limit.min(o.maxconn_cap).max(1)
+}
+
+/// The HAProxy mode of a listener.
+fn mode(p: ListenerProtocol) -> &'static str {
+    match p {
+        ListenerProtocol::Http
+        | ListenerProtocol::TerminatedHttps
+        | ListenerProtocol::Prometheus => "http",
+        _ => "tcp",
+    }
+}
+
+/// TLS versions Octavia renders as `no-…` options when they are not allowed.
+const TLS_OPTS: [(&str, &str); 5] = [
+    ("SSLv3", "no-sslv3"),
+    ("TLSv1", "no-tlsv10"),
+    ("TLSv1.1", "no-tlsv11"),
+    ("TLSv1.2", "no-tlsv12"),
+    ("TLSv1.3", "no-tlsv13"),
+];
+
+fn tls_bind_opts(
+    ciphers: &Option<String>,
+    versions: &Option<Vec<String>>,
+    alpn: &Option<Vec<String>>,
+) -> String {
+    let mut s = String::new();
+    if let Some(c) = ciphers {
+        let _ = write!(s, " ciphers {c}");
+    }
+    if let Some(v) = versions {
+        for (name, opt) in TLS_OPTS {
+            if !v.iter().any(|x| x == name) {
+                let _ = write!(s, " {opt}");
+            }
+        }
+    }
+    if let Some(a) = alpn.as_ref().filter(|a| !a.is_empty()) {
+        let _ = write!(s, " alpn {}", a.join(","));
+    }
+    s
+}
+
+/// Renders the configuration. Listeners that are disabled, or UDP/SCTP (served by LVS, not
+/// HAProxy), are left out; a tree without listeners renders only the global sections.
+pub fn render(t: &LbTree, o: &RenderOptions) -> String {
+    let Some(lb) = &t.loadbalancer else {
+        return String::new();
+    };
+    let vip = lb.vip_address.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let listeners: Vec<&Listener> = t
+        .listeners
+        .iter()
+        .filter(|l| l.admin_state_up && lb.admin_state_up && !l.protocol.is_lvs())
+        .collect();
+    let total: i64 = listeners.iter().map(|l| conn_limit(l, o)).sum();
+    let maxconn = total.clamp(1, o.maxconn_cap.max(1));
+    let mut c = String::new();
+    let _ = writeln!(
+        c,
+        "# Rendered by rocta for load balancer {}; do not edit.",
+        lb.id
+    );
+    c.push_str("global\n");
+    let _ = writeln!(
+        c,
+        "    stats socket {} mode 0600 level admin expose-fd listeners",
+        stats_socket(&o.run_dir, lb.id)
+    );
+    let _ = writeln!(c, "    server-state-file {}/{}.state", o.run_dir, lb.id);
+    let _ = writeln!(c, "    maxconn {maxconn}");
+    if let Some(target) = &o.log_target {
+        let _ = writeln!(c, "    log {target} local0");
+    }
+    let tls = listeners
+        .iter()
+        .any(|l| l.protocol == ListenerProtocol::TerminatedHttps);
+    if tls {
+        c.push_str("    tune.ssl.default-dh-param 2048\n");
+    }
+    c.push_str("\ndefaults\n");
+    c.push_str(if o.log_target.is_some() {
+        "    log global\n"
+    } else {
+        "    no log\n"
+    });
+    c.push_str("    retries 3\n    option redispatch\n    option splice-request\n    option splice-response\n    option http-keep-alive\n");
+    for l in &listeners {
+        frontend(&mut c, t, lb, l, &vip, o);
+        for pool in pools_of(t, l) {
+            backend(&mut c, t, l, pool, o);
+        }
+    }
+    c
+}
+
+/// The enabled pools a listener uses: its default pool, then L7 redirect pools.
+fn pools_of<'a>(t: &'a LbTree, l: &Listener) -> Vec<&'a Pool> {
+    let mut ids: Vec<Id> = l.default_pool_id.into_iter().collect();
+    for p in l7::policies(t, l) {
+        if let Some(id) = p.redirect_pool_id {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.iter()
+        .filter_map(|id| t.pools.iter().find(|p| p.id == *id && p.admin_state_up))
+        .collect()
+}
+
+fn backend_name(pool: Id, listener: Id) -> String {
+    format!("{pool}:{listener}")
+}
+
+fn frontend(
+    c: &mut String,
+    t: &LbTree,
+    _lb: &LoadBalancer,
+    l: &Listener,
+    vip: &str,
+    o: &RenderOptions,
+) {
+    let _ = writeln!(c, "\nfrontend {}", l.id);
+    let _ = writeln!(c, "    maxconn {}", conn_limit(l, o));
+    let mut bind = format!("    bind {}", addr(vip, l.protocol_port));
+    if l.protocol == ListenerProtocol::TerminatedHttps {
+        let _ = write!(bind, " ssl crt-list {}/{}", o.cert_dir, crt_list_name(l.id));
+        if let Some(ca) = &l.client_ca_tls_container_ref {
+            let verify = match l.client_authentication {
+                ClientAuthentication::Mandatory => "required",
+                ClientAuthentication::Optional => "optional",
+                ClientAuthentication::None => "none",
+            };
+            let _ = write!(
+                bind,
+                " ca-file {}/{} verify {verify}",
+                o.cert_dir,
+                cert_file_name(ca)
+            );
+            if let Some(crl) = &l.client_crl_container_ref {
+                let _ = write!(bind, " crl-file {}/{}", o.cert_dir, cert_file_name(crl));
+            }
+        }
+        bind.push_str(&tls_bind_opts(
+            &l.tls_ciphers,
+            &l.tls_versions,
+            &l.alpn_protocols,
+        ));
+    }
+    c.push_str(&bind);
+    c.push('\n');
+    let _ = writeln!(c, "    mode {}", mode(l.protocol));
+    if let Some(cidrs) = l.allowed_cidrs.as_ref().filter(|v| !v.is_empty()) {
+        let _ = writeln!(
+            c,
+            "    tcp-request connection reject if !{{ src {} }}",
+            cidrs.join(" ")
+        );
+    }
+    if let (Some(age), ListenerProtocol::TerminatedHttps) = (l.hsts_max_age, l.protocol) {
+        let mut v = format!("max-age={age}");
+        if l.hsts_include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if l.hsts_preload {
+            v.push_str("; preload");
+        }
+        let _ = writeln!(
+            c,
+            "    http-response set-header Strict-Transport-Security \"{v};\""
+        );
+    }
+    if l.protocol.is_http() {
+        l7::render(c, t, l, |pool| {
+            t.pools
+                .iter()
+                .any(|p| p.id == pool && p.admin_state_up)
+                .then(|| backend_name(pool, l.id))
+        });
+    }
+    if let Some(p) = l
+        .default_pool_id
+        .filter(|p| t.pools.iter().any(|x| x.id == *p && x.admin_state_up))
+    {
+        let _ = writeln!(c, "    default_backend {}", backend_name(p, l.id));
+    }
+    let _ = writeln!(c, "    timeout client {}", l.timeout_client_data);
+    if l.timeout_tcp_inspect > 0 {
+        let _ = writeln!(c, "    tcp-request inspect-delay {}", l.timeout_tcp_inspect);
+    }
+}
+
+fn expected_codes(codes: &str) -> String {
+    if let Some((a, b)) = codes.split_once('-') {
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
+            return (a..=b).map(|c| c.to_string()).collect::<Vec<_>>().join("|");
+        }
+    }
+    codes
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn backend(c: &mut String, t: &LbTree, l: &Listener, pool: &Pool, o: &RenderOptions) {
+    let _ = writeln!(c, "\nbackend {}", backend_name(pool.id, l.id));
+    let pmode = match pool.protocol {
+        PoolProtocol::Http => "http",
+        PoolProtocol::Proxy | PoolProtocol::ProxyV2 => mode(l.protocol),
+        _ => "tcp",
+    };
+    let _ = writeln!(c, "    mode {pmode}");
+    if pmode == "http" {
+        c.push_str("    http-reuse safe\n");
+    }
+    let balance = match pool.lb_algorithm {
+        LbAlgorithm::LeastConnections => "leastconn",
+        LbAlgorithm::SourceIp | LbAlgorithm::SourceIpPort => "source",
+        LbAlgorithm::RoundRobin => "roundrobin",
+    };
+    let _ = writeln!(c, "    balance {balance}");
+    let mut cookie = false;
+    if let Some(sp) = &pool.session_persistence {
+        match sp.kind {
+            PersistenceType::SourceIp => {
+                c.push_str("    stick-table type ipv6 size 10k\n    stick on src\n");
+            }
+            PersistenceType::AppCookie if pmode == "http" => {
+                let name = sp.cookie_name.clone().unwrap_or_default();
+                let _ = writeln!(c, "    stick-table type string len 64 size 10k");
+                let _ = writeln!(c, "    stick store-response res.cook({name})");
+                let _ = writeln!(c, "    stick match req.cook({name})");
+            }
+            PersistenceType::HttpCookie if pmode == "http" => {
+                c.push_str("    cookie SRV insert indirect nocache\n");
+                cookie = true;
+            }
+            _ => {}
+        }
+    }
+    let hm = t
+        .health_monitors
+        .iter()
+        .find(|h| h.pool_id == pool.id && h.admin_state_up);
+    if let Some(h) = hm {
+        c.push_str("    load-server-state-from-file global\n");
+        let _ = writeln!(c, "    timeout check {}s", h.timeout);
+        if h.kind.is_http() {
+            let method = h.http_method.map(|m| m.as_str()).unwrap_or("GET");
+            let url = h.url_path.clone().unwrap_or_else(|| "/".into());
+            match (h.http_version, &h.domain_name) {
+                (Some(v), Some(d)) if v > 1.0 => {
+                    let _ = writeln!(c, "    option httpchk");
+                    let _ = writeln!(
+                        c,
+                        "    http-check send meth {method} uri {url} ver HTTP/1.1 hdr Host {d}"
+                    );
+                }
+                (Some(v), _) => {
+                    let _ = writeln!(c, "    option httpchk");
+                    let _ = writeln!(
+                        c,
+                        "    http-check send meth {method} uri {url} ver HTTP/{v:.1}"
+                    );
+                }
+                (None, _) => {
+                    let _ = writeln!(c, "    option httpchk {method} {url}");
+                }
+            }
+            let codes = expected_codes(h.expected_codes.as_deref().unwrap_or("200"));
+            let _ = writeln!(c, "    http-check expect rstatus {codes}");
+        }
+    }
+    if pmode == "http" && l.protocol.is_http() {
+        let hdr = |k: &str| {
+            l.insert_headers
+                .get(k)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        };
+        if hdr("X-Forwarded-For") {
+            c.push_str("    option forwardfor\n");
+        }
+        if hdr("X-Forwarded-Port") {
+            c.push_str("    http-request set-header X-Forwarded-Port %[dst_port]\n");
+        }
+        if hdr("X-Forwarded-Proto") {
+            let proto = if l.protocol == ListenerProtocol::TerminatedHttps {
+                "https"
+            } else {
+                "http"
+            };
+            let _ = writeln!(c, "    http-request set-header X-Forwarded-Proto {proto}");
+        }
+        if l.protocol == ListenerProtocol::TerminatedHttps {
+            for (k, v) in [
+                ("X-SSL-Client-Verify", "%[ssl_c_verify]"),
+                ("X-SSL-Client-Has-Cert", "%[ssl_c_used]"),
+                ("X-SSL-Client-DN", "%{+Q}[ssl_c_s_dn]"),
+                ("X-SSL-Client-CN", "%{+Q}[ssl_c_s_dn(cn)]"),
+                ("X-SSL-Issuer", "%{+Q}[ssl_c_i_dn]"),
+                ("X-SSL-Client-SHA1", "%{+Q}[ssl_c_sha1,hex]"),
+                ("X-SSL-Client-Not-Before", "%{+Q}[ssl_c_notbefore]"),
+                ("X-SSL-Client-Not-After", "%{+Q}[ssl_c_notafter]"),
+            ] {
+                if hdr(k) {
+                    let _ = writeln!(c, "    http-request set-header {k} {v}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(c, "    fullconn {}", conn_limit(l, o));
+    c.push_str("    option allbackups\n");
+    let _ = writeln!(c, "    timeout connect {}", l.timeout_member_connect);
+    let _ = writeln!(c, "    timeout server {}", l.timeout_member_data);
+    for m in t.members.iter().filter(|m| m.pool_id == pool.id) {
+        let mut s = format!(
+            "    server {} {} weight {}",
+            m.id,
+            addr(&m.address, m.protocol_port),
+            m.weight
+        );
+        if let Some(h) = hm {
+            let _ = write!(
+                s,
+                " check inter {}s fall {} rise {}",
+                h.delay.max(1),
+                h.max_retries_down,
+                h.max_retries
+            );
+            if let Some(a) = &m.monitor_address {
+                let _ = write!(s, " addr {a}");
+            }
+            if let Some(p) = m.monitor_port {
+                let _ = write!(s, " port {p}");
+            }
+            if matches!(
+                h.kind,
+                HealthMonitorType::Https | HealthMonitorType::TlsHello
+            ) && !pool.tls_enabled
+            {
+                s.push_str(" check-ssl verify none");
+            }
+        }
+        if cookie {
+            let _ = write!(s, " cookie {}", m.id);
+        }
+        match pool.protocol {
+            PoolProtocol::Proxy => s.push_str(" send-proxy"),
+            PoolProtocol::ProxyV2 => s.push_str(" send-proxy-v2"),
+            _ => {}
+        }
+        if m.backup {
+            s.push_str(" backup");
+        }
+        if !m.admin_state_up {
+            s.push_str(" disabled");
+        }
+        if pool.tls_enabled {
+            match &pool.ca_tls_container_ref {
+                Some(ca) => {
+                    let _ = write!(
+                        s,
+                        " ssl ca-file {}/{} verify required",
+                        o.cert_dir,
+                        cert_file_name(ca)
+                    );
+                    if let Some(crl) = &pool.crl_container_ref {
+                        let _ = write!(s, " crl-file {}/{}", o.cert_dir, cert_file_name(crl));
+                    }
+                }
+                None => s.push_str(" ssl verify none"),
+            }
+            if let Some(crt) = &pool.tls_container_ref {
+                let _ = write!(s, " crt {}/{}", o.cert_dir, cert_file_name(crt));
+            }
+            s.push_str(" sni ssl_fc_sni");
+            s.push_str(&tls_bind_opts(
+                &pool.tls_ciphers,
+                &pool.tls_versions,
+                &pool.alpn_protocols,
+            ));
+        }
+        c.push_str(&s);
+        c.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests;
