@@ -402,7 +402,9 @@ fn disabled() -> LbTree {
     }
 }
 
-const CASES: &[(&str, fn() -> LbTree)] = &[
+type Case = (&'static str, fn() -> LbTree);
+
+const CASES: &[Case] = &[
     ("http_basic", http_basic),
     ("tcp_source_ip", tcp_source),
     ("terminated_https", terminated_https),
