@@ -254,6 +254,12 @@ fn frontend(
             "    http-response set-header Strict-Transport-Security \"{v};\""
         );
     }
+    if mode(l.protocol) == "http" {
+        // Set on the old worker by the agent just before a reload (see the agent's
+        // `prepare_reload`): keep-alive clients reconnect instead of racing the close of their
+        // idle connection.
+        c.push_str("    http-after-response set-header Connection close if { var(proc.rocta_drain) -m found }\n");
+    }
     if l.protocol.is_http() {
         l7::render(c, t, l, |pool| {
             t.pools

@@ -1,0 +1,412 @@
+//! Octavia's amphora agent API v1.0 (reference/octavia.md §2), the parts a loopback amphora
+//! needs: version, info, details, plug VIP / network, HAProxy configuration upload (validated
+//! first), start/stop/reload, load balancer and listener status, per-load-balancer certificate
+//! files, and the agent's own server certificate.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as S};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use md5::{Digest, Md5};
+use serde_json::json;
+
+use crate::haproxy::{HaproxyError, Supervisor};
+use crate::tls::{certified_key, SwappableCert};
+use crate::AgentConfig;
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct State {
+    cfg: Arc<AgentConfig>,
+    sup: Supervisor,
+    certs: Arc<SwappableCert>,
+    /// One configuration change at a time per agent (HAProxy reloads are not concurrent-safe).
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl State {
+    pub fn new(cfg: AgentConfig, certs: Arc<SwappableCert>) -> Self {
+        let sup = Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin);
+        State {
+            cfg: Arc::new(cfg),
+            sup,
+            certs,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/", get(|| async { Json(json!({"api_version": "1.0"})) }))
+        .route(
+            "/1.0/",
+            get(|| async { Json(json!({"api_version": "1.0"})) }),
+        )
+        .route("/1.0/info", get(info))
+        .route("/1.0/details", get(details))
+        .route("/1.0/plug/vip/{vip}", post(plug_vip))
+        .route("/1.0/plug/network", post(plug_network))
+        .route("/1.0/loadbalancer/{amphora}/{lb}/haproxy", put(upload))
+        .route("/1.0/loadbalancer/{lb}/haproxy", get(get_config))
+        .route("/1.0/loadbalancer/{lb}/{action}", put(action))
+        .route("/1.0/loadbalancer/{lb}", get(lb_status))
+        .route(
+            "/1.0/loadbalancer/{lb}/certificates/{file}",
+            put(put_cert).get(get_cert).delete(delete_cert),
+        )
+        .route("/1.0/listeners", get(listeners))
+        .route("/1.0/listeners/{lb}", axum::routing::delete(delete_lb))
+        .route("/1.0/certificate", put(rotate))
+        .fallback(|| async { err(StatusCode::NOT_FOUND, "Not Found", "") })
+        .with_state(state)
+}
+
+/// `{"message", "details"}` with a status.
+fn err(code: StatusCode, message: &str, details: &str) -> Response {
+    (code, Json(json!({"message": message, "details": details}))).into_response()
+}
+
+fn ok(code: StatusCode, details: &str) -> Response {
+    (code, Json(json!({"message": "OK", "details": details}))).into_response()
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    format!("{:x}", Md5::digest(b))
+}
+
+/// A refused request: status, message and details of the agent's error body.
+struct Refusal(StatusCode, &'static str, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        err(self.0, self.1, &self.2)
+    }
+}
+
+/// Ids in paths are UUIDs; anything else cannot name a load balancer (and never a path).
+fn lb_id(raw: &str) -> Result<String, Refusal> {
+    uuid::Uuid::try_parse(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| {
+            Refusal(
+                StatusCode::NOT_FOUND,
+                "Loadbalancer Not Found",
+                format!("No loadbalancer with UUID: {raw}"),
+            )
+        })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn info(S(s): S<State>) -> Response {
+    Json(json!({
+        "hostname": hostname(),
+        "haproxy_version": s.sup.version(),
+        "api_version": "1.0",
+        "amphora_id": s.cfg.amphora_id,
+        "base_path": s.cfg.base_dir.display().to_string(),
+    }))
+    .into_response()
+}
+
+async fn details(S(s): S<State>) -> Response {
+    let lbs = s.sup.load_balancers();
+    let running = lbs.iter().filter(|lb| s.sup.running(lb).is_some()).count();
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |k: &str| -> u64 {
+        mem.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let load: Vec<String> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .map(str::to_string)
+        .collect();
+    Json(json!({
+        "hostname": hostname(),
+        "haproxy_version": s.sup.version(),
+        "api_version": "1.0",
+        "haproxy_count": running,
+        "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "memory": {"total": kb("MemTotal:"), "free": kb("MemFree:"), "buffers": kb("Buffers:"), "cached": kb("Cached:")},
+        "load": load,
+        "listeners": lbs,
+        "topology": "SINGLE",
+    }))
+    .into_response()
+}
+
+/// On loopback every 127/8 address is already local: plugging only validates the address.
+async fn plug_vip(Path(vip): Path<String>) -> Response {
+    match vip.parse::<std::net::IpAddr>() {
+        Ok(_) => ok(
+            StatusCode::ACCEPTED,
+            &format!("VIPs plugged on interface lo: {vip}"),
+        ),
+        Err(_) => err(StatusCode::BAD_REQUEST, "Invalid VIP", &vip),
+    }
+}
+
+async fn plug_network() -> Response {
+    ok(StatusCode::ACCEPTED, "Plugged on interface lo")
+}
+
+async fn upload(S(s): S<State>, Path((_amp, lb)): Path<(String, String)>, body: Bytes) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    let _g = s.lock.lock().await;
+    match s.sup.install(&lb, &body).await {
+        Ok(()) => {
+            let mut r = (StatusCode::ACCEPTED, Json(json!({"message": "OK"}))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&md5_hex(&body)) {
+                r.headers_mut().insert("etag", v);
+            }
+            r
+        }
+        Err(HaproxyError::Invalid(out)) => err(StatusCode::BAD_REQUEST, "Invalid request", &out),
+        Err(HaproxyError::Failed(out)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error installing the configuration",
+            &out,
+        ),
+    }
+}
+
+async fn get_config(S(s): S<State>, Path(lb): Path<String>) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    match std::fs::read(s.sup.cfg(&lb)) {
+        Ok(b) => {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", HeaderValue::from_static("text/plain"));
+            if let Ok(v) = HeaderValue::from_str(&md5_hex(&b)) {
+                h.insert("etag", v);
+            }
+            (h, b).into_response()
+        }
+        Err(_) => err(
+            StatusCode::NOT_FOUND,
+            "Loadbalancer Not Found",
+            &format!("No loadbalancer with UUID: {lb}"),
+        ),
+    }
+}
+
+async fn action(S(s): S<State>, Path((lb, action)): Path<(String, String)>) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    if !s.sup.cfg(&lb).exists() {
+        return err(
+            StatusCode::NOT_FOUND,
+            "Loadbalancer Not Found",
+            &format!("No loadbalancer with UUID: {lb}"),
+        );
+    }
+    let _g = s.lock.lock().await;
+    let r = match action.as_str() {
+        "start" => s.sup.start(&lb).await,
+        "reload" => s.sup.reload(&lb).await,
+        "stop" => s.sup.stop(&lb).await,
+        other => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "Invalid Request",
+                &format!("Unknown action: {other}"),
+            )
+        }
+    };
+    match r {
+        Ok(d) => ok(StatusCode::ACCEPTED, &d),
+        Err(HaproxyError::Invalid(out)) => err(StatusCode::BAD_REQUEST, "Invalid request", &out),
+        Err(HaproxyError::Failed(out)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Error performing action {action}"),
+            &out,
+        ),
+    }
+}
+
+async fn lb_status(S(s): S<State>, Path(lb): Path<String>) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    if !s.sup.cfg(&lb).exists() {
+        return err(
+            StatusCode::NOT_FOUND,
+            "Loadbalancer Not Found",
+            &format!("No loadbalancer with UUID: {lb}"),
+        );
+    }
+    let status = if s.sup.running(&lb).is_some() {
+        "ACTIVE"
+    } else {
+        "OFFLINE"
+    };
+    Json(json!({"uuid": lb, "status": status})).into_response()
+}
+
+/// Frontends of every configuration, as Octavia's `GET /listeners`.
+async fn listeners(S(s): S<State>) -> Response {
+    let mut out = Vec::new();
+    for lb in s.sup.load_balancers() {
+        let status = if s.sup.running(&lb).is_some() {
+            "ACTIVE"
+        } else {
+            "STOPPED"
+        };
+        let text = std::fs::read_to_string(s.sup.cfg(&lb)).unwrap_or_default();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(id) = t.strip_prefix("frontend ") {
+                current = Some(id.trim().to_string());
+            } else if let (Some(id), Some(mode)) = (&current, t.strip_prefix("mode ")) {
+                out.push(json!({"status": status, "uuid": id, "type": mode.trim().to_uppercase()}));
+                current = None;
+            } else if t.starts_with("backend ") {
+                current = None;
+            }
+        }
+    }
+    Json(out).into_response()
+}
+
+async fn delete_lb(S(s): S<State>, Path(lb): Path<String>) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(_) => return ok(StatusCode::OK, "nothing to delete"),
+    };
+    let _g = s.lock.lock().await;
+    match s.sup.delete(&lb).await {
+        Ok(()) => (StatusCode::OK, Json(json!({"message": "OK"}))).into_response(),
+        Err(e) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error deleting the load balancer",
+            &e.to_string(),
+        ),
+    }
+}
+
+fn cert_path(s: &State, lb: &str, file: &str) -> Result<std::path::PathBuf, Refusal> {
+    let lb = lb_id(lb)?;
+    let ok_name = regex::Regex::new(r"^[\w.-]+\.(pem|crtlist)$")
+        .map(|r| r.is_match(file))
+        .unwrap_or(false);
+    if !ok_name || file.starts_with('.') {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "Filename has wrong extension",
+            file.to_string(),
+        ));
+    }
+    Ok(s.sup.dir(&lb).join("certs").join(file))
+}
+
+async fn put_cert(
+    S(s): S<State>,
+    Path((lb, file)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let path = match cert_path(&s, &lb, &file) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    match write() {
+        Ok(()) => {
+            let mut r = (StatusCode::OK, Json(json!({"message": "OK"}))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&md5_hex(&body)) {
+                r.headers_mut().insert("etag", v);
+            }
+            r
+        }
+        Err(e) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error writing the certificate",
+            &e.to_string(),
+        ),
+    }
+}
+
+async fn get_cert(S(s): S<State>, Path((lb, file)): Path<(String, String)>) -> Response {
+    let path = match cert_path(&s, &lb, &file) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    match std::fs::read(&path) {
+        Ok(b) => Json(json!({"md5sum": md5_hex(&b)})).into_response(),
+        Err(_) => err(StatusCode::NOT_FOUND, "Certificate Not Found", &file),
+    }
+}
+
+async fn delete_cert(S(s): S<State>, Path((lb, file)): Path<(String, String)>) -> Response {
+    let path = match cert_path(&s, &lb, &file) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let _ = std::fs::remove_file(path);
+    (StatusCode::OK, Json(json!({"message": "OK"}))).into_response()
+}
+
+/// Replaces the agent's server certificate: new handshakes use it at once, open connections
+/// are not touched.
+async fn rotate(S(s): S<State>, body: Bytes) -> Response {
+    let ck = match certified_key(&body) {
+        Ok(ck) => ck,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "Invalid certificate",
+                &e.to_string(),
+            )
+        }
+    };
+    let tmp = s.cfg.server_cert.with_extension("new");
+    if let Err(e) =
+        std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &s.cfg.server_cert))
+    {
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unable to write the certificate",
+            &e.to_string(),
+        );
+    }
+    s.certs.swap(ck);
+    ok(StatusCode::ACCEPTED, "certificate replaced")
+}

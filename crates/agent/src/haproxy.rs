@@ -1,0 +1,273 @@
+//! HAProxy supervision: one master-worker HAProxy per load balancer, daemonized so it outlives
+//! the agent (a restarted agent finds it again through its pid file). Configurations are
+//! validated with `haproxy -c` before they replace the running one; reloads are SIGUSR2 to the
+//! master, which passes the listening sockets to the new worker (`expose-fd listeners`), so no
+//! connection is refused during a reload.
+//!
+//! Layout of one load balancer under the base directory: `<lb>/haproxy.cfg`, `<lb>/haproxy.pid`,
+//! `<lb>/<lb>.sock` (stats), `<lb>/<lb>.state` (server state), `<lb>/certs/`.
+
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rocta_haproxy::EMPTY_SERVER_STATE;
+
+/// What HAProxy says about a failed check or start.
+#[derive(Debug, thiserror::Error)]
+pub enum HaproxyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    base: PathBuf,
+    bin: String,
+}
+
+impl Supervisor {
+    pub fn new(base: &Path, bin: &str) -> Self {
+        Supervisor {
+            base: base.to_path_buf(),
+            bin: bin.to_string(),
+        }
+    }
+
+    /// The directory of a load balancer (also the `run_dir` the controller renders with).
+    pub fn dir(&self, lb: &str) -> PathBuf {
+        self.base.join(lb)
+    }
+
+    pub fn cfg(&self, lb: &str) -> PathBuf {
+        self.dir(lb).join("haproxy.cfg")
+    }
+
+    fn pid_file(&self, lb: &str) -> PathBuf {
+        self.dir(lb).join("haproxy.pid")
+    }
+
+    /// Load balancers with a configuration on this amphora.
+    pub fn load_balancers(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.base)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().join("haproxy.cfg").exists())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn version(&self) -> String {
+        std::process::Command::new(&self.bin)
+            .arg("-v")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .nth(2)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    }
+
+    async fn check(&self, cfg: &Path) -> Result<(), HaproxyError> {
+        let out = tokio::process::Command::new(&self.bin)
+            .arg("-c")
+            .arg("-q")
+            .arg("-f")
+            .arg(cfg)
+            .output()
+            .await
+            .map_err(|e| HaproxyError::Failed(format!("running {}: {e}", self.bin)))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let mut msg = String::from_utf8_lossy(&out.stdout).to_string();
+            msg.push_str(&String::from_utf8_lossy(&out.stderr));
+            Err(HaproxyError::Invalid(msg.trim().to_string()))
+        }
+    }
+
+    /// Validates `text` and, if HAProxy accepts it, makes it the configuration of `lb` (not yet
+    /// loaded: `start`/`reload` do that). A refused config is kept as `haproxy.cfg.new-failed`
+    /// and the current one is untouched.
+    pub async fn install(&self, lb: &str, text: &[u8]) -> Result<(), HaproxyError> {
+        let dir = self.dir(lb);
+        std::fs::create_dir_all(dir.join("certs"))
+            .map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        let state = dir.join(format!("{lb}.state"));
+        if !state.exists() {
+            std::fs::write(&state, EMPTY_SERVER_STATE)
+                .map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        }
+        let new = dir.join("haproxy.cfg.new");
+        std::fs::write(&new, text).map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        if let Err(e) = self.check(&new).await {
+            let _ = std::fs::rename(&new, dir.join("haproxy.cfg.new-failed"));
+            return Err(e);
+        }
+        std::fs::rename(&new, self.cfg(lb)).map_err(|e| HaproxyError::Failed(e.to_string()))
+    }
+
+    /// The master's pid when it runs (a zombie, dead but not yet reaped, does not count).
+    pub fn running(&self, lb: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.pid_file(lb))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+        (state != "Z" && state != "X").then_some(pid)
+    }
+
+    /// Starts HAProxy for `lb`, or reloads it when it runs.
+    pub async fn start(&self, lb: &str) -> Result<String, HaproxyError> {
+        match self.running(lb) {
+            Some(pid) => self.signal_reload(lb, pid).await,
+            None => self.spawn(lb).await,
+        }
+    }
+
+    async fn spawn(&self, lb: &str) -> Result<String, HaproxyError> {
+        let cfg = self.cfg(lb);
+        self.check(&cfg).await?;
+        let out = tokio::process::Command::new(&self.bin)
+            .arg("-W")
+            .arg("-D")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-p")
+            .arg(self.pid_file(lb))
+            .output()
+            .await
+            .map_err(|e| HaproxyError::Failed(format!("running {}: {e}", self.bin)))?;
+        if !out.status.success() {
+            return Err(HaproxyError::Failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(format!("haproxy daemon for {lb} started"))
+    }
+
+    /// Reloads without dropping connections (starts it when it is not running).
+    pub async fn reload(&self, lb: &str) -> Result<String, HaproxyError> {
+        match self.running(lb) {
+            Some(pid) => self.signal_reload(lb, pid).await,
+            None => self.spawn(lb).await,
+        }
+    }
+
+    async fn signal_reload(&self, lb: &str, pid: i32) -> Result<String, HaproxyError> {
+        self.check(&self.cfg(lb)).await?;
+        self.prepare_reload(lb).await;
+        kill(Pid::from_raw(pid), Signal::SIGUSR2)
+            .map_err(|e| HaproxyError::Failed(format!("signalling haproxy: {e}")))?;
+        Ok(format!("haproxy daemon for {lb} reloaded"))
+    }
+
+    /// Every process (master and workers, old ones included) running this load balancer's
+    /// configuration.
+    fn processes(&self, lb: &str) -> Vec<i32> {
+        let cfg = self.cfg(lb).display().to_string();
+        std::fs::read_dir("/proc")
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                    .filter(|pid| {
+                        std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .map(|c| c.split(|b| *b == 0).any(|arg| arg == cfg.as_bytes()))
+                            .unwrap_or(false)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Before a reload, through the running worker's stats socket: saves the server state (so
+    /// health verdicts survive the reload, as Octavia does) and sets `proc.rocta_drain`, which
+    /// makes every HTTP response of this (old) worker carry `Connection: close` (see the
+    /// renderer). Busy keep-alive clients then reconnect within the drain period instead of
+    /// racing the close of their idle connection when the old worker stops: HAProxy 2.6 closes
+    /// idle keep-alive connections at once on soft-stop (`idle-close-on-response` is 2.7+).
+    async fn prepare_reload(&self, lb: &str) {
+        let sock = self.dir(lb).join(format!("{lb}.sock"));
+        match stats_command(&sock, "show servers state").await {
+            Ok(state) if state.starts_with('1') => {
+                let _ = std::fs::write(self.dir(lb).join(format!("{lb}.state")), state);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%lb, error = %e, "saving server state failed"),
+        }
+        match stats_command(
+            &sock,
+            "experimental-mode on; set var proc.rocta_drain int(1)",
+        )
+        .await
+        {
+            Ok(_) => tokio::time::sleep(DRAIN).await,
+            Err(e) => tracing::debug!(%lb, error = %e, "draining keep-alive connections failed"),
+        }
+    }
+
+    /// Stops HAProxy for `lb`, master and workers (idempotent).
+    pub async fn stop(&self, lb: &str) -> Result<String, HaproxyError> {
+        if let Some(pid) = self.running(lb) {
+            kill(Pid::from_raw(pid), Signal::SIGTERM)
+                .map_err(|e| HaproxyError::Failed(format!("signalling haproxy: {e}")))?;
+        }
+        for round in 0..300 {
+            let left = self.processes(lb);
+            if left.is_empty() {
+                break;
+            }
+            // Stragglers after 2 s (an old worker that ignored the stop) are killed.
+            let sig = if round < 200 {
+                Signal::SIGTERM
+            } else {
+                Signal::SIGKILL
+            };
+            for p in left {
+                let _ = kill(Pid::from_raw(p), sig);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = std::fs::remove_file(self.pid_file(lb));
+        Ok(format!("haproxy daemon for {lb} stopped"))
+    }
+
+    /// Stops HAProxy and removes everything of `lb`.
+    pub async fn delete(&self, lb: &str) -> Result<(), HaproxyError> {
+        self.stop(lb).await?;
+        match std::fs::remove_dir_all(self.dir(lb)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HaproxyError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// How long the old worker answers with `Connection: close` before it is told to stop.
+const DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Sends one command line to a stats socket and returns the answer.
+pub async fn stats_command(sock: &Path, cmd: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::UnixStream::connect(sock).await?;
+        s.write_all(format!("{cmd}\n").as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), fut)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "stats socket timeout"))?
+}

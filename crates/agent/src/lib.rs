@@ -1,0 +1,95 @@
+//! The rocta amphora agent: the REST API of Octavia's amphora agent (v1.0) on the amphora's
+//! management address, behind mutual TLS (a client without a certificate signed by the
+//! controller's CA is refused at the handshake), supervising one HAProxy per load balancer.
+//! It depends on neither the store nor the drivers: it only knows its own directory.
+//!
+//! Layout: `tls` (server config with a swappable certificate, client verification), `api`
+//! (routes), `haproxy` (config validation, master-worker processes, hitless reloads).
+
+pub mod api;
+pub mod haproxy;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Agent settings (its "config drive").
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This amphora's id (the CN of its server certificate).
+    pub amphora_id: String,
+    /// Where configs, certificates, sockets and pid files live.
+    pub base_dir: PathBuf,
+    /// Server certificate and key, one PEM file.
+    pub server_cert: PathBuf,
+    /// CA that signs the controller's client certificates.
+    pub client_ca: PathBuf,
+    /// The HAProxy binary.
+    pub haproxy_bin: String,
+}
+
+/// Agent startup errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("loading TLS material: {0}")]
+    Tls(String),
+    #[error("preparing {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Serves the agent API on an already-bound listener until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: AgentConfig,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&cfg.base_dir).map_err(|source| AgentError::Dir {
+        path: cfg.base_dir.display().to_string(),
+        source,
+    })?;
+    let certs = Arc::new(tls::SwappableCert::load(&cfg.server_cert)?);
+    let tls_cfg = tls::server_config(&cfg.client_ca, certs.clone())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
+    let state = api::State::new(cfg, certs);
+    let app = api::router(state);
+    loop {
+        let (tcp, peer): (_, SocketAddr) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+            };
+            let svc = TowerToHyperService::new(app);
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,487 @@
+//! The agent over mutual TLS with a real HAProxy: certificates, config validation, start,
+//! reload under traffic, status, certificate files, deletion.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut p = CertificateParams::new(vec![]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+/// A leaf certificate + key PEM signed by `ca`.
+fn leaf(ca: &Ca, cn: &str, sans: Vec<SanType>) -> String {
+    let mut p = CertificateParams::new(vec![]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.subject_alt_names = sans;
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tiny keep-alive HTTP backend answering `hello from <name>`.
+fn backend(name: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let mut line = String::new();
+                    let mut close = false;
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.to_ascii_lowercase().starts_with("connection: close") {
+                            close = true;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = format!("hello from {name}");
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+struct Agent {
+    url: String,
+    client: reqwest::blocking::Client,
+    dir: tempfile::TempDir,
+    ca: Ca,
+    client_ca: Ca,
+    _stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Agent {
+    /// A failed test must not leave HAProxy processes behind.
+    fn drop(&mut self) {
+        for pid in haproxy_pids(&self.dir.path().display().to_string()) {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+fn client(server_ca: &Ca, identity: Option<String>) -> reqwest::blocking::Client {
+    let mut b = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.cert.pem().as_bytes()).unwrap(),
+        )
+        .timeout(Duration::from_secs(10));
+    if let Some(id) = identity {
+        b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn start() -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("rocta server CA");
+    let client_ca = ca("rocta client CA");
+    let amp = "5c0f8a8e-0d3c-4c61-9c57-0a2b7c1b1a01";
+    std::fs::write(
+        dir.path().join("server.pem"),
+        leaf(
+            &server_ca,
+            amp,
+            vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("client_ca.pem"), client_ca.cert.pem()).unwrap();
+    let cfg = rocta_agent::AgentConfig {
+        amphora_id: amp.into(),
+        base_dir: dir.path().join("lb"),
+        server_cert: dir.path().join("server.pem"),
+        client_ca: dir.path().join("client_ca.pem"),
+        haproxy_bin: "haproxy".into(),
+    };
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", l.local_addr().unwrap());
+    l.set_nonblocking(true).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s2 = stop.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            rocta_agent::serve(l, cfg, s2).await.unwrap();
+        });
+    });
+    let identity = leaf(&client_ca, "controller", vec![]);
+    let client = client(&server_ca, Some(identity));
+    Agent {
+        url,
+        client,
+        dir,
+        ca: server_ca,
+        client_ca,
+        _stop: stop,
+    }
+}
+
+fn config(lb: &str, run: &Path, port: u16, backends: &[u16]) -> String {
+    let mut c = format!(
+        "global\n    stats socket {run}/{lb}.sock mode 0600 level admin expose-fd listeners\n    maxconn 1000\n\
+         defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    option http-keep-alive\n\
+         frontend f\n    bind 127.0.0.1:{port}\n    mode http\n    http-after-response set-header Connection close if {{ var(proc.rocta_drain) -m found }}\n    default_backend b\n\
+         backend b\n    balance roundrobin\n",
+        run = run.display()
+    );
+    for (i, b) in backends.iter().enumerate() {
+        c.push_str(&format!("    server s{i} 127.0.0.1:{b}\n"));
+    }
+    c
+}
+
+const LB: &str = "0b4b6a36-38a3-4f33-8f2e-8c2a6ef0a0aa";
+
+/// Processes whose command line mentions `needle` (e.g. a test's temporary directory).
+fn haproxy_pids(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn mutual_tls_is_required() {
+    let a = start();
+    assert!(
+        client(&a.ca, None)
+            .get(format!("{}/", a.url))
+            .send()
+            .is_err(),
+        "no client certificate"
+    );
+    let rogue = ca("rogue");
+    let bad = client(&a.ca, Some(leaf(&rogue, "controller", vec![])));
+    assert!(
+        bad.get(format!("{}/", a.url)).send().is_err(),
+        "client certificate from another CA"
+    );
+    let r = a.client.get(format!("{}/", a.url)).send().unwrap();
+    assert_eq!(r.text().unwrap(), r#"{"api_version":"1.0"}"#);
+    let info: serde_json::Value = serde_json::from_str(
+        &a.client
+            .get(format!("{}/1.0/info", a.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        info["haproxy_version"].as_str().unwrap().starts_with('2'),
+        "{info}"
+    );
+    let _ = &a.client_ca;
+}
+
+#[test]
+fn haproxy_lifecycle_with_hitless_reloads() {
+    let a = start();
+    let run = a.dir.path().join("lb").join(LB);
+    let b1 = backend("one");
+    let b2 = backend("two");
+    let port = free_port();
+    let put = |path: &str, body: String| {
+        a.client
+            .put(format!("{}{path}", a.url))
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    // A bad config is refused with HAProxy's message.
+    let r = put(
+        &format!("/1.0/loadbalancer/amp/{LB}/haproxy"),
+        "frontend x\n    bind :notaport\n".into(),
+    );
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("Invalid request"));
+    assert_eq!(
+        a.client
+            .put(format!("{}/1.0/loadbalancer/{LB}/start", a.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    // A good one is installed and started.
+    let r = put(
+        &format!("/1.0/loadbalancer/amp/{LB}/haproxy"),
+        config(LB, &run, port, &[b1, b2]),
+    );
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(r.headers()["etag"].len(), 32);
+    let r = a
+        .client
+        .put(format!("{}/1.0/loadbalancer/{LB}/start", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text());
+    let plain = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}/");
+    let t = Instant::now();
+    while plain.get(&url).send().is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "haproxy did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen: std::collections::BTreeSet<String> = (0..4)
+        .map(|_| plain.get(&url).send().unwrap().text().unwrap())
+        .collect();
+    assert_eq!(seen.len(), 2, "round robin over both backends: {seen:?}");
+    // Reloads under continuous keep-alive and `Connection: close` traffic: no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<(Arc<AtomicU64>, Arc<AtomicU64>)> = (0..2)
+        .map(|_| (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))))
+        .collect();
+    let mut load = Vec::new();
+    for (i, keep_alive) in [false, true, true].into_iter().enumerate() {
+        let (ok, failed) = counters[usize::from(keep_alive)].clone();
+        let (stop, url) = (stop.clone(), url.clone());
+        let _ = i;
+        load.push(std::thread::spawn(move || {
+            let c = if keep_alive {
+                reqwest::blocking::Client::new()
+            } else {
+                reqwest::blocking::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap()
+            };
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(30) {
+                match c
+                    .get(&url)
+                    .send()
+                    .and_then(|r| r.error_for_status())
+                    .and_then(|r| r.text())
+                {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for i in 0..20 {
+        let backends = if i % 2 == 0 { vec![b1] } else { vec![b1, b2] };
+        assert_eq!(
+            put(
+                &format!("/1.0/loadbalancer/amp/{LB}/haproxy"),
+                config(LB, &run, port, &backends)
+            )
+            .status()
+            .as_u16(),
+            202
+        );
+        let r = a
+            .client
+            .put(format!("{}/1.0/loadbalancer/{LB}/reload", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let n = |i: usize| {
+        (
+            counters[i].0.load(Ordering::Relaxed),
+            counters[i].1.load(Ordering::Relaxed),
+        )
+    };
+    let ((close_ok, close_failed), (ka_ok, ka_failed)) = (n(0), n(1));
+    eprintln!("20 reloads: Connection: close {close_ok} ok / {close_failed} failed; keep-alive {ka_ok} ok / {ka_failed} failed");
+    assert!(close_ok > 100 && ka_ok > 100, "too little traffic");
+    assert_eq!(
+        close_failed,
+        0,
+        "{close_failed} of {} new-connection requests failed across 20 reloads",
+        close_ok + close_failed
+    );
+    assert_eq!(
+        ka_failed,
+        0,
+        "{ka_failed} of {} keep-alive requests failed across 20 reloads",
+        ka_ok + ka_failed
+    );
+    // A bad config leaves the running one serving.
+    assert_eq!(
+        put(
+            &format!("/1.0/loadbalancer/amp/{LB}/haproxy"),
+            "garbage\n".into()
+        )
+        .status()
+        .as_u16(),
+        400
+    );
+    assert!(plain.get(&url).send().unwrap().status().is_success());
+    // Status, listeners, certificates.
+    let st: serde_json::Value = a
+        .client
+        .get(format!("{}/1.0/loadbalancer/{LB}", a.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(st["status"], "ACTIVE");
+    let ls: serde_json::Value = a
+        .client
+        .get(format!("{}/1.0/listeners", a.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ls[0]["uuid"], "f");
+    let cert = format!("/1.0/loadbalancer/{LB}/certificates/abc.pem");
+    assert_eq!(put(&cert, "PEM".into()).status().as_u16(), 200);
+    let md: serde_json::Value = a
+        .client
+        .get(format!("{}{cert}", a.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(md["md5sum"], format!("{:032x}", md5_of(b"PEM")));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(run.join("certs/abc.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        put(
+            &format!("/1.0/loadbalancer/{LB}/certificates/..%2Fx.pem"),
+            "x".into()
+        )
+        .status()
+        .as_u16(),
+        400
+    );
+    // Delete ends the processes and removes the files.
+    let mine = run.display().to_string();
+    assert!(!haproxy_pids(&mine).is_empty());
+    assert_eq!(
+        a.client
+            .delete(format!("{}/1.0/listeners/{LB}", a.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(haproxy_pids(&mine).is_empty(), "haproxy still running");
+    assert!(!run.exists());
+    let mut s = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_millis(200),
+    );
+    if let Ok(s) = s.as_mut() {
+        let mut buf = [0u8; 1];
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        assert!(s.read(&mut buf).unwrap_or(0) == 0, "the port still answers");
+    }
+}
+
+fn md5_of(b: &[u8]) -> u128 {
+    use md5::Digest;
+    u128::from_be_bytes(md5::Md5::digest(b).into())
+}
+
+#[test]
+fn server_certificate_rotation() {
+    let a = start();
+    let amp = "5c0f8a8e-0d3c-4c61-9c57-0a2b7c1b1a01";
+    let new = leaf(
+        &a.ca,
+        amp,
+        vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+    );
+    let r = a
+        .client
+        .put(format!("{}/1.0/certificate", a.url))
+        .body(new.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(
+        std::fs::read_to_string(a.dir.path().join("server.pem")).unwrap(),
+        new
+    );
+    // A fresh client (new handshake) still verifies against the CA.
+    let fresh = client(&a.ca, Some(leaf(&a.client_ca, "controller", vec![])));
+    assert!(fresh
+        .get(format!("{}/", a.url))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    let r = a
+        .client
+        .put(format!("{}/1.0/certificate", a.url))
+        .body("not a pem")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
