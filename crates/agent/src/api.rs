@@ -30,7 +30,7 @@ pub struct State {
 
 impl State {
     pub fn new(cfg: AgentConfig, certs: Arc<SwappableCert>) -> Self {
-        let sup = Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin);
+        let sup = Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin, &cfg.amphora_id);
         State {
             cfg: Arc::new(cfg),
             sup,
@@ -114,8 +114,21 @@ async fn info(S(s): S<State>) -> Response {
         "api_version": "1.0",
         "amphora_id": s.cfg.amphora_id,
         "base_path": s.cfg.base_dir.display().to_string(),
+        "max_open_files": max_open_files(),
     }))
     .into_response()
+}
+
+/// The hard limit of open files (HAProxy's `maxconn` must stay below what it allows).
+fn max_open_files() -> i64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| x.split_whitespace().nth(4).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(1024)
 }
 
 async fn details(S(s): S<State>) -> Response {

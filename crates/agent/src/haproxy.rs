@@ -1,5 +1,5 @@
-//! HAProxy supervision: one master-worker HAProxy per load balancer, daemonized so it outlives
-//! the agent (a restarted agent finds it again through its pid file). Configurations are
+//! HAProxy supervision: one master-worker HAProxy per load balancer, a detached child of the
+//! agent that outlives it (a restarted agent finds it again through its pid file). Configurations are
 //! validated with `haproxy -c` before they replace the running one; reloads are SIGUSR2 to the
 //! master, which passes the listening sockets to the new worker (`expose-fd listeners`), so no
 //! connection is refused during a reload.
@@ -26,13 +26,15 @@ pub enum HaproxyError {
 pub struct Supervisor {
     base: PathBuf,
     bin: String,
+    amphora_id: String,
 }
 
 impl Supervisor {
-    pub fn new(base: &Path, bin: &str) -> Self {
+    pub fn new(base: &Path, bin: &str, amphora_id: &str) -> Self {
         Supervisor {
             base: base.to_path_buf(),
             bin: bin.to_string(),
+            amphora_id: amphora_id.to_string(),
         }
     }
 
@@ -80,7 +82,6 @@ impl Supervisor {
     async fn check(&self, cfg: &Path) -> Result<(), HaproxyError> {
         let out = tokio::process::Command::new(&self.bin)
             .arg("-c")
-            .arg("-q")
             .arg("-f")
             .arg(cfg)
             .output()
@@ -136,25 +137,46 @@ impl Supervisor {
         }
     }
 
+    /// Starts the master in the foreground of its own (detached) child process, so it stays in
+    /// the amphora's process group (deleting the amphora ends it) yet outlives an agent restart.
     async fn spawn(&self, lb: &str) -> Result<String, HaproxyError> {
         let cfg = self.cfg(lb);
         self.check(&cfg).await?;
-        let out = tokio::process::Command::new(&self.bin)
+        let pid_file = self.pid_file(lb);
+        let _ = std::fs::remove_file(&pid_file);
+        let log_path = self.dir(lb).join("haproxy.log");
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        let mut child = tokio::process::Command::new(&self.bin)
             .arg("-W")
-            .arg("-D")
             .arg("-f")
             .arg(&cfg)
             .arg("-p")
-            .arg(self.pid_file(lb))
-            .output()
-            .await
+            .arg(&pid_file)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
             .map_err(|e| HaproxyError::Failed(format!("running {}: {e}", self.bin)))?;
-        if !out.status.success() {
-            return Err(HaproxyError::Failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
+        for _ in 0..500 {
+            if let Ok(Some(status)) = child.try_wait() {
+                let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(HaproxyError::Failed(format!(
+                    "haproxy exited ({status}): {}",
+                    out.trim()
+                )));
+            }
+            if self.running(lb).is_some() {
+                return Ok(format!("haproxy daemon for {lb} started"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        Ok(format!("haproxy daemon for {lb} started"))
+        Err(HaproxyError::Failed(
+            "haproxy did not start within 5 s".into(),
+        ))
     }
 
     /// Reloads without dropping connections (starts it when it is not running).
@@ -198,7 +220,8 @@ impl Supervisor {
     /// racing the close of their idle connection when the old worker stops: HAProxy 2.6 closes
     /// idle keep-alive connections at once on soft-stop (`idle-close-on-response` is 2.7+).
     async fn prepare_reload(&self, lb: &str) {
-        let sock = self.dir(lb).join(format!("{lb}.sock"));
+        let sock =
+            rocta_haproxy::stats_socket_name(&self.amphora_id, lb.parse().unwrap_or_default());
         match stats_command(&sock, "show servers state").await {
             Ok(state) if state.starts_with('1') => {
                 let _ = std::fs::write(self.dir(lb).join(format!("{lb}.state")), state);
@@ -257,11 +280,16 @@ impl Supervisor {
 /// How long the old worker answers with `Connection: close` before it is told to stop.
 const DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Sends one command line to a stats socket and returns the answer.
-pub async fn stats_command(sock: &Path, cmd: &str) -> std::io::Result<String> {
+/// Sends one command line to a stats socket (an abstract unix socket name) and returns the
+/// answer.
+pub async fn stats_command(name: &str, cmd: &str) -> std::io::Result<String> {
+    use std::os::linux::net::SocketAddrExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fut = async {
-        let mut s = tokio::net::UnixStream::connect(sock).await?;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+        std_stream.set_nonblocking(true)?;
+        let mut s = tokio::net::UnixStream::from_std(std_stream)?;
         s.write_all(format!("{cmd}\n").as_bytes()).await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;

@@ -19,9 +19,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Agent settings (its "config drive").
-#[derive(Debug, Clone)]
+/// Agent settings (its "config drive"), read from a TOML file by `rocta amphora-agent`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// Management address and port the agent listens on (Octavia: 9443).
+    pub bind: String,
     /// This amphora's id (the CN of its server certificate).
     pub amphora_id: String,
     /// Where configs, certificates, sockets and pid files live.
@@ -32,6 +35,13 @@ pub struct AgentConfig {
     pub client_ca: PathBuf,
     /// The HAProxy binary.
     pub haproxy_bin: String,
+}
+
+impl AgentConfig {
+    /// Parses the agent's TOML configuration.
+    pub fn from_toml(text: &str) -> Result<AgentConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
+    }
 }
 
 /// Agent startup errors.

@@ -133,6 +133,7 @@ fn start() -> Agent {
     .unwrap();
     std::fs::write(dir.path().join("client_ca.pem"), client_ca.cert.pem()).unwrap();
     let cfg = rocta_agent::AgentConfig {
+        bind: "127.0.0.1:0".into(),
         amphora_id: amp.into(),
         base_dir: dir.path().join("lb"),
         server_cert: dir.path().join("server.pem"),
@@ -169,12 +170,13 @@ fn start() -> Agent {
 
 fn config(lb: &str, run: &Path, port: u16, backends: &[u16]) -> String {
     let mut c = format!(
-        "global\n    stats socket {run}/{lb}.sock mode 0600 level admin expose-fd listeners\n    maxconn 1000\n\
+        "global\n    stats socket abns@rocta-{amp}-{lb} mode 0600 level admin expose-fd listeners\n    maxconn 1000\n\
          defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    option http-keep-alive\n\
          frontend f\n    bind 127.0.0.1:{port}\n    mode http\n    http-after-response set-header Connection close if {{ var(proc.rocta_drain) -m found }}\n    default_backend b\n\
          backend b\n    balance roundrobin\n",
-        run = run.display()
+        amp = AMP,
     );
+    let _ = run;
     for (i, b) in backends.iter().enumerate() {
         c.push_str(&format!("    server s{i} 127.0.0.1:{b}\n"));
     }
@@ -182,6 +184,7 @@ fn config(lb: &str, run: &Path, port: u16, backends: &[u16]) -> String {
 }
 
 const LB: &str = "0b4b6a36-38a3-4f33-8f2e-8c2a6ef0a0aa";
+const AMP: &str = "5c0f8a8e-0d3c-4c61-9c57-0a2b7c1b1a01";
 
 /// Processes whose command line mentions `needle` (e.g. a test's temporary directory).
 fn haproxy_pids(needle: &str) -> Vec<u32> {

@@ -38,6 +38,15 @@ enum Cmd {
     Api(RoleArgs),
     /// The controller worker alone.
     Worker(RoleArgs),
+    /// The amphora agent (started by the `local` compute driver, one per amphora).
+    AmphoraAgent(AgentArgs),
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// The agent's TOML configuration (written by the compute driver).
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -65,6 +74,15 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => ("serve", a),
         Cmd::Api(a) => ("api", a),
         Cmd::Worker(a) => ("worker", a),
+        Cmd::AmphoraAgent(a) => {
+            return match run_agent(a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Fatal(code, msg)) => {
+                    eprintln!("rocta amphora-agent: {msg}");
+                    ExitCode::from(code)
+                }
+            };
+        }
     };
     match run(role, args.clone()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,16 +110,16 @@ fn load_config(args: &RoleArgs) -> Result<Config, Fatal> {
         w.cert_manager = d.clone();
     }
     let w = &cfg.controller_worker;
-    for (key, v) in [
-        ("compute_driver", &w.compute_driver),
-        ("network_driver", &w.network_driver),
-        ("amphora_driver", &w.amphora_driver),
-        ("cert_manager", &w.cert_manager),
+    for (key, v, real) in [
+        ("compute_driver", &w.compute_driver, "local"),
+        ("network_driver", &w.network_driver, "loopback"),
+        ("amphora_driver", &w.amphora_driver, "rest"),
+        ("cert_manager", &w.cert_manager, "local"),
     ] {
-        if v != "noop" {
+        if v != "noop" && v != real {
             return Err(Fatal(
                 64,
-                format!("invalid configuration: [controller_worker] {key}: unknown driver {v:?} (available: noop)"),
+                format!("invalid configuration: [controller_worker] {key}: unknown driver {v:?} (available: {real}, noop)"),
             ));
         }
     }
@@ -157,9 +175,7 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
     prepare_data_dir(&args.data_dir)?;
     init_logging(&cfg);
     let store = open_store(&cfg, &args.data_dir)?;
-    let noop_dir = args.data_dir.join("noop");
-    let drivers: Drivers = rocta_drivers::noop::drivers(&noop_dir)
-        .map_err(|e| Fatal(73, format!("cannot create {}: {e}", noop_dir.display())))?;
+    let drivers = build_drivers(&cfg, &args.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,6 +251,115 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
             );
         }
         Ok(())
+    })
+}
+
+/// The composition root of the drivers: each `[controller_worker]` driver by name.
+fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
+    use rocta_drivers::{local, loopback, noop, pki, rest};
+    let w = &cfg.controller_worker;
+    let dir_err = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| Fatal(73, format!("cannot create {p}: {e}"))
+    };
+    let noop_dir = data.join("noop");
+    let noop = noop::drivers(&noop_dir).map_err(dir_err(&noop_dir))?;
+    let real = [&w.compute_driver, &w.amphora_driver]
+        .iter()
+        .any(|d| *d != "noop");
+    if real {
+        let hx = &cfg.haproxy_amphora.haproxy_cmd;
+        let ok = std::process::Command::new(hx)
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return Err(Fatal(
+                69,
+                format!("HAProxy ({hx}) is needed by the local amphorae: install it with `apt-get install -y haproxy`, or run with --drivers noop"),
+            ));
+        }
+    }
+    let pki_dir = data.join("pki");
+    let pki = if w.cert_manager == "local" || w.amphora_driver == "rest" {
+        Some(Arc::new(pki::Pki::open(&pki_dir).map_err(|e| {
+            Fatal(73, format!("PKI in {}: {e}", pki_dir.display()))
+        })?))
+    } else {
+        None
+    };
+    let compute: Arc<dyn rocta_drivers::Compute> = if w.compute_driver == "local" {
+        let root = data.join("amphorae");
+        let exe = std::env::current_exe()
+            .map_err(|e| Fatal(70, format!("cannot find the rocta binary: {e}")))?;
+        Arc::new(
+            local::LocalCompute::new(&root, &exe, &cfg.haproxy_amphora.haproxy_cmd)
+                .map_err(dir_err(&root))?,
+        )
+    } else {
+        noop.compute.clone()
+    };
+    let network: Arc<dyn rocta_drivers::Network> = if w.network_driver == "loopback" {
+        let root = data.join("loopback");
+        Arc::new(loopback::LoopbackNetwork::new(&root).map_err(dir_err(&root))?)
+    } else {
+        noop.network.clone()
+    };
+    let amphora: Arc<dyn rocta_drivers::AmphoraDriver> = match (&pki, w.amphora_driver.as_str()) {
+        (Some(p), "rest") => Arc::new(
+            rest::RestAmphora::new(
+                p.server_ca_pem(),
+                &p.controller_identity,
+                cfg.haproxy_amphora.default_connection_limit,
+            )
+            .map_err(|e| Fatal(73, format!("controller TLS identity: {e}")))?,
+        ),
+        _ => noop.amphora.clone(),
+    };
+    let certs: Arc<dyn rocta_drivers::CertManager> = match (&pki, w.cert_manager.as_str()) {
+        (Some(p), "local") => Arc::new(pki::LocalCerts(p.clone())),
+        _ => noop.certs.clone(),
+    };
+    Ok(Drivers {
+        compute,
+        network,
+        amphora,
+        certs,
+    })
+}
+
+/// `rocta amphora-agent`: the agent of one amphora.
+fn run_agent(args: &AgentArgs) -> Result<(), Fatal> {
+    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+        Fatal(
+            64,
+            format!("cannot read config {}: {e}", args.config.display()),
+        )
+    })?;
+    let cfg = rocta_agent::AgentConfig::from_toml(&text)
+        .map_err(|e| Fatal(64, format!("{}: {e}", args.config.display())))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(70, format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.bind)
+            .await
+            .map_err(|e| Fatal(69, format!("cannot listen on {}: {e}", cfg.bind)))?;
+        tracing::info!(bind = %cfg.bind, amphora_id = %cfg.amphora_id, "amphora agent listening");
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        rocta_agent::serve(listener, cfg, shutdown)
+            .await
+            .map_err(|e| Fatal(73, e.to_string()))
     })
 }
 

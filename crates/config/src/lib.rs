@@ -222,13 +222,13 @@ pub struct ControllerWorker {
     pub job_lease_seconds: u64,
     /// How often a worker looks for jobs posted by another process, in milliseconds.
     pub job_poll_interval_ms: u64,
-    /// `noop` (records only; for tests and benchmarks).
+    /// `local` (an agent process per amphora on this host) or `noop` (records only; tests).
     pub compute_driver: String,
-    /// `noop` (any subnet UUID is accepted).
+    /// `loopback` (VIPs in 127.10.0.0/16 from subnet `public`) or `noop` (any subnet id).
     pub network_driver: String,
-    /// `noop`.
+    /// `rest` (the agent API over mutual TLS) or `noop`.
     pub amphora_driver: String,
-    /// `noop`.
+    /// `local` (rocta's own CAs in the data dir) or `noop`.
     pub cert_manager: String,
 }
 
@@ -239,18 +239,20 @@ impl Default for ControllerWorker {
             workers: 8,
             job_lease_seconds: 30,
             job_poll_interval_ms: 200,
-            compute_driver: "noop".into(),
-            network_driver: "noop".into(),
-            amphora_driver: "noop".into(),
-            cert_manager: "noop".into(),
+            compute_driver: "local".into(),
+            network_driver: "loopback".into(),
+            amphora_driver: "rest".into(),
+            cert_manager: "local".into(),
         }
     }
 }
 
-/// `[haproxy_amphora]`: defaults applied to listeners.
+/// `[haproxy_amphora]`: HAProxy on the amphorae and the defaults applied to listeners.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HaproxyAmphora {
+    /// The HAProxy binary amphorae run (2.6 or newer).
+    pub haproxy_cmd: String,
     /// Connection limit used when a listener says -1.
     pub default_connection_limit: i64,
     /// Listener timeout defaults, milliseconds.
@@ -263,6 +265,7 @@ pub struct HaproxyAmphora {
 impl Default for HaproxyAmphora {
     fn default() -> Self {
         HaproxyAmphora {
+            haproxy_cmd: "haproxy".into(),
             default_connection_limit: 50_000,
             timeout_client_data: 50_000,
             timeout_member_connect: 5_000,

@@ -6,8 +6,15 @@
 //!   types and `DriverError`.
 //! - `noop`: implementations that act on nothing but record what they hold in a state directory,
 //!   so tests can prove that nothing leaks (every record must belong to a live object).
+//! - `local` (compute: an agent process per amphora on this host), `loopback` (network: VIPs in
+//!   127.10.0.0/16, management addresses in 127.20.0.0/16), `rest` (the agent API over mutual
+//!   TLS), `pki` (rocta's CAs and certificates; `LocalCerts` is its `CertManager`).
 
+pub mod local;
+pub mod loopback;
 pub mod noop;
+pub mod pki;
+pub mod rest;
 
 use rocta_model::{Amphora, Id, LbTree};
 use serde::{Deserialize, Serialize};
@@ -87,11 +94,19 @@ pub struct Instance {
     pub lb_network_ip: String,
 }
 
+/// What an amphora boots with (Octavia's config drive): its server certificate and the CA of
+/// the controller's client certificates.
+#[derive(Debug, Clone, Default)]
+pub struct Boot {
+    pub server_pem: String,
+    pub client_ca_pem: String,
+}
+
 /// Where amphorae run (Octavia's compute driver).
 #[async_trait::async_trait]
 pub trait Compute: Send + Sync {
     /// Boots the amphora `amphora_id`. Idempotent: booting an id that exists returns it.
-    async fn create(&self, amphora_id: Id) -> DriverResult<Instance>;
+    async fn create(&self, amphora_id: Id, boot: &Boot) -> DriverResult<Instance>;
     /// Destroys the instance of amphora `amphora_id` (found by amphora id, so a revert works
     /// even when the compute id was never recorded). Idempotent: an unknown id is already gone.
     async fn delete(&self, amphora_id: Id) -> DriverResult<()>;
@@ -125,8 +140,10 @@ pub trait AmphoraDriver: Send + Sync {
 }
 
 /// An amphora's server certificate, as issued.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuedCert {
+    /// Certificate and private key, PEM (never journaled).
+    pub pem: String,
     /// Seconds since the epoch.
     pub not_after: i64,
 }
@@ -138,6 +155,8 @@ pub trait CertManager: Send + Sync {
     async fn issue_amphora_cert(&self, amphora_id: Id) -> DriverResult<IssuedCert>;
     /// Forgets it. Idempotent.
     async fn revoke_amphora_cert(&self, amphora_id: Id) -> DriverResult<()>;
+    /// The CA agents must trust for the controller's client certificate.
+    fn client_ca_pem(&self) -> String;
 }
 
 /// The drivers a worker uses, chosen once by the binary.

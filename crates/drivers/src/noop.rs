@@ -87,7 +87,7 @@ fn compute_id(amphora_id: Id) -> String {
 
 #[async_trait::async_trait]
 impl Compute for NoopCompute {
-    async fn create(&self, amphora_id: Id) -> DriverResult<Instance> {
+    async fn create(&self, amphora_id: Id, _boot: &Boot) -> DriverResult<Instance> {
         let cid = compute_id(amphora_id);
         self.0
             .put("compute create", "compute", &cid, &amphora_id.to_string())?;
@@ -181,6 +181,7 @@ impl CertManager for NoopCerts {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         Ok(IssuedCert {
+            pem: String::new(),
             not_after: now + 30 * 86_400,
         })
     }
@@ -188,6 +189,10 @@ impl CertManager for NoopCerts {
     async fn revoke_amphora_cert(&self, amphora_id: Id) -> DriverResult<()> {
         self.0
             .remove("revoke cert", "certs", &amphora_id.to_string())
+    }
+
+    fn client_ca_pem(&self) -> String {
+        String::new()
     }
 }
 
@@ -200,8 +205,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dr = drivers(d.path()).unwrap();
         let amp = rocta_model::new_id();
-        let a = dr.compute.create(amp).await.unwrap();
-        let b = dr.compute.create(amp).await.unwrap();
+        let a = dr.compute.create(amp, &Boot::default()).await.unwrap();
+        let b = dr.compute.create(amp, &Boot::default()).await.unwrap();
         assert_eq!(a, b);
         assert_eq!(NoopState::recorded(d.path(), "compute").len(), 1);
         dr.compute.delete(amp).await.unwrap();

@@ -17,6 +17,8 @@ use rocta_model::*;
 /// Where the agent keeps things and the limits it derived.
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
+    /// The amphora the configuration is for (names its stats socket).
+    pub amphora_id: String,
     /// Directory of the stats socket and the server-state file.
     pub run_dir: String,
     /// Directory of certificate files (see `cert_file_name`, `crt_list_name`).
@@ -29,9 +31,11 @@ pub struct RenderOptions {
     pub log_target: Option<String>,
 }
 
-/// The stats socket path of a load balancer under `run_dir`.
-pub fn stats_socket(run_dir: &str, lb: Id) -> String {
-    format!("{run_dir}/{lb}.sock")
+/// The stats socket of a load balancer on an amphora: an abstract unix socket (no path-length
+/// limit from deep data directories, nothing left on disk), unique per amphora and load
+/// balancer so a failover's two amphorae on one host never collide.
+pub fn stats_socket_name(amphora_id: &str, lb: Id) -> String {
+    format!("rocta-{amphora_id}-{lb}")
 }
 
 /// What the agent writes as server-state file before HAProxy's first start (HAProxy warns on a
@@ -147,8 +151,8 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
     c.push_str("global\n");
     let _ = writeln!(
         c,
-        "    stats socket {} mode 0600 level admin expose-fd listeners",
-        stats_socket(&o.run_dir, lb.id)
+        "    stats socket abns@{} mode 0600 level admin expose-fd listeners",
+        stats_socket_name(&o.amphora_id, lb.id)
     );
     let _ = writeln!(c, "    server-state-file {}/{}.state", o.run_dir, lb.id);
     let _ = writeln!(c, "    maxconn {maxconn}");

@@ -208,6 +208,7 @@ fn rule(
 
 fn opts(dir: &str) -> RenderOptions {
     RenderOptions {
+        amphora_id: "a0000000-0000-4000-8000-00000000000a".into(),
         run_dir: dir.into(),
         cert_dir: format!("{dir}/certs"),
         maxconn_cap: 7600,

@@ -187,7 +187,11 @@ impl Task<Ctx> for CreateAmphora {
             .issue_amphora_cert(id)
             .await
             .map_err(drv)?;
-        let inst = ctx.drivers.compute.create(id).await.map_err(drv)?;
+        let boot = rocta_drivers::Boot {
+            server_pem: cert.pem.clone(),
+            client_ca_pem: ctx.drivers.certs.client_ca_pem(),
+        };
+        let inst = ctx.drivers.compute.create(id, &boot).await.map_err(drv)?;
         ctx.store
             .write(|tx| {
                 if let Some(mut a) = tx.get::<Amphora>(id)? {

@@ -38,6 +38,15 @@ impl Rocta {
 
     /// Starts `role` with `config` in `dir` (reused across restarts) and extra env vars.
     pub fn start_in(dir: &Path, role: &str, config: &str, env: &[(&str, &str)]) -> Rocta {
+        Rocta::start_with(dir, role, config, env, true)
+    }
+
+    /// Starts `rocta serve` with the real drivers (local amphorae, loopback network, HAProxy).
+    pub fn start_real(dir: &Path) -> Rocta {
+        Rocta::start_with(dir, "serve", TEST_CONFIG, &[], false)
+    }
+
+    fn start_with(dir: &Path, role: &str, config: &str, env: &[(&str, &str)], noop: bool) -> Rocta {
         let cfg = dir.join("rocta.toml");
         std::fs::write(&cfg, config).unwrap();
         let mut cmd = Command::new(bin());
@@ -46,13 +55,14 @@ impl Rocta {
             .arg(&cfg)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .arg("--drivers")
-            .arg("noop")
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if role != "worker" {
             cmd.arg("--api-bind").arg("127.0.0.1:0");
+        }
+        if noop {
+            cmd.arg("--drivers").arg("noop");
         }
         for (k, v) in env {
             cmd.env(k, v);

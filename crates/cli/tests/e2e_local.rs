@@ -1,0 +1,261 @@
+//! End to end with real amphorae: `rocta serve` on its default drivers (an agent process per
+//! amphora, HAProxy, loopback VIPs, mutual TLS), backends started by the test, traffic through
+//! the VIP.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const PUBLIC: &str = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b";
+
+/// A keep-alive HTTP backend answering its name (and echoing nothing else).
+fn backend(name: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
+                        name.len()
+                    )
+                    .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn get(url: &str) -> Option<(u16, String)> {
+    let c = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = c.get(url).send().ok()?;
+    Some((r.status().as_u16(), r.text().unwrap_or_default()))
+}
+
+/// Amphora processes (agents and HAProxy) whose command line mentions `needle`.
+fn processes(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains(needle) && (c.contains("amphora-agent") || c.contains("haproxy"))
+            })
+        })
+        .count()
+}
+
+/// Kills the amphora processes of a test's directory when the test ends, passed or failed.
+struct Reaper(String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let hit = std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains(&self.0) && (c.contains("amphora-agent") || c.contains("haproxy"))
+            });
+            if hit {
+                let _ = std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+/// Waits until `f` holds (the data plane converges after the API says ACTIVE at most a reload later).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn traffic_through_a_real_amphora() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let (a, b) = (backend("A"), backend("B"));
+    let mut r = Rocta::start_real(dir.path());
+    let body = json!({"loadbalancer": {"name": "web", "vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}, {"address": "127.0.0.1", "protocol_port": b}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let vip = lb["loadbalancer"]["vip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(vip.starts_with("127.10."), "{vip}");
+    r.wait_active(&id);
+    let url = format!("http://{vip}:8080/");
+    let answers: Vec<String> = (0..4).map(|_| get(&url).unwrap().1).collect();
+    assert_eq!(answers, ["A", "B", "A", "B"], "round robin");
+    // A member disabled stops receiving traffic.
+    let pool = lb["loadbalancer"]["pools"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m0 = lb["loadbalancer"]["pools"][0]["members"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}/members/{m0}"),
+        json!({"member": {"admin_state_up": false}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    eventually("disabled member still served", || {
+        (0..4).all(|_| get(&url).is_some_and(|x| x.1 == "B"))
+    });
+    // An L7 REJECT and a redirect, in position order.
+    let listener = lb["loadbalancer"]["listeners"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = r.child(
+        &id,
+        "/v2/lbaas/l7policies",
+        json!({"l7policy": {"listener_id": listener, "action": "REJECT", "position": 1}}),
+    );
+    let pid = p["l7policy"]["id"].as_str().unwrap().to_string();
+    r.child(
+        &id,
+        &format!("/v2/lbaas/l7policies/{pid}/rules"),
+        json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/admin"}}),
+    );
+    let q = r.child(&id, "/v2/lbaas/l7policies", json!({"l7policy": {"listener_id": listener, "action": "REDIRECT_TO_URL", "redirect_url": "http://example.invalid/moved", "redirect_http_code": 301}}));
+    let qid = q["l7policy"]["id"].as_str().unwrap().to_string();
+    r.child(
+        &id,
+        &format!("/v2/lbaas/l7policies/{qid}/rules"),
+        json!({"rule": {"type": "PATH", "compare_type": "EQUAL_TO", "value": "/old"}}),
+    );
+    eventually("REJECT not applied", || {
+        get(&format!("{url}admin/x")).is_some_and(|x| x.0 == 403)
+    });
+    eventually("redirect not applied", || {
+        get(&format!("{url}old")).is_some_and(|x| x.0 == 301)
+    });
+    assert_eq!(get(&url).unwrap(), (200, "B".to_string()));
+    // The data plane outlives the control plane, and a restarted one finds its amphorae.
+    r.kill();
+    assert_eq!(
+        get(&url).unwrap().1,
+        "B",
+        "traffic stops with the control plane"
+    );
+    let r = Rocta::start_real(dir.path());
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}/members/{m0}"),
+        json!({"member": {"admin_state_up": true}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    eventually("re-enabled member not served", || {
+        let v: Vec<String> = (0..4).filter_map(|_| get(&url).map(|x| x.1)).collect();
+        v.contains(&"A".to_string()) && v.contains(&"B".to_string())
+    });
+    // Delete frees the VIP and ends the amphora's processes.
+    let data = dir.path().join("data").display().to_string();
+    assert!(processes(&data) >= 2, "agent and haproxy should run");
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
+            .0,
+        204
+    );
+    eventually("load balancer not deleted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+    eventually("amphora processes left behind", || processes(&data) == 0);
+    assert!(get(&url).is_none(), "the VIP still answers");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/loopback/vips"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn source_ip_persistence_sticks_and_unknown_subnets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let (a, b) = (backend("A"), backend("B"));
+    let r = Rocta::start_real(dir.path());
+    assert_fault(
+        r.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+        ),
+        400,
+        "not found",
+    );
+    let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "TCP", "protocol_port": 8081, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN", "session_persistence": {"type": "SOURCE_IP"},
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}, {"address": "127.0.0.1", "protocol_port": b}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let url = format!(
+        "http://{}:8081/",
+        lb["loadbalancer"]["vip_address"].as_str().unwrap()
+    );
+    let first = get(&url).unwrap().1;
+    for _ in 0..6 {
+        assert_eq!(get(&url).unwrap().1, first, "SOURCE_IP persistence");
+    }
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
+            .0,
+        204
+    );
+    eventually("load balancer not deleted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+}

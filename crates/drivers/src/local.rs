@@ -1,0 +1,183 @@
+//! The `local` compute driver: an amphora is a `rocta amphora-agent` process on this host, in its
+//! own process group, with its certificates and settings in its own directory (its "config
+//! drive") and its own management address in 127.20.0.0/16 (agent on port 9443). Amphorae keep
+//! serving when the control plane stops; a restarted control plane finds them by their pid
+//! files. Delete ends the whole process group (agent and HAProxy) and removes the directory.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use rocta_model::Id;
+
+use crate::*;
+
+/// The agent's port, as Octavia's.
+pub const AGENT_PORT: u16 = 9443;
+
+pub struct LocalCompute {
+    root: PathBuf,
+    /// The `rocta` binary (the agent is its `amphora-agent` subcommand).
+    exe: PathBuf,
+    haproxy_bin: String,
+}
+
+fn io(op: &'static str) -> impl Fn(std::io::Error) -> DriverError {
+    move |e| DriverError::transient(op, e.to_string())
+}
+
+fn write_file(path: &Path, body: &str, mode: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(body.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+impl LocalCompute {
+    pub fn new(root: &Path, exe: &Path, haproxy_bin: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root.join("mgmt"))?;
+        Ok(LocalCompute {
+            root: root.to_path_buf(),
+            exe: exe.to_path_buf(),
+            haproxy_bin: haproxy_bin.into(),
+        })
+    }
+
+    fn dir(&self, amp: Id) -> PathBuf {
+        self.root.join(amp.to_string())
+    }
+
+    /// The agent's pid when it runs.
+    fn agent_pid(&self, amp: Id) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.dir(amp).join("agent.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+        (state != "Z").then_some(pid)
+    }
+
+    /// Reserves a management address (a file created exclusively under `mgmt/`).
+    fn reserve_mgmt(&self, amp: Id) -> Result<Ipv4Addr, DriverError> {
+        let start = (amp.as_u128() % 65_000) as u32 + 2;
+        for k in 0..65_000u32 {
+            let n = (start + k - 2) % 65_000 + 2;
+            let ip = Ipv4Addr::new(127, 20, (n >> 8) as u8, (n & 0xff) as u8);
+            let p = self.root.join("mgmt").join(ip.to_string());
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+            {
+                Ok(mut f) => {
+                    f.write_all(amp.to_string().as_bytes())
+                        .map_err(io("reserve management address"))?;
+                    return Ok(ip);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if std::fs::read_to_string(&p).is_ok_and(|o| o == amp.to_string()) {
+                        return Ok(ip);
+                    }
+                }
+                Err(e) => return Err(io("reserve management address")(e)),
+            }
+        }
+        Err(DriverError::fatal(
+            "reserve management address",
+            "127.20.0.0/16 is full",
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Compute for LocalCompute {
+    async fn create(&self, amp: Id, boot: &Boot) -> DriverResult<Instance> {
+        let dir = self.dir(amp);
+        std::fs::create_dir_all(&dir).map_err(io("create amphora directory"))?;
+        let ip = self.reserve_mgmt(amp)?;
+        write_file(&dir.join("mgmt_ip"), &ip.to_string(), 0o644)
+            .map_err(io("write config drive"))?;
+        let instance = Instance {
+            compute_id: amp.to_string(),
+            lb_network_ip: ip.to_string(),
+        };
+        if self.agent_pid(amp).is_some() {
+            return Ok(instance);
+        }
+        write_file(&dir.join("server.pem"), &boot.server_pem, 0o600)
+            .map_err(io("write config drive"))?;
+        write_file(&dir.join("client_ca.pem"), &boot.client_ca_pem, 0o600)
+            .map_err(io("write config drive"))?;
+        let cfg = format!(
+            "amphora_id = \"{amp}\"\nbind = \"{ip}:{AGENT_PORT}\"\nbase_dir = \"{base}\"\nserver_cert = \"{dir}/server.pem\"\nclient_ca = \"{dir}/client_ca.pem\"\nhaproxy_bin = \"{hx}\"\n",
+            base = dir.join("lb").display(),
+            dir = dir.display(),
+            hx = self.haproxy_bin,
+        );
+        write_file(&dir.join("agent.toml"), &cfg, 0o600).map_err(io("write config drive"))?;
+        let log = std::fs::File::create(dir.join("agent.log")).map_err(io("start agent"))?;
+        let log2 = log.try_clone().map_err(io("start agent"))?;
+        let child = tokio::process::Command::new(&self.exe)
+            .arg("amphora-agent")
+            .arg("--config")
+            .arg(dir.join("agent.toml"))
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(io("start agent"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| DriverError::transient("start agent", "agent exited at once"))?;
+        write_file(&dir.join("agent.pid"), &pid.to_string(), 0o644)
+            .map_err(io("write config drive"))?;
+        // The child is not waited for: it is the amphora and outlives this process; tokio reaps
+        // it if it ends while we run.
+        drop(child);
+        Ok(instance)
+    }
+
+    async fn delete(&self, amp: Id) -> DriverResult<()> {
+        let dir = self.dir(amp);
+        if let Ok(pid) = std::fs::read_to_string(dir.join("agent.pid"))
+            .map(|p| p.trim().parse::<i32>().unwrap_or(0))
+        {
+            if pid > 1 {
+                let group = Pid::from_raw(pid);
+                let _ = killpg(group, Signal::SIGTERM);
+                for round in 0..300 {
+                    if kill(Pid::from_raw(-pid), None).is_err() {
+                        break;
+                    }
+                    if round == 200 {
+                        let _ = killpg(group, Signal::SIGKILL);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+        if let Ok(ip) = std::fs::read_to_string(dir.join("mgmt_ip")) {
+            let _ = std::fs::remove_file(self.root.join("mgmt").join(ip.trim()));
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DriverError::transient(
+                "delete amphora directory",
+                e.to_string(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The `rest` amphora driver: the controller side of the agent API v1.0, over mutual TLS with
+//! rocta's PKI. Like Octavia, the agent's certificate is checked against the amphora's id
+//! (its DNS name), not its address: requests go to `https://<amphora id>:9443` and a resolver
+//! maps that name to the amphora's management address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use reqwest::dns::{Name, Resolve, Resolving};
+use rocta_haproxy::RenderOptions;
+use rocta_model::{Amphora, Id, LbTree, ListenerProtocol};
+use serde_json::Value;
+
+use crate::local::AGENT_PORT;
+use crate::*;
+
+/// Amphora id → management address.
+#[derive(Default)]
+struct Names(RwLock<HashMap<String, SocketAddr>>);
+
+impl Resolve for Names {
+    fn resolve(&self, name: Name) -> Resolving {
+        let addr = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name.as_str())
+            .copied();
+        Box::pin(async move {
+            match addr {
+                Some(a) => Ok(Box::new(std::iter::once(a)) as reqwest::dns::Addrs),
+                None => Err(format!("unknown amphora {}", name.as_str()).into()),
+            }
+        })
+    }
+}
+
+pub struct RestAmphora {
+    http: reqwest::Client,
+    names: Arc<Names>,
+    /// Connection limit for listeners that say -1 (`[haproxy_amphora] default_connection_limit`).
+    pub default_connection_limit: i64,
+}
+
+impl RestAmphora {
+    /// `server_ca`: the CA of agent certificates; `identity`: the controller's certificate+key.
+    pub fn new(
+        server_ca: &str,
+        identity: &str,
+        default_connection_limit: i64,
+    ) -> Result<Self, String> {
+        let names = Arc::new(Names::default());
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(server_ca.as_bytes()).map_err(|e| e.to_string())?,
+            )
+            .identity(reqwest::Identity::from_pem(identity.as_bytes()).map_err(|e| e.to_string())?)
+            .dns_resolver(names.clone())
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(std::time::Duration::from_secs(60))
+            .user_agent("rocta amphora driver")
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(RestAmphora {
+            http,
+            names,
+            default_connection_limit,
+        })
+    }
+
+    fn url(&self, amp: &Amphora, path: &str) -> Result<String, DriverError> {
+        let ip = amp
+            .lb_network_ip
+            .as_deref()
+            .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+            .ok_or_else(|| {
+                DriverError::fatal(
+                    "amphora api",
+                    format!("amphora {} has no management address", amp.id),
+                )
+            })?;
+        self.names
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(amp.id.to_string(), SocketAddr::new(ip, AGENT_PORT));
+        Ok(format!("https://{}:{AGENT_PORT}/1.0/{path}", amp.id))
+    }
+
+    /// Sends a request; a refused connection or a 5xx is transient, a 4xx is not.
+    async fn call(
+        &self,
+        op: &'static str,
+        amp: &Amphora,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+        ok: &[u16],
+    ) -> DriverResult<Value> {
+        let mut rb = self.http.request(method, self.url(amp, path)?);
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        let r = rb
+            .send()
+            .await
+            .map_err(|e| DriverError::transient(op, e.to_string()))?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        if ok.contains(&status) {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        let msg = format!("agent answered {status}: {text}");
+        if status >= 500 {
+            Err(DriverError::transient(op, msg))
+        } else {
+            Err(DriverError::fatal(op, msg))
+        }
+    }
+}
+
+/// HAProxy needs about 2.5 file descriptors per connection (client, server, splice pipes):
+/// the global `maxconn` cap follows from the agent's hard descriptor limit.
+pub fn maxconn_cap(max_open_files: i64) -> i64 {
+    ((max_open_files - 1000) * 2 / 5).max(256)
+}
+
+#[async_trait::async_trait]
+impl AmphoraDriver for RestAmphora {
+    async fn wait_ready(&self, amp: &Amphora) -> DriverResult<()> {
+        self.call(
+            "wait for agent",
+            amp,
+            reqwest::Method::GET,
+            "info",
+            None,
+            &[200],
+        )
+        .await
+        .map_err(|e| DriverError {
+            retryable: true,
+            ..e
+        })
+        .map(|_| ())
+    }
+
+    async fn post_vip_plug(&self, amp: &Amphora, vip: &Vip, _plug: &VipPlug) -> DriverResult<()> {
+        self.call(
+            "plug vip",
+            amp,
+            reqwest::Method::POST,
+            &format!("plug/vip/{}", vip.address),
+            Some("{}".into()),
+            &[202, 409],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn apply(&self, amp: &Amphora, tree: &LbTree) -> DriverResult<()> {
+        let Some(lb) = &tree.loadbalancer else {
+            return Ok(());
+        };
+        let served = tree
+            .listeners
+            .iter()
+            .any(|l| l.admin_state_up && !l.protocol.is_lvs());
+        if !served || !lb.admin_state_up {
+            return self.remove(amp, lb.id).await;
+        }
+        if tree
+            .listeners
+            .iter()
+            .any(|l| l.protocol == ListenerProtocol::TerminatedHttps)
+        {
+            return Err(DriverError::fatal(
+                "apply config",
+                "TERMINATED_HTTPS needs a certificate store, which this deployment does not have yet",
+            ));
+        }
+        let info = self
+            .call(
+                "agent info",
+                amp,
+                reqwest::Method::GET,
+                "info",
+                None,
+                &[200],
+            )
+            .await?;
+        let base = info["base_path"].as_str().unwrap_or("/var/lib/rocta");
+        let files = info["max_open_files"].as_i64().unwrap_or(20_000);
+        let run = format!("{base}/{}", lb.id);
+        let cfg = rocta_haproxy::render(
+            tree,
+            &RenderOptions {
+                amphora_id: amp.id.to_string(),
+                run_dir: run.clone(),
+                cert_dir: format!("{run}/certs"),
+                maxconn_cap: maxconn_cap(files),
+                default_connection_limit: self.default_connection_limit,
+                log_target: None,
+            },
+        );
+        self.call(
+            "upload config",
+            amp,
+            reqwest::Method::PUT,
+            &format!("loadbalancer/{}/{}/haproxy", amp.id, lb.id),
+            Some(cfg),
+            &[202],
+        )
+        .await?;
+        self.call(
+            "reload haproxy",
+            amp,
+            reqwest::Method::PUT,
+            &format!("loadbalancer/{}/reload", lb.id),
+            None,
+            &[202],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove(&self, amp: &Amphora, lb_id: Id) -> DriverResult<()> {
+        self.call(
+            "delete load balancer",
+            amp,
+            reqwest::Method::DELETE,
+            &format!("listeners/{lb_id}"),
+            None,
+            &[200, 404],
+        )
+        .await
+        .map(|_| ())
+    }
+}
