@@ -38,6 +38,13 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// A minimal keep-alive HTTP backend answering `name` (one thread; pin it with taskset).
+    Backend {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "ok")]
+        name: String,
+    },
     /// Ensures exactly `count` load balancers exist in project `bench-list`; prints one id.
     Fill {
         #[arg(long, default_value_t = 200)]
@@ -133,6 +140,20 @@ fn api(cli: &Cli, project: &str) -> Api {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Backend { port, name } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let body: &'static str = Box::leak(name.into_boxed_str());
+                let app = axum::Router::new().fallback(move || async move { body });
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .expect("bind backend port");
+                axum::serve(l, app).await.expect("serve");
+            });
+        }
         Cmd::Create { n } => {
             let a = api(&cli, "bench-create");
             let ms = (0..n)

@@ -311,6 +311,7 @@ fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
                 p.server_ca_pem(),
                 &p.controller_identity,
                 cfg.haproxy_amphora.default_connection_limit,
+                cfg.haproxy_amphora.connection_logging,
             )
             .map_err(|e| Fatal(73, format!("controller TLS identity: {e}")))?,
         ),

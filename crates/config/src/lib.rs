@@ -253,6 +253,9 @@ impl Default for ControllerWorker {
 pub struct HaproxyAmphora {
     /// The HAProxy binary amphorae run (2.6 or newer).
     pub haproxy_cmd: String,
+    /// Per-request logging (Octavia's option of this name). rocta logs into an in-memory
+    /// HAProxy ring buffer per load balancer instead of a syslog socket.
+    pub connection_logging: bool,
     /// Connection limit used when a listener says -1.
     pub default_connection_limit: i64,
     /// Listener timeout defaults, milliseconds.
@@ -266,6 +269,7 @@ impl Default for HaproxyAmphora {
     fn default() -> Self {
         HaproxyAmphora {
             haproxy_cmd: "haproxy".into(),
+            connection_logging: true,
             default_connection_limit: 50_000,
             timeout_client_data: 50_000,
             timeout_member_connect: 5_000,

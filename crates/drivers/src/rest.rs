@@ -41,6 +41,8 @@ pub struct RestAmphora {
     names: Arc<Names>,
     /// Connection limit for listeners that say -1 (`[haproxy_amphora] default_connection_limit`).
     pub default_connection_limit: i64,
+    /// Per-request logging into a ring buffer (`[haproxy_amphora] connection_logging`).
+    pub connection_logging: bool,
 }
 
 impl RestAmphora {
@@ -49,6 +51,7 @@ impl RestAmphora {
         server_ca: &str,
         identity: &str,
         default_connection_limit: i64,
+        connection_logging: bool,
     ) -> Result<Self, String> {
         let names = Arc::new(Names::default());
         let http = reqwest::Client::builder()
@@ -68,6 +71,7 @@ impl RestAmphora {
             http,
             names,
             default_connection_limit,
+            connection_logging,
         })
     }
 
@@ -202,7 +206,7 @@ impl AmphoraDriver for RestAmphora {
                 cert_dir: format!("{run}/certs"),
                 maxconn_cap: maxconn_cap(files),
                 default_connection_limit: self.default_connection_limit,
-                log_target: None,
+                log_target: self.connection_logging.then(|| "ring".to_string()),
             },
         );
         self.call(

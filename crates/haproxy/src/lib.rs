@@ -27,7 +27,9 @@ pub struct RenderOptions {
     pub maxconn_cap: i64,
     /// Connection limit used for listeners whose limit is -1.
     pub default_connection_limit: i64,
-    /// Where per-request logs go (`None`: logging off).
+    /// Per-request logging (Octavia's `connection_logging`): `None` off; `Some("ring")` into an
+    /// in-memory ring buffer of HAProxy (no syscall per request; the agent drains it); any
+    /// other value is a syslog target (`/path/to/socket`, `udp@host:port`).
     pub log_target: Option<String>,
 }
 
@@ -156,14 +158,27 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
     );
     let _ = writeln!(c, "    server-state-file {}/{}.state", o.run_dir, lb.id);
     let _ = writeln!(c, "    maxconn {maxconn}");
-    if let Some(target) = &o.log_target {
-        let _ = writeln!(c, "    log {target} local0");
+    let ring = format!("rocta-{}", lb.id);
+    match o.log_target.as_deref() {
+        Some("ring") => {
+            let _ = writeln!(c, "    log ring@{ring} local0");
+        }
+        Some(target) => {
+            let _ = writeln!(c, "    log {target} local0");
+        }
+        None => {}
     }
     let tls = listeners
         .iter()
         .any(|l| l.protocol == ListenerProtocol::TerminatedHttps);
     if tls {
         c.push_str("    tune.ssl.default-dh-param 2048\n");
+    }
+    if o.log_target.as_deref() == Some("ring") {
+        let _ = writeln!(
+            c,
+            "\nring {ring}\n    format rfc5424\n    maxlen 1200\n    size 4194304"
+        );
     }
     c.push_str("\ndefaults\n");
     c.push_str(if o.log_target.is_some() {
@@ -203,7 +218,7 @@ fn backend_name(pool: Id, listener: Id) -> String {
 fn frontend(
     c: &mut String,
     t: &LbTree,
-    _lb: &LoadBalancer,
+    lb: &LoadBalancer,
     l: &Listener,
     vip: &str,
     o: &RenderOptions,
@@ -279,6 +294,19 @@ fn frontend(
         let _ = writeln!(c, "    default_backend {}", backend_name(p, l.id));
     }
     let _ = writeln!(c, "    timeout client {}", l.timeout_client_data);
+    if o.log_target.is_some() {
+        // Octavia's default `user_log_format`; request fields are `-` for TCP listeners.
+        let req = if mode(l.protocol) == "http" {
+            "%{+Q}r %ST"
+        } else {
+            "- -"
+        };
+        let _ = writeln!(
+            c,
+            "    log-format \"{} {} %f %ci %cp %t {req} %B %U %[ssl_c_verify] %{{+Q}}[ssl_c_s_dn] %b %s %Tt %tsc\"",
+            lb.project_id, lb.id
+        );
+    }
     if l.timeout_tcp_inspect > 0 {
         let _ = writeln!(c, "    tcp-request inspect-delay {}", l.timeout_tcp_inspect);
     }

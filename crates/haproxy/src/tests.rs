@@ -405,7 +405,12 @@ fn disabled() -> LbTree {
 
 type Case = (&'static str, fn() -> LbTree);
 
+fn logged() -> LbTree {
+    http_basic()
+}
+
 const CASES: &[Case] = &[
+    ("logged_to_ring", logged),
     ("http_basic", http_basic),
     ("tcp_source_ip", tcp_source),
     ("terminated_https", terminated_https),
@@ -416,7 +421,11 @@ const CASES: &[Case] = &[
 #[test]
 fn golden_configs() {
     for (name, case) in CASES {
-        insta::assert_snapshot!(*name, render(&case(), &opts("/run/rocta")));
+        let mut o = opts("/run/rocta");
+        if *name == "logged_to_ring" {
+            o.log_target = Some("ring".into());
+        }
+        insta::assert_snapshot!(*name, render(&case(), &o));
     }
 }
 
@@ -481,7 +490,11 @@ fn haproxy_accepts_every_rendered_config() {
         )
         .unwrap();
         let cfg = d.path().join(format!("{name}.cfg"));
-        std::fs::write(&cfg, render(&t, &opts(&run))).unwrap();
+        let mut o = opts(&run);
+        if *name == "logged_to_ring" {
+            o.log_target = Some("ring".into());
+        }
+        std::fs::write(&cfg, render(&t, &o)).unwrap();
         let out = std::process::Command::new(&haproxy)
             .arg("-c")
             .arg("-f")
