@@ -259,3 +259,86 @@ fn source_ip_persistence_sticks_and_unknown_subnets_are_refused() {
         r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
     });
 }
+
+#[test]
+fn a_failed_create_leaves_no_amphora_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let r = Rocta::start_real_with(
+        dir.path(),
+        TEST_CONFIG,
+        &[("ROCTA_FAIL_AT", "create_loadbalancer:mark_lb_active")],
+    );
+    let (s, lb) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "TCP", "protocol_port": 8090}]}}),
+    );
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_status(&id, "ERROR");
+    let data = dir.path().join("data");
+    // The amphora was built, configured, then torn down by the revert: nothing is left.
+    eventually("amphora processes left after the revert", || {
+        processes(&data.display().to_string()) == 0
+    });
+    let amps: Vec<_> = std::fs::read_dir(data.join("amphorae"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "mgmt")
+        .collect();
+    assert!(amps.is_empty(), "amphora directories left: {amps:?}");
+    assert_eq!(
+        std::fs::read_dir(data.join("amphorae/mgmt"))
+            .unwrap()
+            .count(),
+        0,
+        "management address kept"
+    );
+    assert!(r.get("/v2/octavia/amphorae").1["amphorae"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // The VIP stays with the ERROR load balancer until it is deleted.
+    assert_eq!(
+        std::fs::read_dir(data.join("loopback/vips"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
+            .0,
+        204
+    );
+    eventually("load balancer not deleted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+    assert_eq!(
+        std::fs::read_dir(data.join("loopback/vips"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn missing_haproxy_is_reported_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[haproxy_amphora]\nhaproxy_cmd = \"/nonexistent/haproxy\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api-bind", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("c.toml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("apt-get install -y haproxy"), "{err}");
+}

@@ -46,6 +46,11 @@ impl Rocta {
         Rocta::start_with(dir, "serve", TEST_CONFIG, &[], false)
     }
 
+    /// `start_real` with a config and extra environment (fault injection).
+    pub fn start_real_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Rocta {
+        Rocta::start_with(dir, "serve", config, env, false)
+    }
+
     fn start_with(dir: &Path, role: &str, config: &str, env: &[(&str, &str)], noop: bool) -> Rocta {
         let cfg = dir.join("rocta.toml");
         std::fs::write(&cfg, config).unwrap();
