@@ -146,3 +146,38 @@ pub fn tags(m: &serde_json::Map<String, Value>) -> Vec<String> {
 pub fn now() -> rocta_model::time::Timestamp {
     rocta_model::time::now()
 }
+
+/// Every TLS container reference must name a certificate the certificate manager has
+/// (Octavia's `CertificateRetrievalException`, 400).
+pub fn check_tls_refs<'a>(
+    state: &AppState,
+    refs: impl IntoIterator<Item = &'a String>,
+) -> ApiResult<()> {
+    for r in refs {
+        if state.certs.tls_container(r).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "Could not retrieve certificate: {r}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The TLS references of a listener.
+pub fn listener_refs(l: &Listener) -> Vec<&String> {
+    l.default_tls_container_ref
+        .iter()
+        .chain(l.sni_container_refs.iter())
+        .chain(l.client_ca_tls_container_ref.iter())
+        .chain(l.client_crl_container_ref.iter())
+        .collect()
+}
+
+/// The TLS references of a pool.
+pub fn pool_refs(p: &Pool) -> Vec<&String> {
+    p.tls_container_ref
+        .iter()
+        .chain(p.ca_tls_container_ref.iter())
+        .chain(p.crl_container_ref.iter())
+        .collect()
+}

@@ -35,6 +35,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     /// VIP allocation on load-balancer create.
     pub network: Arc<dyn Network>,
+    /// Checks that TLS container references name a certificate that exists.
+    pub certs: Arc<dyn rocta_drivers::CertManager>,
     /// Wakes an in-process worker when a job is posted (other processes poll).
     pub wake: Arc<Notify>,
 }

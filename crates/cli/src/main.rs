@@ -213,6 +213,7 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
                 store: store.clone(),
                 cfg: cfg.clone(),
                 network: drivers.network.clone(),
+                certs: drivers.certs.clone(),
                 wake: wake.clone(),
             };
             let app = rocta_api::router(state);
@@ -305,9 +306,25 @@ fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
     } else {
         noop.network.clone()
     };
+    let certs: Arc<dyn rocta_drivers::CertManager> = match (&pki, w.cert_manager.as_str()) {
+        (Some(p), "local") => {
+            let storage = if cfg.certificates.storage_path.is_empty() {
+                data.join("certificates")
+            } else {
+                PathBuf::from(&cfg.certificates.storage_path)
+            };
+            std::fs::create_dir_all(&storage).map_err(dir_err(&storage))?;
+            Arc::new(pki::LocalCerts {
+                pki: p.clone(),
+                storage,
+            })
+        }
+        _ => noop.certs.clone(),
+    };
     let amphora: Arc<dyn rocta_drivers::AmphoraDriver> = match (&pki, w.amphora_driver.as_str()) {
         (Some(p), "rest") => Arc::new(
             rest::RestAmphora::new(
+                certs.clone(),
                 p.server_ca_pem(),
                 &p.controller_identity,
                 cfg.haproxy_amphora.default_connection_limit,
@@ -316,10 +333,6 @@ fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
             .map_err(|e| Fatal(73, format!("controller TLS identity: {e}")))?,
         ),
         _ => noop.amphora.clone(),
-    };
-    let certs: Arc<dyn rocta_drivers::CertManager> = match (&pki, w.cert_manager.as_str()) {
-        (Some(p), "local") => Arc::new(pki::LocalCerts(p.clone())),
-        _ => noop.certs.clone(),
     };
     Ok(Drivers {
         compute,

@@ -342,3 +342,68 @@ fn missing_haproxy_is_reported_at_startup() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("apt-get install -y haproxy"), "{err}");
 }
+
+#[test]
+fn terminated_https_with_a_generated_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let a = backend("A");
+    let r = Rocta::start_real(dir.path());
+    let vip = "127.10.200.1";
+    let certs = dir.path().join("data/certificates");
+    // A CA and a server certificate for the VIP, as a tenant would bring them.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "tenant CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![rcgen::SanType::IpAddress(vip.parse().unwrap())];
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(
+        certs.join("web.pem"),
+        format!("{}{}", leaf.pem(), key.serialize_pem()),
+    )
+    .unwrap();
+    let crt = ca.pem();
+    let lb = |refname: &str| {
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC, "vip_address": vip,
+        "listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 8443, "default_tls_container_ref": refname,
+                       "insert_headers": {"X-Forwarded-Proto": "true"}, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "members": [{"address": "127.0.0.1", "protocol_port": a}]}]}})
+    };
+    assert_fault(
+        r.post("/v2/lbaas/loadbalancers", lb("missing.pem")),
+        400,
+        "Could not retrieve certificate: missing.pem",
+    );
+    let (s, b) = r.post("/v2/lbaas/loadbalancers", lb("web.pem"));
+    assert_eq!(s, 201, "{b}");
+    let id = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(crt.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("https://{vip}:8443/");
+    eventually("TLS listener not serving", || {
+        client
+            .get(&url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    });
+    assert_eq!(client.get(&url).send().unwrap().text().unwrap(), "A");
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
+            .0,
+        204
+    );
+    eventually("load balancer not deleted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+}

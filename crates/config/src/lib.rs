@@ -33,7 +33,17 @@ pub struct Config {
     pub controller_worker: ControllerWorker,
     pub haproxy_amphora: HaproxyAmphora,
     pub quotas: Quotas,
+    pub certificates: Certificates,
     pub logging: Logging,
+}
+
+/// `[certificates]`: where listener and pool TLS certificates are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Certificates {
+    /// Directory of PEM bundles (certificate, key, chain) that `*_tls_container_ref` fields name
+    /// by file name (Octavia's local certificate manager option); empty = `<data-dir>/certificates`.
+    pub storage_path: String,
 }
 
 impl Config {
@@ -381,6 +391,8 @@ mod tests {
             "network_driver",
             "amphora_driver",
             "cert_manager",
+            "haproxy_cmd",
+            "connection_logging",
             "default_connection_limit",
             "timeout_client_data",
             "timeout_member_connect",
@@ -393,6 +405,7 @@ mod tests {
             "default_health_monitor_quota",
             "default_l7policy_quota",
             "default_l7rule_quota",
+            "storage_path",
             "format",
             "level",
         ] {

@@ -157,6 +157,10 @@ pub trait CertManager: Send + Sync {
     async fn revoke_amphora_cert(&self, amphora_id: Id) -> DriverResult<()>;
     /// The CA agents must trust for the controller's client certificate.
     fn client_ca_pem(&self) -> String;
+    /// The PEM bundle (certificate, key, chain; or a CA / CRL) a listener or pool references
+    /// (`default_tls_container_ref`, `sni_container_refs`, `client_ca_tls_container_ref`, ...).
+    /// An unknown reference is a fatal error: the API refuses it with 400.
+    fn tls_container(&self, reference: &str) -> DriverResult<String>;
 }
 
 /// The drivers a worker uses, chosen once by the binary.

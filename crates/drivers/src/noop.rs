@@ -194,6 +194,11 @@ impl CertManager for NoopCerts {
     fn client_ca_pem(&self) -> String {
         String::new()
     }
+
+    /// Like Octavia's noop certificate manager, any reference is accepted.
+    fn tls_container(&self, _reference: &str) -> DriverResult<String> {
+        Ok(String::new())
+    }
 }
 
 #[cfg(test)]

@@ -205,8 +205,13 @@ impl Pki {
     }
 }
 
-/// The local PKI as the worker's certificate manager.
-pub struct LocalCerts(pub std::sync::Arc<Pki>);
+/// The local PKI as the worker's certificate manager, with the TLS certificates of listeners
+/// and pools kept as PEM files in a storage directory (`[certificates] storage_path`): a
+/// container reference is a file name there (e.g. `web.pem`).
+pub struct LocalCerts {
+    pub pki: std::sync::Arc<Pki>,
+    pub storage: PathBuf,
+}
 
 #[async_trait::async_trait]
 impl crate::CertManager for LocalCerts {
@@ -215,7 +220,7 @@ impl crate::CertManager for LocalCerts {
         amphora_id: rocta_model::Id,
     ) -> crate::DriverResult<crate::IssuedCert> {
         let (pem, not_after) = self
-            .0
+            .pki
             .issue_amphora(&amphora_id.to_string(), None)
             .map_err(|e| crate::DriverError::fatal("issue amphora certificate", e.to_string()))?;
         Ok(crate::IssuedCert { pem, not_after })
@@ -227,7 +232,28 @@ impl crate::CertManager for LocalCerts {
     }
 
     fn client_ca_pem(&self) -> String {
-        self.0.client_ca_pem().to_string()
+        self.pki.client_ca_pem().to_string()
+    }
+
+    fn tls_container(&self, reference: &str) -> crate::DriverResult<String> {
+        let name = reference.strip_prefix("file://").unwrap_or(reference);
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && !name.starts_with('.');
+        if !ok {
+            return Err(crate::DriverError::fatal(
+                "tls container",
+                format!("Could not retrieve certificate: {reference}"),
+            ));
+        }
+        std::fs::read_to_string(self.storage.join(name)).map_err(|_| {
+            crate::DriverError::fatal(
+                "tls container",
+                format!("Could not retrieve certificate: {reference}"),
+            )
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use md5::Digest;
 use reqwest::dns::{Name, Resolve, Resolving};
 use rocta_haproxy::RenderOptions;
 use rocta_model::{Amphora, Id, LbTree, ListenerProtocol};
@@ -38,6 +39,8 @@ impl Resolve for Names {
 
 pub struct RestAmphora {
     http: reqwest::Client,
+    /// Where listener and pool certificates come from.
+    certs: Arc<dyn CertManager>,
     names: Arc<Names>,
     /// Connection limit for listeners that say -1 (`[haproxy_amphora] default_connection_limit`).
     pub default_connection_limit: i64,
@@ -48,6 +51,7 @@ pub struct RestAmphora {
 impl RestAmphora {
     /// `server_ca`: the CA of agent certificates; `identity`: the controller's certificate+key.
     pub fn new(
+        certs: Arc<dyn CertManager>,
         server_ca: &str,
         identity: &str,
         default_connection_limit: i64,
@@ -69,6 +73,7 @@ impl RestAmphora {
             .map_err(|e| e.to_string())?;
         Ok(RestAmphora {
             http,
+            certs,
             names,
             default_connection_limit,
             connection_logging,
@@ -126,6 +131,72 @@ impl RestAmphora {
     }
 }
 
+impl RestAmphora {
+    /// Uploads every certificate file the configuration refers to (skipping those whose md5
+    /// already matches, as Octavia) and the crt-list of each TERMINATED_HTTPS listener.
+    async fn upload_certificates(
+        &self,
+        amp: &Amphora,
+        tree: &LbTree,
+        cert_dir: &str,
+    ) -> DriverResult<()> {
+        let Some(lb) = &tree.loadbalancer else {
+            return Ok(());
+        };
+        let mut files: Vec<(String, String)> = Vec::new();
+        let mut refs: Vec<&String> = Vec::new();
+        for l in tree
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == ListenerProtocol::TerminatedHttps)
+        {
+            refs.extend(l.default_tls_container_ref.iter());
+            refs.extend(l.sni_container_refs.iter());
+            refs.extend(l.client_ca_tls_container_ref.iter());
+            refs.extend(l.client_crl_container_ref.iter());
+            files.push((
+                rocta_haproxy::crt_list_name(l.id),
+                rocta_haproxy::crt_list(l, cert_dir),
+            ));
+        }
+        for p in tree.pools.iter().filter(|p| p.tls_enabled) {
+            refs.extend(p.tls_container_ref.iter());
+            refs.extend(p.ca_tls_container_ref.iter());
+            refs.extend(p.crl_container_ref.iter());
+        }
+        for r in refs {
+            let pem = self.certs.tls_container(r)?;
+            files.push((rocta_haproxy::cert_file_name(r), pem));
+        }
+        for (name, body) in files {
+            let path = format!("loadbalancer/{}/certificates/{name}", lb.id);
+            let have = self
+                .call(
+                    "get certificate",
+                    amp,
+                    reqwest::Method::GET,
+                    &path,
+                    None,
+                    &[200, 404],
+                )
+                .await?;
+            let want = format!("{:x}", md5::Md5::digest(body.as_bytes()));
+            if have["md5sum"].as_str() != Some(want.as_str()) {
+                self.call(
+                    "upload certificate",
+                    amp,
+                    reqwest::Method::PUT,
+                    &path,
+                    Some(body),
+                    &[200],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// HAProxy needs about 2.5 file descriptors per connection (client, server, splice pipes):
 /// the global `maxconn` cap follows from the agent's hard descriptor limit.
 pub fn maxconn_cap(max_open_files: i64) -> i64 {
@@ -175,16 +246,6 @@ impl AmphoraDriver for RestAmphora {
         if !served || !lb.admin_state_up {
             return self.remove(amp, lb.id).await;
         }
-        if tree
-            .listeners
-            .iter()
-            .any(|l| l.protocol == ListenerProtocol::TerminatedHttps)
-        {
-            return Err(DriverError::fatal(
-                "apply config",
-                "TERMINATED_HTTPS needs a certificate store, which this deployment does not have yet",
-            ));
-        }
         let info = self
             .call(
                 "agent info",
@@ -198,6 +259,8 @@ impl AmphoraDriver for RestAmphora {
         let base = info["base_path"].as_str().unwrap_or("/var/lib/rocta");
         let files = info["max_open_files"].as_i64().unwrap_or(20_000);
         let run = format!("{base}/{}", lb.id);
+        self.upload_certificates(amp, tree, &format!("{run}/certs"))
+            .await?;
         let cfg = rocta_haproxy::render(
             tree,
             &RenderOptions {

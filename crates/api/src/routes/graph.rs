@@ -123,8 +123,9 @@ impl Builder<'_> {
 pub(crate) fn build(
     lb: &LoadBalancer,
     m: &Map<String, Value>,
-    cfg: &rocta_config::Config,
+    state: &crate::AppState,
 ) -> ApiResult<LbTree> {
+    let cfg = &*state.cfg;
     let mut b = Builder {
         lb,
         cfg,
@@ -220,6 +221,12 @@ pub(crate) fn build(
             b.tree.l7policies.push(p);
         }
         b.tree.listeners.push(l);
+    }
+    for l in &b.tree.listeners {
+        crate::common::check_tls_refs(state, crate::common::listener_refs(l))?;
+    }
+    for p in &b.tree.pools {
+        crate::common::check_tls_refs(state, crate::common::pool_refs(p))?;
     }
     Ok(b.tree)
 }

@@ -493,6 +493,7 @@ pub(crate) async fn create(
             let lb = visible_lb(tx, &ctx, lb_id)?;
             l.project_id = lb.project_id.clone();
             check(&l, lb.vip_address.as_deref())?;
+            check_tls_refs(&s, listener_refs(&l))?;
             check_quota::<Listener>(tx, &s, &lb.project_id, QuotaResource::Listener, 1)?;
             lock_lb_for_child(tx, &ctx, lb_id)?;
             let f = Filter { lb_id: Some(lb_id), ..Default::default() };
@@ -532,6 +533,7 @@ pub(crate) async fn update(
             let lb = lock_lb_for_child(tx, &ctx, l.lb_id)?;
             apply(&mut l, &m, &s.cfg);
             check(&l, lb.vip_address.as_deref())?;
+            check_tls_refs(&s, listener_refs(&l))?;
             check_default_pool(tx, &l)?;
             l.provisioning_status = ProvisioningStatus::PendingUpdate;
             l.updated_at = Some(now());

@@ -288,7 +288,7 @@ pub(crate) async fn create(
         availability_zone: None,
         vip_vnic_type: "normal".into(),
     };
-    let res = match super::graph::build(&lb, &m, &s.cfg) {
+    let res = match super::graph::build(&lb, &m, &s) {
         Ok(tree) => {
             s.store
                 .write(|tx| -> ApiResult<_> {

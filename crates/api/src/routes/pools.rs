@@ -335,6 +335,7 @@ pub(crate) async fn create(
         ));
     }
     let mut p = new_pool(&m)?;
+    check_tls_refs(&s, pool_refs(&p))?;
     let (p, l) = s
         .store
         .write(|tx| -> ApiResult<_> {
@@ -429,6 +430,7 @@ pub(crate) async fn update(
             lock_lb_for_child(tx, &ctx, p.lb_id)?;
             apply(&mut p, &m);
             check(&p)?;
+            check_tls_refs(&s, pool_refs(&p))?;
             lock_pool_listeners(tx, &p)?;
             p.provisioning_status = ProvisioningStatus::PendingUpdate;
             p.updated_at = Some(now());
