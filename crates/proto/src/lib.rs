@@ -1,0 +1,7 @@
+//! Wire contracts shared by the amphora agent and the control plane.
+//!
+//! Layout: `heartbeat` — Octavia's heartbeat datagram (message v3, zlib level 9, HMAC-SHA256
+//! over the compressed bytes appended as 64 hex characters), byte-for-byte compatible with
+//! Octavia's amphora sender.
+
+pub mod heartbeat;
