@@ -62,6 +62,7 @@ pub fn router(state: State) -> Router {
         .route("/1.0/listeners", get(listeners))
         .route("/1.0/listeners/{lb}", axum::routing::delete(delete_lb))
         .route("/1.0/certificate", put(rotate))
+        .route("/1.0/config", put(update_config))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not Found", "") })
         .with_state(state)
 }
@@ -422,4 +423,44 @@ async fn rotate(S(s): S<State>, body: Bytes) -> Response {
     }
     s.certs.swap(ck);
     ok(StatusCode::ACCEPTED, "certificate replaced")
+}
+
+/// Replaces the agent's configuration file (Octavia's `PUT /config`). The amphora's identity
+/// and address cannot change under a running agent; the other settings take effect when the
+/// agent next starts (heartbeat settings will apply live once heartbeats exist).
+async fn update_config(S(s): S<State>, body: Bytes) -> Response {
+    let text = String::from_utf8_lossy(&body).to_string();
+    let new = match AgentConfig::from_toml(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "Invalid amphora-agent configuration.",
+                &e,
+            )
+        }
+    };
+    if new.amphora_id != s.cfg.amphora_id || new.bind != s.cfg.bind {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "Invalid amphora-agent configuration.",
+            "amphora_id and bind cannot change",
+        );
+    }
+    let Some(path) = &s.cfg.config_path else {
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unable to update amphora-agent configuration.",
+            "the agent was not started from a file",
+        );
+    };
+    let tmp = path.with_extension("new");
+    match std::fs::write(&tmp, text.as_bytes()).and_then(|_| std::fs::rename(&tmp, path)) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"message": "OK"}))).into_response(),
+        Err(e) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unable to update amphora-agent configuration.",
+            &e.to_string(),
+        ),
+    }
 }

@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub client_ca: PathBuf,
     /// The HAProxy binary.
     pub haproxy_bin: String,
+    /// The file this configuration was read from (rewritten by `PUT /1.0/config`).
+    #[serde(skip)]
+    pub config_path: Option<PathBuf>,
 }
 
 impl AgentConfig {

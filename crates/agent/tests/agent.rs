@@ -139,6 +139,7 @@ fn start() -> Agent {
         server_cert: dir.path().join("server.pem"),
         client_ca: dir.path().join("client_ca.pem"),
         haproxy_bin: "haproxy".into(),
+        config_path: Some(dir.path().join("agent.toml")),
     };
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", l.local_addr().unwrap());
@@ -487,4 +488,48 @@ fn server_certificate_rotation() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+}
+
+#[test]
+fn agent_configuration_update() {
+    let a = start();
+    let path = a.dir.path().join("agent.toml");
+    let good = format!(
+        "bind = \"127.0.0.1:0\"\namphora_id = \"{AMP}\"\nbase_dir = \"{b}/lb\"\nserver_cert = \"{b}/server.pem\"\nclient_ca = \"{b}/client_ca.pem\"\nhaproxy_bin = \"/usr/sbin/haproxy\"\n",
+        b = a.dir.path().display()
+    );
+    let r = a
+        .client
+        .put(format!("{}/1.0/config", a.url))
+        .body(good.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
+    let other = good.replace(AMP, "00000000-0000-4000-8000-000000000000");
+    assert_eq!(
+        a.client
+            .put(format!("{}/1.0/config", a.url))
+            .body(other)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        a.client
+            .put(format!("{}/1.0/config", a.url))
+            .body("nonsense = [")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        good,
+        "a refused update must not touch the file"
+    );
 }
