@@ -108,6 +108,20 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// A load balancer id that has a configuration on this amphora.
+fn known_lb(s: &State, raw: &str) -> Result<String, Refusal> {
+    let lb = lb_id(raw)?;
+    if s.sup.cfg(&lb).exists() {
+        Ok(lb)
+    } else {
+        Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "Loadbalancer Not Found",
+            format!("No loadbalancer with UUID: {lb}"),
+        ))
+    }
+}
+
 async fn info(S(s): S<State>) -> Response {
     Json(json!({
         "hostname": hostname(),
@@ -224,17 +238,10 @@ async fn get_config(S(s): S<State>, Path(lb): Path<String>) -> Response {
 }
 
 async fn action(S(s): S<State>, Path((lb, action)): Path<(String, String)>) -> Response {
-    let lb = match lb_id(&lb) {
+    let lb = match known_lb(&s, &lb) {
         Ok(l) => l,
         Err(r) => return r.into_response(),
     };
-    if !s.sup.cfg(&lb).exists() {
-        return err(
-            StatusCode::NOT_FOUND,
-            "Loadbalancer Not Found",
-            &format!("No loadbalancer with UUID: {lb}"),
-        );
-    }
     let _g = s.lock.lock().await;
     let r = match action.as_str() {
         "start" => s.sup.start(&lb).await,
@@ -260,17 +267,10 @@ async fn action(S(s): S<State>, Path((lb, action)): Path<(String, String)>) -> R
 }
 
 async fn lb_status(S(s): S<State>, Path(lb): Path<String>) -> Response {
-    let lb = match lb_id(&lb) {
+    let lb = match known_lb(&s, &lb) {
         Ok(l) => l,
         Err(r) => return r.into_response(),
     };
-    if !s.sup.cfg(&lb).exists() {
-        return err(
-            StatusCode::NOT_FOUND,
-            "Loadbalancer Not Found",
-            &format!("No loadbalancer with UUID: {lb}"),
-        );
-    }
     let status = if s.sup.running(&lb).is_some() {
         "ACTIVE"
     } else {

@@ -109,17 +109,23 @@ pub enum DecodeError {
 /// Python's `json.dumps` spacing: `", "` between items, `": "` after keys.
 struct PyFormatter;
 
+impl PyFormatter {
+    fn separator<W: ?Sized + Write>(w: &mut W, first: bool) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+}
+
 impl serde_json::ser::Formatter for PyFormatter {
     fn begin_array_value<W: ?Sized + Write>(
         &mut self,
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        Self::separator(w, first)
     }
 
     fn begin_object_key<W: ?Sized + Write>(
@@ -127,11 +133,7 @@ impl serde_json::ser::Formatter for PyFormatter {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        Self::separator(w, first)
     }
 
     fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
