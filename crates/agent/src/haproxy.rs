@@ -286,7 +286,10 @@ pub async fn stats_command(name: &str, cmd: &str) -> std::io::Result<String> {
     use std::os::linux::net::SocketAddrExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fut = async {
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        // HAProxy's `abns@` sockets use the whole `sun_path`, the name padded with NULs.
+        let mut padded = name.as_bytes().to_vec();
+        padded.resize(107, 0);
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded)?;
         let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
         std_stream.set_nonblocking(true)?;
         let mut s = tokio::net::UnixStream::from_std(std_stream)?;

@@ -292,6 +292,19 @@ fn haproxy_lifecycle_with_hitless_reloads() {
         .map(|_| plain.get(&url).send().unwrap().text().unwrap())
         .collect();
     assert_eq!(seen.len(), 2, "round robin over both backends: {seen:?}");
+    // The agent reaches the worker's stats socket (used to save server state and drain
+    // keep-alive connections before each reload).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let info = rt
+        .block_on(rocta_agent::haproxy::stats_command(
+            &format!("rocta-{AMP}-{LB}"),
+            "show info",
+        ))
+        .expect("stats socket");
+    assert!(info.contains("Name: HAProxy"), "{info}");
     // Reloads under continuous keep-alive and `Connection: close` traffic: no request fails.
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<(Arc<AtomicU64>, Arc<AtomicU64>)> = (0..2)
