@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod haproxy;
+pub mod heartbeat;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -35,9 +36,23 @@ pub struct AgentConfig {
     pub client_ca: PathBuf,
     /// The HAProxy binary.
     pub haproxy_bin: String,
+    /// Health managers (`ip:port`) heartbeats go to, round robin (Octavia's option name);
+    /// empty: no heartbeats.
+    #[serde(default)]
+    pub controller_ip_port_list: Vec<String>,
+    /// Seconds between heartbeats.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval: f64,
+    /// The shared HMAC key of heartbeats.
+    #[serde(default)]
+    pub heartbeat_key: String,
     /// The file this configuration was read from (rewritten by `PUT /1.0/config`).
     #[serde(skip)]
     pub config_path: Option<PathBuf>,
+}
+
+fn default_heartbeat_interval() -> f64 {
+    10.0
 }
 
 impl AgentConfig {
@@ -73,6 +88,20 @@ pub async fn serve(
     let certs = Arc::new(tls::SwappableCert::load(&cfg.server_cert)?);
     let tls_cfg = tls::server_config(&cfg.client_ca, certs.clone())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
+    let controllers = cfg
+        .controller_ip_port_list
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sender = heartbeat::SenderConfig {
+        amphora_id: cfg.amphora_id.clone(),
+        controllers,
+        interval: std::time::Duration::from_secs_f64(cfg.heartbeat_interval.max(0.05)),
+        key: cfg.heartbeat_key.clone(),
+        state_dir: cfg.base_dir.clone(),
+    };
+    let sup = haproxy::Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin, &cfg.amphora_id);
+    tokio::spawn(heartbeat::run(sup, sender, shutdown.clone()));
     let state = api::State::new(cfg, certs);
     let app = api::router(state);
     loop {

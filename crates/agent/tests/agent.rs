@@ -118,6 +118,10 @@ fn client(server_ca: &Ca, identity: Option<String>) -> reqwest::blocking::Client
 }
 
 fn start() -> Agent {
+    start_with(vec![], "")
+}
+
+fn start_with(controllers: Vec<String>, key: &str) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = ca("rocta server CA");
     let client_ca = ca("rocta client CA");
@@ -140,6 +144,9 @@ fn start() -> Agent {
         client_ca: dir.path().join("client_ca.pem"),
         haproxy_bin: "haproxy".into(),
         config_path: Some(dir.path().join("agent.toml")),
+        controller_ip_port_list: controllers,
+        heartbeat_interval: 0.2,
+        heartbeat_key: key.into(),
     };
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", l.local_addr().unwrap());
@@ -545,4 +552,59 @@ fn agent_configuration_update() {
         good,
         "a refused update must not touch the file"
     );
+}
+
+#[test]
+fn heartbeats_report_listeners_with_octavia_envelope() {
+    let hm = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    hm.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let a = start_with(vec![hm.local_addr().unwrap().to_string()], "hb-key");
+    const LB2: &str = "1c5c7b47-49b4-4a44-9f3f-9d3b7f01b1bb";
+    let run = a.dir.path().join("lb").join(LB2);
+    let port = free_port();
+    let b1 = backend("one");
+    let put = |path: &str, body: String| {
+        a.client
+            .put(format!("{}{path}", a.url))
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        put(
+            &format!("/1.0/loadbalancer/amp/{LB2}/haproxy"),
+            config(LB2, &run, port, &[b1])
+        )
+        .status()
+        .as_u16(),
+        202
+    );
+    assert_eq!(
+        a.client
+            .put(format!("{}/1.0/loadbalancer/{LB2}/start", a.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        202
+    );
+    let mut buf = [0u8; 65536];
+    let mut last_seq = 0;
+    let t = Instant::now();
+    loop {
+        let n = hm.recv(&mut buf).expect("no heartbeat within 5 s");
+        let msg = rocta_proto::heartbeat::decode(&buf[..n], b"hb-key").expect("valid envelope");
+        assert_eq!(msg.id, AMP);
+        assert!(msg.seq > last_seq, "sequence numbers increase");
+        last_seq = msg.seq;
+        if let Some((id, l)) = msg.listeners.0.first() {
+            assert_eq!(id, "f");
+            assert_eq!(l.status, "OPEN");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "no listener reported");
+    }
+    // Forged by another key: refused by the receiver's decoder.
+    let n = hm.recv(&mut buf).unwrap();
+    assert!(rocta_proto::heartbeat::decode(&buf[..n], b"other").is_err());
 }

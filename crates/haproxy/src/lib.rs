@@ -9,6 +9,7 @@
 //! `files` (names of the certificate files the agent stores beside the config).
 
 mod l7;
+pub mod stats;
 
 use std::fmt::Write;
 
