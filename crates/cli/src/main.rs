@@ -38,6 +38,8 @@ enum Cmd {
     Api(RoleArgs),
     /// The controller worker alone.
     Worker(RoleArgs),
+    /// The health manager alone (heartbeat receiver).
+    HealthManager(RoleArgs),
     /// The amphora agent (started by the `local` compute driver, one per amphora).
     AmphoraAgent(AgentArgs),
 }
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => ("serve", a),
         Cmd::Api(a) => ("api", a),
         Cmd::Worker(a) => ("worker", a),
+        Cmd::HealthManager(a) => ("health-manager", a),
         Cmd::AmphoraAgent(a) => {
             return match run_agent(a) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -175,14 +178,16 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
     prepare_data_dir(&args.data_dir)?;
     init_logging(&cfg);
     let store = open_store(&cfg, &args.data_dir)?;
-    let drivers = build_drivers(&cfg, &args.data_dir)?;
+    preflight(&cfg)?;
+    let heartbeat_key = heartbeat_key(&cfg, &args.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Fatal(70, format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
-        let with_api = role != "worker";
-        let with_worker = role != "api";
+        let with_api = role == "serve" || role == "api";
+        let with_worker = role == "serve" || role == "worker";
+        let with_health = role == "serve" || role == "health-manager";
         let listener = if with_api {
             let addr = format!(
                 "{}:{}",
@@ -196,6 +201,32 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
         } else {
             None
         };
+        let hm = &cfg.health_manager;
+        let hm_addr = format!("{}:{}", hm.bind_ip, hm.bind_port);
+        let (udp, controllers) = if with_health {
+            let sock = tokio::net::UdpSocket::bind(&hm_addr).await.map_err(|e| {
+                Fatal(
+                    69,
+                    format!("cannot listen for heartbeats on {hm_addr}: {e}"),
+                )
+            })?;
+            let actual = sock
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or(hm_addr.clone());
+            (Some(sock), vec![actual])
+        } else {
+            (None, vec![hm_addr.clone()])
+        };
+        let drivers = build_drivers(
+            &cfg,
+            &args.data_dir,
+            rocta_drivers::local::HeartbeatTarget {
+                controllers,
+                interval: hm.heartbeat_interval,
+                key: heartbeat_key.clone(),
+            },
+        )?;
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let wake = Arc::new(Notify::new());
@@ -227,6 +258,17 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
                 }
             });
         }
+        if let Some(sock) = udp {
+            tracing::info!(addr = ?sock.local_addr().ok(), "health manager listening");
+            let metrics = Arc::new(rocta_health::Metrics::default());
+            tasks.spawn(rocta_health::run(
+                sock,
+                heartbeat_key.clone().into_bytes(),
+                store.clone(),
+                metrics,
+                shutdown.clone(),
+            ));
+        }
         if with_worker {
             let w = &cfg.controller_worker;
             let worker = Worker::new(
@@ -255,16 +297,9 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
     })
 }
 
-/// The composition root of the drivers: each `[controller_worker]` driver by name.
-fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
-    use rocta_drivers::{local, loopback, noop, pki, rest};
+/// Checks what the chosen drivers need on this host, before anything is bound.
+fn preflight(cfg: &Config) -> Result<(), Fatal> {
     let w = &cfg.controller_worker;
-    let dir_err = |p: &Path| {
-        let p = p.display().to_string();
-        move |e: std::io::Error| Fatal(73, format!("cannot create {p}: {e}"))
-    };
-    let noop_dir = data.join("noop");
-    let noop = noop::drivers(&noop_dir).map_err(dir_err(&noop_dir))?;
     let real = [&w.compute_driver, &w.amphora_driver]
         .iter()
         .any(|d| *d != "noop");
@@ -281,6 +316,23 @@ fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The composition root of the drivers: each `[controller_worker]` driver by name.
+fn build_drivers(
+    cfg: &Config,
+    data: &Path,
+    heartbeat: rocta_drivers::local::HeartbeatTarget,
+) -> Result<Drivers, Fatal> {
+    use rocta_drivers::{local, loopback, noop, pki, rest};
+    let w = &cfg.controller_worker;
+    let dir_err = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| Fatal(73, format!("cannot create {p}: {e}"))
+    };
+    let noop_dir = data.join("noop");
+    let noop = noop::drivers(&noop_dir).map_err(dir_err(&noop_dir))?;
     let pki_dir = data.join("pki");
     let pki = if w.cert_manager == "local" || w.amphora_driver == "rest" {
         Some(Arc::new(pki::Pki::open(&pki_dir).map_err(|e| {
@@ -294,7 +346,7 @@ fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
         let exe = std::env::current_exe()
             .map_err(|e| Fatal(70, format!("cannot find the rocta binary: {e}")))?;
         Arc::new(
-            local::LocalCompute::new(&root, &exe, &cfg.haproxy_amphora.haproxy_cmd)
+            local::LocalCompute::new(&root, &exe, &cfg.haproxy_amphora.haproxy_cmd, heartbeat)
                 .map_err(dir_err(&root))?,
         )
     } else {
@@ -340,6 +392,44 @@ fn build_drivers(cfg: &Config, data: &Path) -> Result<Drivers, Fatal> {
         amphora,
         certs,
     })
+}
+
+/// The heartbeat key: the configured one, else one generated once into the data dir.
+fn heartbeat_key(cfg: &Config, data: &Path) -> Result<String, Fatal> {
+    if !cfg.health_manager.heartbeat_key.is_empty() {
+        return Ok(cfg.health_manager.heartbeat_key.clone());
+    }
+    let path = data.join("pki").join("heartbeat_key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        if !k.trim().is_empty() {
+            return Ok(k.trim().to_string());
+        }
+    }
+    let key = random_hex();
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(data.join("pki"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(key.as_bytes())
+    };
+    write().map_err(|e| Fatal(73, format!("cannot write {}: {e}", path.display())))?;
+    Ok(key)
+}
+
+/// A random 256-bit key, hex.
+fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// `rocta amphora-agent`: the agent of one amphora.

@@ -407,3 +407,37 @@ fn terminated_https_with_a_generated_certificate() {
         r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
     });
 }
+
+#[test]
+fn heartbeats_drive_operating_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let a = backend("A");
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = Rocta::start_real(dir.path());
+    let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8082, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "healthmonitor": {"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 1, "max_retries_down": 1},
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}, {"address": "127.0.0.1", "protocol_port": dead}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    eventually("statuses not derived from heartbeats", || {
+        let t =
+            &r.get(&format!("/v2/lbaas/loadbalancers/{id}/status")).1["statuses"]["loadbalancer"];
+        let pool = &t["listeners"][0]["pools"][0];
+        t["operating_status"] == "DEGRADED"
+            && t["listeners"][0]["operating_status"] == "ONLINE"
+            && pool["operating_status"] == "DEGRADED"
+            && pool["members"][0]["operating_status"] == "ONLINE"
+            && pool["members"][1]["operating_status"] == "ERROR"
+    });
+    let stats = r.get(&format!("/v2/lbaas/loadbalancers/{id}/stats")).1;
+    assert!(stats["stats"].is_object());
+}

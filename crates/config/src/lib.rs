@@ -34,7 +34,33 @@ pub struct Config {
     pub haproxy_amphora: HaproxyAmphora,
     pub quotas: Quotas,
     pub certificates: Certificates,
+    pub health_manager: HealthManager,
     pub logging: Logging,
+}
+
+/// `[health_manager]`: the heartbeat receiver (Octavia's option names).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthManager {
+    /// Address heartbeats are received on (the management network side of the controller).
+    pub bind_ip: String,
+    /// UDP port (0: any free port, for tests; amphorae are told the real one).
+    pub bind_port: u16,
+    /// Seconds between an amphora's heartbeats.
+    pub heartbeat_interval: f64,
+    /// Shared HMAC key of heartbeats; empty: generated once into `<data-dir>/pki/heartbeat_key`.
+    pub heartbeat_key: String,
+}
+
+impl Default for HealthManager {
+    fn default() -> Self {
+        HealthManager {
+            bind_ip: "127.0.0.1".into(),
+            bind_port: 5555,
+            heartbeat_interval: 10.0,
+            heartbeat_key: String::new(),
+        }
+    }
 }
 
 /// `[certificates]`: where listener and pool TLS certificates are kept.
@@ -125,6 +151,13 @@ impl Config {
                 "database",
                 "sqlite_synchronous",
                 "must be off, normal or full",
+            ));
+        }
+        if !(0.05..=3600.0).contains(&self.health_manager.heartbeat_interval) {
+            return Err(invalid(
+                "health_manager",
+                "heartbeat_interval",
+                "must be 0.05 .. 3600 seconds",
             ));
         }
         if !["text", "json"].contains(&self.logging.format.as_str()) {
@@ -406,6 +439,9 @@ mod tests {
             "default_l7policy_quota",
             "default_l7rule_quota",
             "storage_path",
+            "bind_ip",
+            "heartbeat_interval",
+            "heartbeat_key",
             "format",
             "level",
         ] {

@@ -18,8 +18,17 @@ use crate::*;
 /// The agent's port, as Octavia's.
 pub const AGENT_PORT: u16 = 9443;
 
+/// Where and how amphorae send heartbeats (written into each agent's configuration).
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatTarget {
+    pub controllers: Vec<String>,
+    pub interval: f64,
+    pub key: String,
+}
+
 pub struct LocalCompute {
     root: PathBuf,
+    heartbeat: HeartbeatTarget,
     /// The `rocta` binary (the agent is its `amphora-agent` subcommand).
     exe: PathBuf,
     haproxy_bin: String,
@@ -43,10 +52,16 @@ fn write_file(path: &Path, body: &str, mode: u32) -> std::io::Result<()> {
 }
 
 impl LocalCompute {
-    pub fn new(root: &Path, exe: &Path, haproxy_bin: &str) -> std::io::Result<Self> {
+    pub fn new(
+        root: &Path,
+        exe: &Path,
+        haproxy_bin: &str,
+        heartbeat: HeartbeatTarget,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("mgmt"))?;
         Ok(LocalCompute {
             root: root.to_path_buf(),
+            heartbeat,
             exe: exe.to_path_buf(),
             haproxy_bin: haproxy_bin.into(),
         })
@@ -119,11 +134,20 @@ impl Compute for LocalCompute {
             .map_err(io("write config drive"))?;
         write_file(&dir.join("client_ca.pem"), &boot.client_ca_pem, 0o600)
             .map_err(io("write config drive"))?;
+        let controllers: Vec<String> = self
+            .heartbeat
+            .controllers
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
         let cfg = format!(
-            "amphora_id = \"{amp}\"\nbind = \"{ip}:{AGENT_PORT}\"\nbase_dir = \"{base}\"\nserver_cert = \"{dir}/server.pem\"\nclient_ca = \"{dir}/client_ca.pem\"\nhaproxy_bin = \"{hx}\"\n",
+            "amphora_id = \"{amp}\"\nbind = \"{ip}:{AGENT_PORT}\"\nbase_dir = \"{base}\"\nserver_cert = \"{dir}/server.pem\"\nclient_ca = \"{dir}/client_ca.pem\"\nhaproxy_bin = \"{hx}\"\ncontroller_ip_port_list = [{ctl}]\nheartbeat_interval = {iv:?}\nheartbeat_key = {key:?}\n",
             base = dir.join("lb").display(),
             dir = dir.display(),
             hx = self.haproxy_bin,
+            ctl = controllers.join(", "),
+            iv = self.heartbeat.interval,
+            key = self.heartbeat.key,
         );
         write_file(&dir.join("agent.toml"), &cfg, 0o600).map_err(io("write config drive"))?;
         let log = std::fs::File::create(dir.join("agent.log")).map_err(io("start agent"))?;

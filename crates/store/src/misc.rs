@@ -114,3 +114,58 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+impl Tx<'_> {
+    /// Records a counted heartbeat of an amphora.
+    pub fn health_seen(&self, amphora: Id, now_ms: i64, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO amphora_health (amphora_id, last_update, seq) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (amphora_id) DO UPDATE SET last_update = ?2, seq = ?3",
+            )?
+            .execute(params![amphora.to_string(), now_ms, seq])?;
+        Ok(())
+    }
+
+    /// The last sequence number counted per amphora.
+    pub fn health_sequences(&self) -> Result<Vec<(Id, i64)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT amphora_id, seq FROM amphora_health")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (a, s) = r?;
+            out.push((Id::parse_str(&a).unwrap_or(Id::nil()), s));
+        }
+        Ok(out)
+    }
+
+    /// Adds heartbeat deltas to a listener's counters on one amphora (`active_connections` is
+    /// absolute and replaced).
+    pub fn listener_stats_add(
+        &self,
+        listener: Id,
+        amphora: Id,
+        d: &Stats,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO listener_stats (listener_id, amphora_id, bytes_in, bytes_out, \
+                 active_connections, total_connections, request_errors) VALUES (?1,?2,?3,?4,?5,?6,?7) \
+                 ON CONFLICT (listener_id, amphora_id) DO UPDATE SET bytes_in = bytes_in + ?3, \
+                 bytes_out = bytes_out + ?4, active_connections = ?5, \
+                 total_connections = total_connections + ?6, request_errors = request_errors + ?7",
+            )?
+            .execute(params![
+                listener.to_string(),
+                amphora.to_string(),
+                d.bytes_in,
+                d.bytes_out,
+                d.active_connections,
+                d.total_connections,
+                d.request_errors
+            ])?;
+        Ok(())
+    }
+}

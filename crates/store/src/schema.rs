@@ -81,5 +81,18 @@ pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
         sql.push_str("PRAGMA user_version = 1;\nCOMMIT;");
         c.execute_batch(&sql)?;
     }
+    if version < 2 {
+        c.execute_batch(
+            "BEGIN;
+             CREATE TABLE amphora_health (
+                 amphora_id TEXT PRIMARY KEY,
+                 last_update INTEGER NOT NULL,
+                 seq INTEGER NOT NULL,
+                 busy INTEGER NOT NULL DEFAULT 0
+             );
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }

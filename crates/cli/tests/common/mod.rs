@@ -22,7 +22,8 @@ pub struct Rocta {
 
 /// Default test config: short leases so resumed jobs are picked up quickly.
 pub const TEST_CONFIG: &str =
-    "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n";
+    "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n\
+     [health_manager]\nbind_port = 0\nheartbeat_interval = 0.5\n";
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rocta")
