@@ -181,3 +181,19 @@ pub fn pool_refs(p: &Pool) -> Vec<&String> {
         .chain(p.crl_container_ref.iter())
         .collect()
 }
+
+/// Refuses the inline children a single-object create may not carry (only the load-balancer
+/// graph create nests them): a field counts when it is neither absent, null nor `[]`.
+pub fn reject_graph_only(m: &serde_json::Map<String, Value>, fields: &[&str]) -> ApiResult<()> {
+    let given = |k: &&str| {
+        m.get(*k)
+            .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]))
+    };
+    if fields.iter().any(given) {
+        return Err(ApiError::validation(format!(
+            "{} are only allowed in a load balancer graph create.",
+            fields.join(" and ")
+        )));
+    }
+    Ok(())
+}

@@ -310,14 +310,7 @@ pub(crate) async fn create(
 ) -> ApiResult<Response> {
     let v = read_json(&s, body).await?;
     let b = envelope(&v, "l7policy_", "l7policy", POST, true)?;
-    if b.get("rules")
-        .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
-        || b.get("redirect_pool").is_some_and(|v| !v.is_null())
-    {
-        return Err(ApiError::validation(
-            "rules and redirect_pool are only allowed in a load balancer graph create.",
-        ));
-    }
+    reject_graph_only(&b, &["rules", "redirect_pool"])?;
     let listener_id = b.id("listener_id").ok_or_else(ApiError::internal)?;
     let p = s
         .store

@@ -477,14 +477,7 @@ pub(crate) async fn create(
 ) -> ApiResult<Response> {
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "listener_", "listener", POST, true)?;
-    if m.get("default_pool").is_some_and(|v| !v.is_null())
-        || m.get("l7policies")
-            .is_some_and(|v| v != &json!([]) && !v.is_null())
-    {
-        return Err(ApiError::validation(
-            "default_pool and l7policies are only allowed in a load balancer graph create.",
-        ));
-    }
+    reject_graph_only(&m, &["default_pool", "l7policies"])?;
     let lb_id = m.id("loadbalancer_id").ok_or_else(ApiError::internal)?;
     let mut l = new_listener(lb_id, &m, &s.cfg)?;
     let l = s

@@ -319,14 +319,7 @@ pub(crate) async fn create(
 ) -> ApiResult<Response> {
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "pool_", "pool", POST, true)?;
-    if m.get("healthmonitor").is_some_and(|v| !v.is_null())
-        || m.get("members")
-            .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
-    {
-        return Err(ApiError::validation(
-            "healthmonitor and members are only allowed in a load balancer graph create.",
-        ));
-    }
+    reject_graph_only(&m, &["healthmonitor", "members"])?;
     let listener_id = m.id("listener_id");
     let lb_given = m.id("loadbalancer_id");
     if listener_id.is_none() && lb_given.is_none() {
