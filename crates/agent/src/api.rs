@@ -22,7 +22,7 @@ use crate::AgentConfig;
 #[derive(Clone)]
 pub struct State {
     cfg: Arc<AgentConfig>,
-    sup: Supervisor,
+    pub sup: Supervisor,
     certs: Arc<SwappableCert>,
     /// One configuration change at a time per agent (HAProxy reloads are not concurrent-safe).
     lock: Arc<tokio::sync::Mutex<()>>,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rocta_haproxy::EMPTY_SERVER_STATE;
+use rocta_haproxy::{EMPTY_SERVER_STATE, PING_WRAPPER, PING_WRAPPER_SCRIPT};
 
 /// What HAProxy says about a failed check or start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,7 @@ pub struct Supervisor {
     base: PathBuf,
     bin: String,
     amphora_id: String,
+    drains: crate::logs::Drains,
 }
 
 impl Supervisor {
@@ -35,6 +36,27 @@ impl Supervisor {
             base: base.to_path_buf(),
             bin: bin.to_string(),
             amphora_id: amphora_id.to_string(),
+            drains: Default::default(),
+        }
+    }
+
+    fn stats_socket(&self, lb: &str) -> String {
+        rocta_haproxy::stats_socket_name(&self.amphora_id, lb.parse().unwrap_or_default())
+    }
+
+    /// Drains the per-request log ring of `lb`'s current worker into `<lb>/traffic.log`, when
+    /// its configuration logs to a ring.
+    pub fn follow_logs(&self, lb: &str) {
+        let ring = rocta_haproxy::ring_name(lb.parse().unwrap_or_default());
+        let logs_to_ring = std::fs::read_to_string(self.cfg(lb))
+            .is_ok_and(|c| c.contains(&format!("\nring {ring}\n")));
+        if logs_to_ring {
+            self.drains.follow(
+                lb,
+                self.stats_socket(lb),
+                ring,
+                self.dir(lb).join("traffic.log"),
+            );
         }
     }
 
@@ -108,6 +130,8 @@ impl Supervisor {
             std::fs::write(&state, EMPTY_SERVER_STATE)
                 .map_err(|e| HaproxyError::Failed(e.to_string()))?;
         }
+        write_ping_wrapper(&dir.join(PING_WRAPPER))
+            .map_err(|e| HaproxyError::Failed(e.to_string()))?;
         let new = dir.join("haproxy.cfg.new");
         std::fs::write(&new, text).map_err(|e| HaproxyError::Failed(e.to_string()))?;
         if let Err(e) = self.check(&new).await {
@@ -170,6 +194,7 @@ impl Supervisor {
                 )));
             }
             if self.running(lb).is_some() {
+                self.follow_logs(lb);
                 return Ok(format!("haproxy daemon for {lb} started"));
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -192,6 +217,7 @@ impl Supervisor {
         self.prepare_reload(lb).await;
         kill(Pid::from_raw(pid), Signal::SIGUSR2)
             .map_err(|e| HaproxyError::Failed(format!("signalling haproxy: {e}")))?;
+        self.follow_logs(lb);
         Ok(format!("haproxy daemon for {lb} reloaded"))
     }
 
@@ -220,8 +246,7 @@ impl Supervisor {
     /// racing the close of their idle connection when the old worker stops: HAProxy 2.6 closes
     /// idle keep-alive connections at once on soft-stop (`idle-close-on-response` is 2.7+).
     async fn prepare_reload(&self, lb: &str) {
-        let sock =
-            rocta_haproxy::stats_socket_name(&self.amphora_id, lb.parse().unwrap_or_default());
+        let sock = self.stats_socket(lb);
         match stats_command(&sock, "show servers state").await {
             Ok(state) if state.starts_with('1') => {
                 let _ = std::fs::write(self.dir(lb).join(format!("{lb}.state")), state);
@@ -242,6 +267,7 @@ impl Supervisor {
 
     /// Stops HAProxy for `lb`, master and workers (idempotent).
     pub async fn stop(&self, lb: &str) -> Result<String, HaproxyError> {
+        self.drains.forget(lb);
         if let Some(pid) = self.running(lb) {
             kill(Pid::from_raw(pid), Signal::SIGTERM)
                 .map_err(|e| HaproxyError::Failed(format!("signalling haproxy: {e}")))?;
@@ -280,19 +306,36 @@ impl Supervisor {
 /// How long the old worker answers with `Connection: close` before it is told to stop.
 const DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The external check of PING monitors, executable by HAProxy (rewritten when it differs).
+fn write_ping_wrapper(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|t| t == PING_WRAPPER_SCRIPT) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, PING_WRAPPER_SCRIPT)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Connects to a stats socket (an abstract unix socket name).
+pub async fn stats_connect(name: &str) -> std::io::Result<tokio::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    // HAProxy's `abns@` sockets use the whole `sun_path`, the name padded with NULs.
+    let mut padded = name.as_bytes().to_vec();
+    padded.resize(107, 0);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded)?;
+    let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    std_stream.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(std_stream)
+}
+
 /// Sends one command line to a stats socket (an abstract unix socket name) and returns the
 /// answer.
 pub async fn stats_command(name: &str, cmd: &str) -> std::io::Result<String> {
-    use std::os::linux::net::SocketAddrExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fut = async {
-        // HAProxy's `abns@` sockets use the whole `sun_path`, the name padded with NULs.
-        let mut padded = name.as_bytes().to_vec();
-        padded.resize(107, 0);
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded)?;
-        let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
-        std_stream.set_nonblocking(true)?;
-        let mut s = tokio::net::UnixStream::from_std(std_stream)?;
+        let mut s = stats_connect(name).await?;
         s.write_all(format!("{cmd}\n").as_bytes()).await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod haproxy;
 pub mod heartbeat;
+pub mod logs;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -100,9 +101,15 @@ pub async fn serve(
         key: cfg.heartbeat_key.clone(),
         state_dir: cfg.base_dir.clone(),
     };
-    let sup = haproxy::Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin, &cfg.amphora_id);
-    tokio::spawn(heartbeat::run(sup, sender, shutdown.clone()));
     let state = api::State::new(cfg, certs);
+    let sup = state.sup.clone();
+    // HAProxies that outlived an agent restart: their logs are drained again.
+    for lb in sup.load_balancers() {
+        if sup.running(&lb).is_some() {
+            sup.follow_logs(&lb);
+        }
+    }
+    tokio::spawn(heartbeat::run(sup, sender, shutdown.clone()));
     let app = api::router(state);
     loop {
         let (tcp, peer): (_, SocketAddr) = tokio::select! {

@@ -179,7 +179,9 @@ fn start_with(controllers: Vec<String>, key: &str) -> Agent {
 fn config(lb: &str, run: &Path, port: u16, backends: &[u16]) -> String {
     let mut c = format!(
         "global\n    stats socket abns@rocta-{amp}-{lb} mode 0600 level admin expose-fd listeners\n    maxconn 1000\n\
-         defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    option http-keep-alive\n\
+         \x20   log ring@rocta-{lb} local0\n\
+         ring rocta-{lb}\n    format rfc5424\n    maxlen 1200\n    size 4194304\n\
+         defaults\n    log global\n    option httplog\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    option http-keep-alive\n\
          frontend f\n    bind 127.0.0.1:{port}\n    mode http\n    http-after-response set-header Connection close if {{ var(proc.rocta_drain) -m found }}\n    default_backend b\n\
          backend b\n    balance roundrobin\n",
         amp = AMP,
@@ -295,7 +297,8 @@ fn haproxy_lifecycle_with_hitless_reloads() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let seen: std::collections::BTreeSet<String> = (0..4)
+    let seen_requests = 4;
+    let seen: std::collections::BTreeSet<String> = (0..seen_requests)
         .map(|_| plain.get(&url).send().unwrap().text().unwrap())
         .collect();
     assert_eq!(seen.len(), 2, "round robin over both backends: {seen:?}");
@@ -389,6 +392,29 @@ fn haproxy_lifecycle_with_hitless_reloads() {
         "{ka_failed} of {} keep-alive requests failed across 20 reloads",
         ka_ok + ka_failed
     );
+    // Every request is in the drained log exactly once, and no old worker is kept alive by
+    // the drain once its ring is quiet.
+    let requests = 1 + seen_requests + close_ok + ka_ok;
+    let logged = || {
+        std::fs::read_to_string(run.join("traffic.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET / HTTP/1.1\""))
+            .count() as u64
+    };
+    let t = Instant::now();
+    while logged() < requests && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(logged(), requests, "requests in traffic.log");
+    let t = Instant::now();
+    while haproxy_pids(&run.display().to_string()).len() > 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "old workers still running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A bad config leaves the running one serving.
     assert_eq!(
         put(

@@ -312,7 +312,7 @@ fn preflight(cfg: &Config) -> Result<(), Fatal> {
         if !ok {
             return Err(Fatal(
                 69,
-                format!("HAProxy ({hx}) is needed by the local amphorae: install it with `apt-get install -y haproxy`, or run with --drivers noop"),
+                format!("HAProxy ({hx}) is needed by the local amphorae: install it with `apt-get install -y haproxy iputils-ping`, or run with --drivers noop"),
             ));
         }
     }

@@ -213,7 +213,13 @@ fn pool_rules() {
         400,
         "lb_algorithm",
     );
-    assert_fault(r.post(ps, json!({"pool": {"listener_id": http, "protocol": "HTTP", "lb_algorithm": "SOURCE_IP_PORT"}})), 501, "SOURCE_IP_PORT");
+    // SOURCE_IP_PORT is rendered as HAProxy's `balance hash` on address and port.
+    let (st, body) = r.post(ps, json!({"pool": {"listener_id": http, "protocol": "HTTP", "lb_algorithm": "SOURCE_IP_PORT"}}));
+    assert_eq!(st, 201, "{body}");
+    r.wait_active(&lb);
+    let pid = body["pool"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.delete(&format!("{ps}/{pid}")).0, 204);
+    r.wait_active(&lb);
     assert_fault(r.post(ps, json!({"pool": {"listener_id": http, "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN"}})), 400, "The pool protocol 'TCP' is invalid while the listener protocol is 'HTTP'.");
     assert_fault(
         r.post(

@@ -15,7 +15,10 @@ const PUBLIC: &str = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b";
 
 /// A keep-alive HTTP backend answering its name (and echoing nothing else).
 fn backend(name: &'static str) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    serve_backend(TcpListener::bind("127.0.0.1:0").unwrap(), name)
+}
+
+fn serve_backend(l: TcpListener, name: &'static str) -> u16 {
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
@@ -440,4 +443,48 @@ fn heartbeats_drive_operating_statuses() {
     });
     let stats = r.get(&format!("/v2/lbaas/loadbalancers/{id}/stats")).1;
     assert!(stats["stats"].is_object());
+    // The member comes back: everything returns to ONLINE.
+    serve_backend(TcpListener::bind(("127.0.0.1", dead)).unwrap(), "B");
+    eventually("statuses not back to ONLINE", || {
+        let t =
+            &r.get(&format!("/v2/lbaas/loadbalancers/{id}/status")).1["statuses"]["loadbalancer"];
+        let pool = &t["listeners"][0]["pools"][0];
+        t["operating_status"] == "ONLINE"
+            && pool["operating_status"] == "ONLINE"
+            && pool["members"][1]["operating_status"] == "ONLINE"
+    });
+}
+
+#[test]
+fn source_ip_port_hashing_and_ping_monitors() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let (a, b) = (backend("A"), backend("B"));
+    let r = Rocta::start_real(dir.path());
+    let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "TCP", "protocol_port": 8083, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "TCP", "lb_algorithm": "SOURCE_IP_PORT",
+                   "healthmonitor": {"type": "PING", "delay": 1, "timeout": 1, "max_retries": 1},
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}, {"address": "127.0.0.1", "protocol_port": b}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    // Both members answer HAProxy's external ping check.
+    eventually("PING-monitored members not ONLINE", || {
+        let t =
+            &r.get(&format!("/v2/lbaas/loadbalancers/{id}/status")).1["statuses"]["loadbalancer"];
+        let m = &t["listeners"][0]["pools"][0]["members"];
+        t["operating_status"] == "ONLINE"
+            && m[0]["operating_status"] == "ONLINE"
+            && m[1]["operating_status"] == "ONLINE"
+    });
+    // Each new connection has its own source port: the hash spreads them over both members.
+    let url = format!(
+        "http://{}:8083/",
+        lb["loadbalancer"]["vip_address"].as_str().unwrap()
+    );
+    let seen: std::collections::BTreeSet<String> =
+        (0..30).filter_map(|_| get(&url)).map(|(_, b)| b).collect();
+    assert_eq!(seen.len(), 2, "SOURCE_IP_PORT over both members: {seen:?}");
 }

@@ -34,6 +34,24 @@ pub struct RenderOptions {
     pub log_target: Option<String>,
 }
 
+/// The script a PING health monitor runs (HAProxy's external check), kept by the agent in the
+/// load balancer's run directory.
+pub const PING_WRAPPER: &str = "ping-wrapper.sh";
+
+/// The text of [`PING_WRAPPER`]: one ICMP echo to the member (Octavia's `ping-wrapper.sh`).
+pub const PING_WRAPPER_SCRIPT: &str = r#"#!/bin/sh
+# Written by the rocta agent: HAProxy's external check for PING health monitors.
+case "$HAPROXY_SERVER_ADDR" in
+  *:*) exec ping -6 -q -n -w 1 -c 1 "$HAPROXY_SERVER_ADDR" >/dev/null 2>&1 ;;
+  *) exec ping -q -n -w 1 -c 1 "$HAPROXY_SERVER_ADDR" >/dev/null 2>&1 ;;
+esac
+"#;
+
+/// The in-memory ring HAProxy writes a load balancer's per-request logs to (drained by the agent).
+pub fn ring_name(lb: Id) -> String {
+    format!("rocta-{lb}")
+}
+
 /// The stats socket of a load balancer on an amphora: an abstract unix socket (no path-length
 /// limit from deep data directories, nothing left on disk), unique per amphora and load
 /// balancer so a failover's two amphorae on one host never collide.
@@ -159,7 +177,7 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
     );
     let _ = writeln!(c, "    server-state-file {}/{}.state", o.run_dir, lb.id);
     let _ = writeln!(c, "    maxconn {maxconn}");
-    let ring = format!("rocta-{}", lb.id);
+    let ring = ring_name(lb.id);
     match o.log_target.as_deref() {
         Some("ring") => {
             let _ = writeln!(c, "    log ring@{ring} local0");
@@ -174,6 +192,19 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
         .any(|l| l.protocol == ListenerProtocol::TerminatedHttps);
     if tls {
         c.push_str("    tune.ssl.default-dh-param 2048\n");
+    }
+    let ping = t
+        .health_monitors
+        .iter()
+        .any(|h| h.admin_state_up && h.kind == HealthMonitorType::Ping);
+    if ping {
+        // As Octavia: PING monitors run an external check, which HAProxy ≥ 2.2 only forks with
+        // insecure-fork-wanted.
+        c.push_str(
+            "    external-check
+    insecure-fork-wanted
+",
+        );
     }
     if o.log_target.as_deref() == Some("ring") {
         let _ = writeln!(
@@ -339,9 +370,14 @@ fn backend(c: &mut String, t: &LbTree, l: &Listener, pool: &Pool, o: &RenderOpti
     }
     let balance = match pool.lb_algorithm {
         LbAlgorithm::LeastConnections => "leastconn",
-        LbAlgorithm::SourceIp | LbAlgorithm::SourceIpPort => "source",
+        LbAlgorithm::SourceIp => "source",
+        // HAProxy ≥ 2.6 hashes any sample: the client's address and port together.
+        LbAlgorithm::SourceIpPort => "hash src,concat(:,txn.rocta_src_port)",
         LbAlgorithm::RoundRobin => "roundrobin",
     };
+    if pool.lb_algorithm == LbAlgorithm::SourceIpPort {
+        c.push_str("    tcp-request content set-var(txn.rocta_src_port) src_port\n");
+    }
     let _ = writeln!(c, "    balance {balance}");
     let mut cookie = false;
     if let Some(sp) = &pool.session_persistence {
@@ -393,6 +429,17 @@ fn backend(c: &mut String, t: &LbTree, l: &Listener, pool: &Pool, o: &RenderOpti
             }
             let codes = expected_codes(h.expected_codes.as_deref().unwrap_or("200"));
             let _ = writeln!(c, "    http-check expect rstatus {codes}");
+        }
+        if h.kind == HealthMonitorType::Ping {
+            c.push_str(
+                "    option external-check
+",
+            );
+            let _ = writeln!(
+                c,
+                "    external-check path \"/usr/bin:/bin\"\n    external-check command {}/{PING_WRAPPER}",
+                o.run_dir
+            );
         }
     }
     if pmode == "http" && l.protocol.is_http() {

@@ -403,6 +403,21 @@ fn disabled() -> LbTree {
     }
 }
 
+/// A TCP listener hashing on client address and port, its members checked by ping.
+fn ping_source_port() -> LbTree {
+    LbTree {
+        loadbalancer: Some(lb()),
+        listeners: vec![listener(10, ListenerProtocol::Tcp, 3306, Some(20))],
+        pools: vec![pool(20, PoolProtocol::Tcp, LbAlgorithm::SourceIpPort)],
+        members: vec![
+            member(30, 20, "127.0.0.1", 3306),
+            member(31, 20, "::1", 3306),
+        ],
+        health_monitors: vec![hm(40, 20, HealthMonitorType::Ping)],
+        ..Default::default()
+    }
+}
+
 type Case = (&'static str, fn() -> LbTree);
 
 fn logged() -> LbTree {
@@ -416,6 +431,7 @@ const CASES: &[Case] = &[
     ("terminated_https", terminated_https),
     ("l7_policies", l7),
     ("disabled_listener", disabled),
+    ("ping_source_ip_port", ping_source_port),
 ];
 
 #[test]

@@ -205,9 +205,6 @@ fn apply(p: &mut Pool, m: &Map<String, Value>) {
 }
 
 fn check(p: &Pool) -> ApiResult<()> {
-    if p.lb_algorithm == LbAlgorithm::SourceIpPort {
-        return Err(ApiError::unsupported("lb_algorithm SOURCE_IP_PORT"));
-    }
     if let Some(sp) = &p.session_persistence {
         if p.protocol.is_lvs() {
             if sp.kind != PersistenceType::SourceIp {
