@@ -201,7 +201,7 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
         } else {
             None
         };
-        let hm = &cfg.health_manager;
+        let hm = cfg.health_manager.clone();
         let hm_addr = format!("{}:{}", hm.bind_ip, hm.bind_port);
         let (udp, controllers) = if with_health {
             let sock = tokio::net::UdpSocket::bind(&hm_addr).await.map_err(|e| {
@@ -261,11 +261,31 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
         if let Some(sock) = udp {
             tracing::info!(addr = ?sock.local_addr().ok(), "health manager listening");
             let metrics = Arc::new(rocta_health::Metrics::default());
+            let heard = Arc::new(rocta_health::stale::Heard::default());
             tasks.spawn(rocta_health::run(
                 sock,
                 heartbeat_key.clone().into_bytes(),
                 store.clone(),
+                metrics.clone(),
+                heard.clone(),
+                shutdown.clone(),
+            ));
+            let metrics_file = if hm.metrics_file.is_empty() {
+                args.data_dir.join("health-manager.prom")
+            } else {
+                PathBuf::from(&hm.metrics_file)
+            };
+            tasks.spawn(rocta_health::stale::check_loop(
+                store.clone(),
+                rocta_health::stale::CheckConfig {
+                    heartbeat_timeout: Duration::from_secs_f64(hm.heartbeat_timeout),
+                    interval: Duration::from_secs_f64(hm.health_check_interval),
+                    failover_threshold: hm.failover_threshold,
+                    metrics_file: Some(metrics_file),
+                },
                 metrics,
+                heard,
+                wake.clone(),
                 shutdown.clone(),
             ));
         }

@@ -488,3 +488,136 @@ fn source_ip_port_hashing_and_ping_monitors() {
         (0..30).filter_map(|_| get(&url)).map(|(_, b)| b).collect();
     assert_eq!(seen.len(), 2, "SOURCE_IP_PORT over both members: {seen:?}");
 }
+
+/// Heartbeats every second, stale after three (the issue's failover target settings).
+const FAILOVER_CONFIG: &str =
+    "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n\
+     [health_manager]\nbind_port = 0\nheartbeat_interval = 1.0\nheartbeat_timeout = 3.0\n\
+     health_check_interval = 0.25\n";
+
+fn amphorae_of(r: &Rocta, lb: &str) -> Vec<serde_json::Value> {
+    r.get(&format!("/v2/octavia/amphorae?loadbalancer_id={lb}"))
+        .1["amphorae"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a["status"] != "DELETED")
+        .collect()
+}
+
+#[test]
+fn a_killed_amphora_is_failed_over_and_traffic_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let (a, b) = (backend("A"), backend("B"));
+    let r = Rocta::start_real_with(dir.path(), FAILOVER_CONFIG, &[]);
+    let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8084, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}, {"address": "127.0.0.1", "protocol_port": b}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let url = format!(
+        "http://{}:8084/",
+        lb["loadbalancer"]["vip_address"].as_str().unwrap()
+    );
+    eventually("no traffic before the kill", || {
+        get(&url).is_some_and(|(s, _)| s == 200)
+    });
+    // Heartbeats are counted (the amphora has a health record) before it dies.
+    eventually("load balancer not ONLINE from heartbeats", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).1["loadbalancer"]["operating_status"]
+            == "ONLINE"
+    });
+    let amps = amphorae_of(&r, &id);
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    let old = amps[0]["id"].as_str().unwrap().to_string();
+    let old_dir = dir.path().join("data/amphorae").join(&old);
+    let pgid: i32 = std::fs::read_to_string(old_dir.join("agent.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // kill -9 of the amphora's whole process group: agent and HAProxy.
+    let killed = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap()
+        .success());
+    let mut resumed = None;
+    while killed.elapsed() < Duration::from_secs(15) {
+        if get(&url).is_some_and(|(s, _)| s == 200) && killed.elapsed() > Duration::from_millis(200)
+        {
+            resumed = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gap = resumed.expect("traffic did not resume within 15 s of the kill");
+    eprintln!("failover: traffic resumed {gap:?} after kill -9");
+    assert!(
+        gap < Duration::from_secs(5),
+        "traffic resumed only after {gap:?}"
+    );
+    let lb_now = r.wait_active(&id);
+    assert_eq!(lb_now["provisioning_status"], "ACTIVE");
+    let amps = amphorae_of(&r, &id);
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    assert_ne!(amps[0]["id"], old.as_str(), "a new amphora serves");
+    assert_eq!(amps[0]["status"], "ALLOCATED");
+    assert_eq!(processes(&old_dir.display().to_string()), 0);
+    assert!(!old_dir.exists(), "the old amphora's directory is removed");
+    let seen: std::collections::BTreeSet<String> =
+        (0..4).filter_map(|_| get(&url)).map(|(_, b)| b).collect();
+    assert_eq!(
+        seen.len(),
+        2,
+        "both members behind the new amphora: {seen:?}"
+    );
+}
+
+#[test]
+fn a_restarted_health_manager_does_not_fail_over_healthy_amphorae() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    // A fixed heartbeat port: the amphorae keep sending to it while rocta is down.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = FAILOVER_CONFIG.replace("bind_port = 0", &format!("bind_port = {port}"));
+    let mut r = Rocta::start_real_with(dir.path(), &config, &[]);
+    let (s, lb) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC}}),
+    );
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let amp = amphorae_of(&r, &id)[0]["id"].as_str().unwrap().to_string();
+    eventually("no heartbeat counted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).1["loadbalancer"]["operating_status"]
+            == "ONLINE"
+    });
+    // Down for longer than heartbeat_timeout: every stored heartbeat is stale on restart.
+    r.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    let r = Rocta::start_real_with(dir.path(), &config, &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    let amps = amphorae_of(&r, &id);
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    assert_eq!(
+        amps[0]["id"],
+        amp.as_str(),
+        "a healthy amphora was failed over"
+    );
+    assert_eq!(
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).1["loadbalancer"]["provisioning_status"],
+        "ACTIVE"
+    );
+}

@@ -50,6 +50,20 @@ pub struct HealthManager {
     pub heartbeat_interval: f64,
     /// Shared HMAC key of heartbeats; empty: generated once into `<data-dir>/pki/heartbeat_key`.
     pub heartbeat_key: String,
+    /// Seconds without a heartbeat after which an amphora is stale and failed over. A health
+    /// manager that has just started waits this long before judging (amphorae check in first).
+    pub heartbeat_timeout: f64,
+    /// Seconds between two searches for stale amphorae (Octavia: 3; 1 here so that detection
+    /// adds at most a second to `heartbeat_timeout`).
+    pub health_check_interval: f64,
+    /// When this many amphorae or more are stale at once, none is failed over (the health
+    /// manager is more likely cut off than they are dead): logged as an error and counted in
+    /// `rocta_failover_stopped_total`. 0: no threshold (Octavia's default `None`).
+    pub failover_threshold: u64,
+    /// Prometheus text file the health manager rewrites with its counters every
+    /// `health_check_interval` (node_exporter's textfile collector reads it); empty:
+    /// `<data-dir>/health-manager.prom`.
+    pub metrics_file: String,
 }
 
 impl Default for HealthManager {
@@ -59,6 +73,10 @@ impl Default for HealthManager {
             bind_port: 5555,
             heartbeat_interval: 10.0,
             heartbeat_key: String::new(),
+            heartbeat_timeout: 60.0,
+            health_check_interval: 1.0,
+            failover_threshold: 0,
+            metrics_file: String::new(),
         }
     }
 }
@@ -157,6 +175,23 @@ impl Config {
             return Err(invalid(
                 "health_manager",
                 "heartbeat_interval",
+                "must be 0.05 .. 3600 seconds",
+            ));
+        }
+        let hm = &self.health_manager;
+        if !(0.1..=86400.0).contains(&hm.heartbeat_timeout)
+            || hm.heartbeat_timeout <= hm.heartbeat_interval
+        {
+            return Err(invalid(
+                "health_manager",
+                "heartbeat_timeout",
+                "must be 0.1 .. 86400 seconds and longer than heartbeat_interval",
+            ));
+        }
+        if !(0.05..=3600.0).contains(&hm.health_check_interval) {
+            return Err(invalid(
+                "health_manager",
+                "health_check_interval",
                 "must be 0.05 .. 3600 seconds",
             ));
         }

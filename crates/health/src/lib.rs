@@ -7,6 +7,7 @@
 //! heartbeats in one transaction, keeping only the newest per amphora).
 
 pub mod derive;
+pub mod stale;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,12 @@ pub struct Metrics {
     pub unknown_amphora: AtomicU64,
     /// Dropped because the queue was full (overload): newer heartbeats follow.
     pub shed: AtomicU64,
+    /// Amphorae found stale in the last check (a gauge).
+    pub stale: AtomicU64,
+    /// Failovers started for stale amphorae.
+    pub failovers: AtomicU64,
+    /// Checks that failed nothing over because `failover_threshold` was reached.
+    pub failover_stopped: AtomicU64,
 }
 
 impl Metrics {
@@ -53,7 +60,7 @@ const QUEUE: usize = 65_536;
 /// Largest batch written in one transaction.
 const BATCH: usize = 4_096;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -66,6 +73,7 @@ pub async fn run(
     key: Vec<u8>,
     store: Store,
     metrics: Arc<Metrics>,
+    heard: Arc<stale::Heard>,
     shutdown: CancellationToken,
 ) {
     let (tx, rx) = mpsc::channel::<Heartbeat>(QUEUE);
@@ -85,6 +93,7 @@ pub async fn run(
         metrics.received.fetch_add(1, Ordering::Relaxed);
         match decode(&buf[..n], &key) {
             Ok(hb) => {
+                heard.heard(&hb.id, hb.seq);
                 if tx.try_send(hb).is_err() {
                     metrics.shed.fetch_add(1, Ordering::Relaxed);
                 }

@@ -127,6 +127,27 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Amphorae of load balancers whose last counted heartbeat is older than `cutoff_ms`, with
+    /// their load balancer (only allocated amphorae: deleted ones and spares are not judged).
+    pub fn stale_amphorae(&self, cutoff_ms: i64) -> Result<Vec<(Id, Id)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT h.amphora_id, a.lb_id FROM amphora_health h JOIN amphorae a ON a.id = h.amphora_id \
+             WHERE h.last_update < ?1 AND a.provisioning_status IN ('ALLOCATED', 'FAILOVER_STOPPED') \
+             ORDER BY h.last_update",
+        )?;
+        let rows = st.query_map(params![cutoff_ms], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (a, l) = r?;
+            if let (Ok(a), Ok(l)) = (Id::parse_str(&a), Id::parse_str(&l)) {
+                out.push((a, l));
+            }
+        }
+        Ok(out)
+    }
+
     /// The last sequence number counted per amphora.
     pub fn health_sequences(&self) -> Result<Vec<(Id, i64)>, StoreError> {
         let mut st = self

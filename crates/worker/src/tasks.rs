@@ -224,7 +224,11 @@ async fn destroy_amphora(ctx: &Ctx, id: Id, vip: Option<&Vip>) -> R<()> {
         .map_err(db)?;
     if let Some(a) = &amp {
         if let Some(lb) = a.loadbalancer_id {
-            ctx.drivers.amphora.remove(a, lb).await.map_err(drv)?;
+            // Best effort, as Octavia: a failed-over amphora is usually dead, and deleting
+            // its compute instance below ends whatever still runs.
+            if let Err(e) = ctx.drivers.amphora.remove(a, lb).await {
+                tracing::info!(amphora = %id, error = %e, "amphora unreachable; deleting it anyway");
+            }
         }
         if let Some(v) = vip {
             ctx.drivers.network.unplug_vip(a, v).await.map_err(drv)?;

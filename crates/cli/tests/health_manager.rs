@@ -1,0 +1,229 @@
+//! The health manager inside `rocta serve` (noop amphorae, heartbeats sent by the test with
+//! Octavia's envelope): forged, malformed and replayed datagrams change nothing; stale amphorae
+//! are failed over unless the failover threshold is reached; counters land in the metrics file.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rocta_proto::heartbeat::{encode, Heartbeat, ListenerReport, Ordered, PoolReport};
+use serde_json::{json, Value};
+
+const KEY: &str = "test-heartbeat-key";
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(port: u16, timeout: f64, threshold: u64) -> String {
+    format!(
+        "{TEST_CONFIG}bind_ip = \"127.0.0.1\"\nheartbeat_key = \"{KEY}\"\nheartbeat_timeout = {timeout}\n\
+         health_check_interval = 0.1\nfailover_threshold = {threshold}\n"
+    )
+    .replace("bind_port = 0", &format!("bind_port = {port}"))
+}
+
+/// The load balancer's ids: (lb, amphora, listener, pool, member).
+fn setup(r: &Rocta) -> (String, String, String, String, String) {
+    let (s, lb) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "p"}}],
+            "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                "healthmonitor": {"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 1},
+                "members": [{"address": "127.0.0.1", "protocol_port": 9}]}]}}),
+    );
+    assert_eq!(s, 201, "{lb}");
+    let lb = &lb["loadbalancer"];
+    let id = lb["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let amp = amphora_of(r, &id);
+    let pool = &lb["pools"][0];
+    (
+        id,
+        amp,
+        lb["listeners"][0]["id"].as_str().unwrap().to_string(),
+        pool["id"].as_str().unwrap().to_string(),
+        pool["members"][0]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+fn amphora_of(r: &Rocta, lb: &str) -> String {
+    let amps = r
+        .get(&format!("/v2/octavia/amphorae?loadbalancer_id={lb}"))
+        .1;
+    let live: Vec<&Value> = amps["amphorae"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "ALLOCATED")
+        .collect();
+    assert_eq!(live.len(), 1, "{amps}");
+    live[0]["id"].as_str().unwrap().to_string()
+}
+
+fn heartbeat(amp: &str, seq: u64, listener: &str, pool: &str, member: &str, up: bool) -> Heartbeat {
+    let state = if up { "UP" } else { "DOWN" };
+    Heartbeat {
+        id: amp.into(),
+        seq,
+        ver: 3,
+        listeners: Ordered(vec![(
+            listener.into(),
+            ListenerReport {
+                status: "OPEN".into(),
+                stats: Default::default(),
+            },
+        )]),
+        pools: Ordered(vec![(
+            format!("{pool}:{listener}"),
+            PoolReport {
+                status: state.into(),
+                members: Ordered(vec![(member.into(), state.into())]),
+            },
+        )]),
+    }
+}
+
+fn member_status(r: &Rocta, pool: &str, member: &str) -> String {
+    r.get(&format!("/v2/lbaas/pools/{pool}/members/{member}")).1["member"]["operating_status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn metric(dir: &std::path::Path, line: &str) -> u64 {
+    std::fs::read_to_string(dir.join("data/health-manager.prom"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn until(what: &str, within: Duration, f: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < within, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn forged_malformed_and_replayed_heartbeats_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let r = Rocta::start_in(dir.path(), "serve", &config(port, 3600.0, 0), &[]);
+    let (_, amp, listener, pool, member) = setup(&r);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |d: &[u8]| {
+        sock.send_to(d, ("127.0.0.1", port)).unwrap();
+    };
+    let hb = |seq, up| {
+        encode(
+            &heartbeat(&amp, seq, &listener, &pool, &member, up),
+            KEY.as_bytes(),
+        )
+    };
+    send(&hb(10, true));
+    until("member not ONLINE", Duration::from_secs(5), || {
+        member_status(&r, &pool, &member) == "ONLINE"
+    });
+    // Each of these says the member is down; none may be believed.
+    let forged = encode(
+        &heartbeat(&amp, 11, &listener, &pool, &member, false),
+        b"another key",
+    );
+    send(&forged);
+    let good = hb(12, false);
+    send(&good[..good.len() - 5]); // truncated
+    send(b"not a heartbeat at all, just bytes");
+    send(&vec![0u8; 70_000][..65_000]); // oversized
+    send(&hb(10, false)); // replayed sequence number
+    send(&hb(9, false)); // older
+    let dropped = |reason: &str| {
+        metric(
+            dir.path(),
+            &format!("rocta_heartbeats_dropped_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    until("drops not counted", Duration::from_secs(5), || {
+        // A cut-off or altered datagram fails its signature: counted as forged.
+        dropped("forged") >= 2
+            && dropped("replayed") >= 2
+            && dropped("forged") + dropped("malformed") + dropped("oversized") >= 4
+    });
+    assert_eq!(member_status(&r, &pool, &member), "ONLINE");
+    // A genuine newer heartbeat is believed (the test could fail).
+    send(&hb(13, false));
+    until("member not ERROR", Duration::from_secs(5), || {
+        member_status(&r, &pool, &member) == "ERROR"
+    });
+}
+
+#[test]
+fn stale_amphorae_are_failed_over_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let r = Rocta::start_in(dir.path(), "serve", &config(port, 1.0, 0), &[]);
+    let (lb, amp, listener, pool, member) = setup(&r);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    sock.send_to(
+        &encode(
+            &heartbeat(&amp, 1, &listener, &pool, &member, true),
+            KEY.as_bytes(),
+        ),
+        ("127.0.0.1", port),
+    )
+    .unwrap();
+    // Silent from now on: replaced once stale (never before heartbeat_timeout).
+    until(
+        "stale amphora not failed over",
+        Duration::from_secs(10),
+        || amphora_of_opt(&r, &lb).is_some_and(|a| a != amp),
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    r.wait_active(&lb);
+    assert!(metric(dir.path(), "rocta_failovers_total") >= 1);
+}
+
+#[test]
+fn the_failover_threshold_stops_mass_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let r = Rocta::start_in(dir.path(), "serve", &config(port, 1.0, 1), &[]);
+    let (lb, amp, listener, pool, member) = setup(&r);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(
+        &encode(
+            &heartbeat(&amp, 1, &listener, &pool, &member, true),
+            KEY.as_bytes(),
+        ),
+        ("127.0.0.1", port),
+    )
+    .unwrap();
+    until("threshold not counted", Duration::from_secs(10), || {
+        metric(dir.path(), "rocta_failover_stopped_total") >= 3
+    });
+    assert_eq!(amphora_of(&r, &lb), amp, "no failover above the threshold");
+    assert_eq!(metric(dir.path(), "rocta_failovers_total"), 0);
+    assert_eq!(metric(dir.path(), "rocta_stale_amphorae"), 1);
+}
+
+fn amphora_of_opt(r: &Rocta, lb: &str) -> Option<String> {
+    let amps = r
+        .get(&format!("/v2/octavia/amphorae?loadbalancer_id={lb}"))
+        .1;
+    amps["amphorae"]
+        .as_array()?
+        .iter()
+        .find(|a| a["status"] == "ALLOCATED")
+        .and_then(|a| a["id"].as_str())
+        .map(String::from)
+}

@@ -1,0 +1,216 @@
+//! Stale-amphora detection (Octavia's `health_check`): every `health_check_interval`, amphorae
+//! whose last counted heartbeat is older than `heartbeat_timeout` are failed over by a durable
+//! job for the worker, their load balancer tested-and-set `ACTIVE|ERROR → PENDING_UPDATE` in the
+//! same transaction (a load balancer already busy is left for a later round).
+//!
+//! Three guards keep healthy amphorae from being replaced: a freshly started (or reconnected)
+//! health manager waits `heartbeat_timeout` before judging; an amphora heard at the socket
+//! within the timeout is never stale, whatever the writer's backlog; and when
+//! `failover_threshold` or more amphorae look stale at once, none is failed over (this health
+//! manager is more likely cut off than they are dead), which is logged and counted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocta_model::*;
+use rocta_store::{Entity, Store, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::Metrics;
+
+/// The newest authenticated heartbeat heard per amphora at the socket, before any queue, with
+/// its sequence number (a replayed datagram does not refresh it).
+#[derive(Debug, Default)]
+pub struct Heard(Mutex<HashMap<String, (u64, Instant)>>);
+
+impl Heard {
+    pub(crate) fn heard(&self, amphora: &str, seq: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(amphora) {
+            Some(e) if e.0 >= seq => {}
+            Some(e) => *e = (seq, Instant::now()),
+            None => {
+                m.insert(amphora.to_string(), (seq, Instant::now()));
+            }
+        }
+    }
+
+    fn within(&self, amphora: &str, timeout: Duration) -> bool {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(amphora).is_some_and(|(_, t)| t.elapsed() < timeout)
+    }
+}
+
+/// Settings of the checker (`[health_manager]`).
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub heartbeat_timeout: Duration,
+    pub interval: Duration,
+    /// 0: no threshold.
+    pub failover_threshold: u64,
+    /// Where the counters are written in Prometheus' text format.
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// Runs the checker until `shutdown`; `wake` tells an in-process worker about new jobs.
+pub async fn check_loop(
+    store: Store,
+    cfg: CheckConfig,
+    metrics: Arc<Metrics>,
+    heard: Arc<Heard>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut judge_after = Instant::now() + cfg.heartbeat_timeout;
+    tracing::info!(
+        grace_s = cfg.heartbeat_timeout.as_secs_f64(),
+        "stale-amphora checks start after a grace period"
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(cfg.interval) => {}
+        }
+        if Instant::now() >= judge_after {
+            match check_once(&store, &cfg, &metrics, &heard).await {
+                Ok(n) if n > 0 => wake.notify_one(),
+                Ok(_) => {}
+                Err(e) => {
+                    // As Octavia: after a database outage amphorae get a new grace period.
+                    tracing::error!(error = %e, "stale-amphora check failed");
+                    judge_after = Instant::now() + cfg.heartbeat_timeout;
+                }
+            }
+        }
+        if let Some(path) = &cfg.metrics_file {
+            if let Err(e) = write_metrics(path, &metrics) {
+                tracing::debug!(error = %e, "writing the metrics file failed");
+            }
+        }
+    }
+}
+
+/// One round; returns how many failovers were started.
+pub async fn check_once(
+    store: &Store,
+    cfg: &CheckConfig,
+    metrics: &Metrics,
+    heard: &Heard,
+) -> Result<usize, StoreError> {
+    let timeout_ms = cfg.heartbeat_timeout.as_millis() as i64;
+    let cutoff = crate::now_ms() - timeout_ms;
+    let stale: Vec<(Id, Id)> = store
+        .read(|tx| tx.stale_amphorae(cutoff))
+        .await?
+        .into_iter()
+        .filter(|(amp, _)| !heard.within(&amp.to_string(), cfg.heartbeat_timeout))
+        .collect();
+    metrics.stale.store(stale.len() as u64, Ordering::Relaxed);
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    if cfg.failover_threshold > 0 && stale.len() as u64 >= cfg.failover_threshold {
+        metrics.failover_stopped.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            stale = stale.len(),
+            threshold = cfg.failover_threshold,
+            "{} amphorae look stale at once, at or above failover_threshold: no failover this \
+             round (is this health manager cut off from the management network?)",
+            stale.len()
+        );
+        return Ok(0);
+    }
+    let mut started = 0;
+    for (amp, lb) in stale {
+        let job = Job::FailoverAmphora {
+            lb_id: lb,
+            amphora_id: amp,
+        };
+        let posted = store
+            .write(|tx| -> Result<bool, StoreError> {
+                let Some(l) = tx.get::<LoadBalancer>(lb)? else {
+                    return Ok(false);
+                };
+                if !matches!(
+                    l.provisioning_status,
+                    ProvisioningStatus::Active | ProvisioningStatus::Error
+                ) {
+                    return Ok(false);
+                }
+                tx.set_status(LoadBalancer::TABLE, &[lb], Some("PENDING_UPDATE"), None)?;
+                let payload =
+                    serde_json::to_string(&job).map_err(|e| StoreError::Encode("jobs", e))?;
+                tx.job_insert(new_id(), job.name(), job.lb_id(), &payload)?;
+                Ok(true)
+            })
+            .await?;
+        if posted {
+            started += 1;
+            metrics.failovers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(amphora = %amp, loadbalancer = %lb, "amphora stale: failing over");
+        }
+    }
+    Ok(started)
+}
+
+/// Rewrites the Prometheus text file of the counters (atomically: a reader never sees half).
+pub fn write_metrics(path: &std::path::Path, m: &Metrics) -> std::io::Result<()> {
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut t = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
+        t.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in rows {
+            t.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    metric(
+        "rocta_heartbeats_received_total",
+        "counter",
+        "Heartbeat datagrams received.",
+        &[("", c(&m.received))],
+    );
+    metric(
+        "rocta_heartbeats_accepted_total",
+        "counter",
+        "Heartbeats counted (amphora health, statuses, statistics written).",
+        &[("", c(&m.accepted))],
+    );
+    metric(
+        "rocta_heartbeats_dropped_total",
+        "counter",
+        "Heartbeats dropped, by reason.",
+        &[
+            ("{reason=\"forged\"}", c(&m.forged)),
+            ("{reason=\"malformed\"}", c(&m.malformed)),
+            ("{reason=\"oversized\"}", c(&m.oversized)),
+            ("{reason=\"replayed\"}", c(&m.replayed)),
+            ("{reason=\"unknown_amphora\"}", c(&m.unknown_amphora)),
+            ("{reason=\"shed\"}", c(&m.shed)),
+        ],
+    );
+    metric(
+        "rocta_stale_amphorae",
+        "gauge",
+        "Amphorae found stale in the last check.",
+        &[("", c(&m.stale))],
+    );
+    metric(
+        "rocta_failovers_total",
+        "counter",
+        "Failovers started for stale amphorae.",
+        &[("", c(&m.failovers))],
+    );
+    metric(
+        "rocta_failover_stopped_total",
+        "counter",
+        "Checks that started no failover because failover_threshold was reached.",
+        &[("", c(&m.failover_stopped))],
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, t)?;
+    std::fs::rename(&tmp, path)
+}
