@@ -38,8 +38,10 @@ enum Cmd {
     Api(RoleArgs),
     /// The controller worker alone.
     Worker(RoleArgs),
-    /// The health manager alone (heartbeat receiver).
+    /// The health manager alone (heartbeat receiver, stale-amphora failover).
     HealthManager(RoleArgs),
+    /// Housekeeping alone (spare amphora pool, purge of deleted records, certificate rotation).
+    Housekeeping(RoleArgs),
     /// The amphora agent (started by the `local` compute driver, one per amphora).
     AmphoraAgent(AgentArgs),
 }
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Api(a) => ("api", a),
         Cmd::Worker(a) => ("worker", a),
         Cmd::HealthManager(a) => ("health-manager", a),
+        Cmd::Housekeeping(a) => ("housekeeping", a),
         Cmd::AmphoraAgent(a) => {
             return match run_agent(a) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -188,6 +191,7 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
         let with_api = role == "serve" || role == "api";
         let with_worker = role == "serve" || role == "worker";
         let with_health = role == "serve" || role == "health-manager";
+        let with_housekeeping = role == "serve" || role == "housekeeping";
         let listener = if with_api {
             let addr = format!(
                 "{}:{}",
@@ -285,6 +289,24 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
                 },
                 metrics,
                 heard,
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if with_housekeeping {
+            let hk = &cfg.house_keeping;
+            let secs = Duration::from_secs_f64;
+            tasks.spawn(rocta_housekeeping::run(
+                store.clone(),
+                rocta_housekeeping::Settings {
+                    spare_pool_size: hk.spare_amphora_pool_size,
+                    spare_check_interval: secs(hk.spare_check_interval),
+                    cleanup_interval: secs(hk.cleanup_interval),
+                    amphora_expiry_age: secs(hk.amphora_expiry_age),
+                    load_balancer_expiry_age: secs(hk.load_balancer_expiry_age),
+                    cert_interval: secs(hk.cert_interval),
+                    cert_expiry_buffer: secs(hk.cert_expiry_buffer),
+                },
                 wake.clone(),
                 shutdown.clone(),
             ));

@@ -621,3 +621,126 @@ fn a_restarted_health_manager_does_not_fail_over_healthy_amphorae() {
         "ACTIVE"
     );
 }
+
+fn ready_spares(r: &Rocta) -> Vec<String> {
+    r.get("/v2/octavia/amphorae").1["amphorae"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a["status"] == "READY")
+        .filter_map(|a| a["id"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_spare_amphora_serves_a_new_load_balancer_and_the_pool_refills() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let a = backend("A");
+    let config = format!(
+        "{TEST_CONFIG}[house_keeping]\nspare_amphora_pool_size = 1\nspare_check_interval = 0.1\n"
+    );
+    let r = Rocta::start_real_with(dir.path(), &config, &[]);
+    eventually("no spare booted", || ready_spares(&r).len() == 1);
+    let spare = ready_spares(&r)[0].clone();
+    let (s, lb) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8085, "default_pool": {"name": "p"}}],
+            "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                       "members": [{"address": "127.0.0.1", "protocol_port": a}]}]}}),
+    );
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let amps = amphorae_of(&r, &id);
+    assert_eq!(amps.len(), 1);
+    assert_eq!(amps[0]["id"], spare.as_str(), "the spare was used");
+    let url = format!(
+        "http://{}:8085/",
+        lb["loadbalancer"]["vip_address"].as_str().unwrap()
+    );
+    eventually("no traffic through the spare", || {
+        get(&url).is_some_and(|(s, b)| s == 200 && b == "A")
+    });
+    eventually("the pool did not refill", || {
+        ready_spares(&r).iter().any(|s| *s != spare)
+    });
+}
+
+#[test]
+fn amphora_certificates_rotate_without_a_failed_request() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().display().to_string());
+    let a = backend("A");
+    // Every certificate is always due: one rotation per cert_interval.
+    let config =
+        format!("{TEST_CONFIG}[house_keeping]\ncert_interval = 0.3\ncert_expiry_buffer = 1e8\n");
+    let r = Rocta::start_real_with(dir.path(), &config, &[]);
+    let (s, lb) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8086, "default_pool": {"name": "p"}}],
+            "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                       "members": [{"address": "127.0.0.1", "protocol_port": a}]}]}}),
+    );
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let pool = lb["loadbalancer"]["pools"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "http://{}:8086/",
+        lb["loadbalancer"]["vip_address"].as_str().unwrap()
+    );
+    let expiry = || {
+        amphorae_of(&r, &id)[0]["cert_expiration"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = expiry();
+    let (stop, failed, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let load = {
+        let (stop, failed, ok, url) = (stop.clone(), failed.clone(), ok.clone(), url.clone());
+        std::thread::spawn(move || {
+            let c = reqwest::blocking::Client::new();
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(30) {
+                match c.get(&url).send().and_then(|r| r.error_for_status()) {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    // Control-plane requests to the agent go on across rotations too.
+    for port in 0..3u16 {
+        let (s, m) = r.post(
+            &format!("/v2/lbaas/pools/{pool}/members"),
+            json!({"member": {"address": format!("127.0.0.{}", 2 + port), "protocol_port": a, "admin_state_up": false}}),
+        );
+        assert_eq!(s, 201, "{m}");
+        r.wait_active(&id);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    eventually("certificate not rotated", || expiry() != first);
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 100, "too little traffic: {ok}");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert_eq!(
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).1["loadbalancer"]["provisioning_status"],
+        "ACTIVE"
+    );
+}

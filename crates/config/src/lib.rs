@@ -35,7 +35,42 @@ pub struct Config {
     pub quotas: Quotas,
     pub certificates: Certificates,
     pub health_manager: HealthManager,
+    pub house_keeping: HouseKeeping,
     pub logging: Logging,
+}
+
+/// `[house_keeping]` (Octavia's section name): spare pool, purge, certificate rotation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HouseKeeping {
+    /// Amphorae kept booted and `READY` for new load balancers (0: no spares, boot on create).
+    pub spare_amphora_pool_size: usize,
+    /// Seconds between two checks of the spare pool (Octavia: 30).
+    pub spare_check_interval: f64,
+    /// Seconds between two purges of deleted records.
+    pub cleanup_interval: f64,
+    /// Seconds a `DELETED` amphora is kept before it is purged.
+    pub amphora_expiry_age: f64,
+    /// Seconds a `DELETED` load balancer is kept before it is purged.
+    pub load_balancer_expiry_age: f64,
+    /// Seconds between two searches for amphora certificates to rotate.
+    pub cert_interval: f64,
+    /// Certificates expiring within this many seconds are rotated.
+    pub cert_expiry_buffer: f64,
+}
+
+impl Default for HouseKeeping {
+    fn default() -> Self {
+        HouseKeeping {
+            spare_amphora_pool_size: 0,
+            spare_check_interval: 5.0,
+            cleanup_interval: 30.0,
+            amphora_expiry_age: 604800.0,
+            load_balancer_expiry_age: 604800.0,
+            cert_interval: 3600.0,
+            cert_expiry_buffer: 1209600.0,
+        }
+    }
 }
 
 /// `[health_manager]`: the heartbeat receiver (Octavia's option names).
@@ -193,6 +228,26 @@ impl Config {
                 "health_manager",
                 "health_check_interval",
                 "must be 0.05 .. 3600 seconds",
+            ));
+        }
+        let hk = &self.house_keeping;
+        for (key, v, min) in [
+            ("spare_check_interval", hk.spare_check_interval, 0.05),
+            ("cleanup_interval", hk.cleanup_interval, 0.05),
+            ("amphora_expiry_age", hk.amphora_expiry_age, 0.0),
+            ("load_balancer_expiry_age", hk.load_balancer_expiry_age, 0.0),
+            ("cert_interval", hk.cert_interval, 0.05),
+            ("cert_expiry_buffer", hk.cert_expiry_buffer, 0.0),
+        ] {
+            if !(min..=1e9).contains(&v) {
+                return Err(invalid("house_keeping", key, "out of range (seconds)"));
+            }
+        }
+        if hk.spare_amphora_pool_size > 1000 {
+            return Err(invalid(
+                "house_keeping",
+                "spare_amphora_pool_size",
+                "must be 0 .. 1000",
             ));
         }
         if !["text", "json"].contains(&self.logging.format.as_str()) {

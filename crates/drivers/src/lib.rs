@@ -137,6 +137,8 @@ pub trait AmphoraDriver: Send + Sync {
     async fn apply(&self, amphora: &Amphora, tree: &LbTree) -> DriverResult<()>;
     /// Stops serving load balancer `lb_id`. Idempotent.
     async fn remove(&self, amphora: &Amphora, lb_id: Id) -> DriverResult<()>;
+    /// Replaces the agent's server certificate (PEM: certificate and key). Idempotent.
+    async fn rotate_cert(&self, amphora: &Amphora, pem: &str) -> DriverResult<()>;
 }
 
 /// An amphora's server certificate, as issued.

@@ -169,6 +169,10 @@ impl AmphoraDriver for NoopAmphora {
         self.0
             .remove("remove config", "configs", &amphora.id.to_string())
     }
+
+    async fn rotate_cert(&self, _: &Amphora, _: &str) -> DriverResult<()> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

@@ -293,6 +293,19 @@ impl AmphoraDriver for RestAmphora {
         .map(|_| ())
     }
 
+    async fn rotate_cert(&self, amp: &Amphora, pem: &str) -> DriverResult<()> {
+        self.call(
+            "rotate server certificate",
+            amp,
+            reqwest::Method::PUT,
+            "certificate",
+            Some(pem.to_string()),
+            &[202],
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn remove(&self, amp: &Amphora, lb_id: Id) -> DriverResult<()> {
         self.call(
             "delete load balancer",

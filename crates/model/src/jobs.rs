@@ -59,6 +59,14 @@ pub enum Job {
         id: Id,
         lb_id: Id,
     },
+    /// Boot a spare amphora (no load balancer) and leave it `READY` for a create to claim.
+    CreateSpareAmphora,
+    /// Give an amphora a new server certificate before the old one expires.
+    RotateAmphoraCert {
+        /// Its load balancer (nil for a spare): jobs of one load balancer run one at a time.
+        lb_id: Id,
+        amphora_id: Id,
+    },
     /// The batch member update of one pool.
     BatchMembers {
         lb_id: Id,
@@ -79,7 +87,9 @@ impl Job {
             | Job::FailoverLoadBalancer { lb_id }
             | Job::FailoverAmphora { lb_id, .. }
             | Job::Child { lb_id, .. }
+            | Job::RotateAmphoraCert { lb_id, .. }
             | Job::BatchMembers { lb_id, .. } => *lb_id,
+            Job::CreateSpareAmphora => Id::nil(),
         }
     }
 
@@ -93,6 +103,8 @@ impl Job {
             Job::FailoverAmphora { .. } => "failover_amphora",
             Job::Child { .. } => "child",
             Job::BatchMembers { .. } => "batch_members",
+            Job::CreateSpareAmphora => "create_spare_amphora",
+            Job::RotateAmphoraCert { .. } => "rotate_amphora_cert",
         }
     }
 }

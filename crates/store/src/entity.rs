@@ -159,7 +159,7 @@ pub struct Filter<'a> {
     pub live_only: bool,
 }
 
-fn fmt_ts(t: &Timestamp) -> String {
+pub(crate) fn fmt_ts(t: &Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 

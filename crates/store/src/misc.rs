@@ -148,6 +148,81 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// The spare amphora a job claimed for one of its slots.
+    pub fn claim_get(&self, job: Id, slot: &str) -> Result<Option<Id>, StoreError> {
+        let a: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT amphora_id FROM amphora_claims WHERE job_id = ?1 AND slot = ?2",
+            )?
+            .query_row(params![job.to_string(), slot], |r| r.get(0))
+            .optional()?;
+        Ok(a.and_then(|a| Id::parse_str(&a).ok()))
+    }
+
+    pub fn claim_put(&self, job: Id, slot: &str, amphora: Id) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO amphora_claims (job_id, slot, amphora_id) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![job.to_string(), slot, amphora.to_string()])?;
+        Ok(())
+    }
+
+    /// Ids of amphorae in `status`, oldest first.
+    pub fn amphorae_in(&self, status: &str, limit: i64) -> Result<Vec<Id>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id FROM amphorae WHERE provisioning_status = ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![status, limit], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Ok(id) = Id::parse_str(&r?) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unfinished jobs of one kind (by name).
+    pub fn jobs_named(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM jobs WHERE name = ?1 AND state IN ('pending', 'running', 'reverting')",
+            )?
+            .query_row(params![name], |r| r.get(0))?)
+    }
+
+    /// Removes `DELETED` amphorae and load balancers last updated before the cutoffs, with the
+    /// health records and claims that refer to them. Returns (amphorae, load balancers) purged.
+    pub fn purge_deleted(
+        &self,
+        amphora_cutoff: rocta_model::time::Timestamp,
+        lb_cutoff: rocta_model::time::Timestamp,
+    ) -> Result<(usize, usize), StoreError> {
+        let c = &self.conn;
+        let amps = c.execute(
+            "DELETE FROM amphorae WHERE provisioning_status = 'DELETED' \
+             AND COALESCE(updated_at, created_at) < ?1",
+            params![crate::entity::fmt_ts(&amphora_cutoff)],
+        )?;
+        c.execute(
+            "DELETE FROM amphora_health WHERE amphora_id NOT IN (SELECT id FROM amphorae)",
+            [],
+        )?;
+        c.execute(
+            "DELETE FROM amphora_claims WHERE amphora_id NOT IN (SELECT id FROM amphorae)",
+            [],
+        )?;
+        let lbs = c.execute(
+            "DELETE FROM load_balancers WHERE provisioning_status = 'DELETED' \
+             AND COALESCE(updated_at, created_at) < ?1",
+            params![crate::entity::fmt_ts(&lb_cutoff)],
+        )?;
+        Ok((amps, lbs))
+    }
+
     /// The last sequence number counted per amphora.
     pub fn health_sequences(&self) -> Result<Vec<(Id, i64)>, StoreError> {
         let mut st = self

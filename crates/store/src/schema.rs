@@ -94,5 +94,19 @@ pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if version < 3 {
+        c.execute_batch(
+            "BEGIN;
+             CREATE TABLE amphora_claims (
+                 job_id TEXT NOT NULL,
+                 slot TEXT NOT NULL,
+                 amphora_id TEXT NOT NULL,
+                 PRIMARY KEY (job_id, slot)
+             );
+             CREATE INDEX amphorae_status ON amphorae (provisioning_status);
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }

@@ -17,8 +17,9 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
             tasks: vec![
                 t(Box::new(LbErrorOnRevert { lb_id })),
                 t(Box::new(CreateAmphora {
-                    lb_id,
+                    lb_id: Some(lb_id),
                     slot: NEW_AMPHORA,
+                    use_spare: true,
                 })),
                 t(Box::new(WaitAmphora { slot: NEW_AMPHORA })),
                 t(Box::new(PlugVip {
@@ -55,6 +56,22 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                 t(Box::new(DeallocateVip { lb_id })),
                 t(Box::new(MarkLbDeleted { lb_id })),
             ],
+        },
+        Job::CreateSpareAmphora => Flow {
+            name: "create_spare_amphora",
+            tasks: vec![
+                t(Box::new(CreateAmphora {
+                    lb_id: None,
+                    slot: NEW_AMPHORA,
+                    use_spare: false,
+                })),
+                t(Box::new(WaitAmphora { slot: NEW_AMPHORA })),
+                t(Box::new(MarkAmphoraReady { slot: NEW_AMPHORA })),
+            ],
+        },
+        Job::RotateAmphoraCert { amphora_id, .. } => Flow {
+            name: "rotate_amphora_cert",
+            tasks: vec![t(Box::new(RotateCert { amphora_id }))],
         },
         Job::FailoverLoadBalancer { lb_id } => failover(lb_id, None),
         Job::FailoverAmphora { lb_id, amphora_id } => failover(lb_id, Some(amphora_id)),
@@ -126,8 +143,9 @@ fn failover(lb_id: Id, only: Option<Id>) -> Flow<Ctx> {
         tasks: vec![
             Box::new(LbErrorOnRevert { lb_id }),
             Box::new(CreateAmphora {
-                lb_id,
+                lb_id: Some(lb_id),
                 slot: NEW_AMPHORA,
+                use_spare: true,
             }),
             Box::new(WaitAmphora { slot: NEW_AMPHORA }),
             Box::new(PlugVip {

@@ -32,8 +32,20 @@ fn drv(e: DriverError) -> TaskError {
 
 /// The id of the amphora a job builds in `slot`: derived from the job, so a resumed step finds
 /// the amphora it started instead of building a second one.
-pub(crate) fn amphora_id(ctx: &Ctx, slot: &str) -> Id {
+fn built_amphora_id(ctx: &Ctx, slot: &str) -> Id {
     uuid::Uuid::new_v5(&ctx.job_id, slot.as_bytes())
+}
+
+/// The amphora of a job's `slot`: the spare it claimed (recorded with the claim), else the one
+/// it builds.
+pub(crate) async fn amphora_id(ctx: &Ctx, slot: &'static str) -> R<Id> {
+    let job = ctx.job_id;
+    let claimed = ctx
+        .store
+        .read(|tx| tx.claim_get(job, slot))
+        .await
+        .map_err(db)?;
+    Ok(claimed.unwrap_or_else(|| built_amphora_id(ctx, slot)))
 }
 
 pub(crate) fn table(kind: ChildKind) -> &'static str {
@@ -139,8 +151,11 @@ impl Task<Ctx> for ChildErrorOnRevert {
 
 /// Boots the amphora of `slot` for the load balancer.
 pub(crate) struct CreateAmphora {
-    pub lb_id: Id,
+    /// `None`: a spare.
+    pub lb_id: Option<Id>,
     pub slot: &'static str,
+    /// Claim a `READY` spare when there is one instead of booting.
+    pub use_spare: bool,
 }
 
 #[async_trait::async_trait]
@@ -149,14 +164,25 @@ impl Task<Ctx> for CreateAmphora {
         "create_amphora"
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let id = amphora_id(ctx, self.slot);
         let lb_id = self.lb_id;
+        if let (Some(lb), true) = (lb_id, self.use_spare) {
+            let (job, slot, built) = (ctx.job_id, self.slot, built_amphora_id(ctx, self.slot));
+            let spare = ctx
+                .store
+                .write(|tx| claim_spare(tx, job, slot, built, lb))
+                .await
+                .map_err(db)?;
+            if let Some(id) = spare {
+                return Ok(json!({ "amphora_id": id, "spare": true }));
+            }
+        }
+        let id = amphora_id(ctx, self.slot).await?;
         ctx.store
             .write(|tx| {
                 if tx.get::<Amphora>(id)?.is_none() {
                     tx.insert(&Amphora {
                         id,
-                        loadbalancer_id: Some(lb_id),
+                        loadbalancer_id: lb_id,
                         compute_id: None,
                         lb_network_ip: None,
                         vrrp_ip: None,
@@ -210,8 +236,111 @@ impl Task<Ctx> for CreateAmphora {
         Ok(json!({ "amphora_id": id }))
     }
     async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
-        let id = amphora_id(ctx, self.slot);
+        let id = amphora_id(ctx, self.slot).await?;
         destroy_amphora(ctx, id, None).await
+    }
+}
+
+/// Claims the oldest `READY` spare for (`job`, `slot`) in one transaction, unless the slot
+/// already has its amphora (a claim, or a built one: the step is running again).
+fn claim_spare(
+    tx: &Tx<'_>,
+    job: Id,
+    slot: &str,
+    built: Id,
+    lb: Id,
+) -> Result<Option<Id>, StoreError> {
+    if let Some(id) = tx.claim_get(job, slot)? {
+        return Ok(Some(id));
+    }
+    if tx.get::<Amphora>(built)?.is_some() {
+        return Ok(None);
+    }
+    for id in tx.amphorae_in(AmphoraStatus::Ready.as_str(), 1)? {
+        if let Some(mut a) = tx.get::<Amphora>(id)? {
+            a.loadbalancer_id = Some(lb);
+            a.status = AmphoraStatus::Allocated;
+            a.updated_at = Some(time::now());
+            tx.update(&a)?;
+            tx.claim_put(job, slot, id)?;
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// A booted spare is ready to be claimed.
+pub(crate) struct MarkAmphoraReady {
+    pub slot: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for MarkAmphoraReady {
+    fn name(&self) -> &'static str {
+        "mark_amphora_ready"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let id = amphora_id(ctx, self.slot).await?;
+        ctx.store
+            .write(|tx| {
+                if let Some(mut a) = tx.get::<Amphora>(id)? {
+                    a.status = AmphoraStatus::Ready;
+                    a.updated_at = Some(time::now());
+                    tx.update(&a)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(db)?;
+        Ok(Value::Null)
+    }
+}
+
+/// Gives an amphora a new server certificate (the agent swaps it without dropping a
+/// connection) and records its expiry.
+pub(crate) struct RotateCert {
+    pub amphora_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for RotateCert {
+    fn name(&self) -> &'static str {
+        "rotate_cert"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let id = self.amphora_id;
+        let amp = load_amphora(ctx, id).await?;
+        if matches!(
+            amp.status,
+            AmphoraStatus::Deleted | AmphoraStatus::PendingDelete
+        ) {
+            return Ok(Value::Null);
+        }
+        let cert = ctx
+            .drivers
+            .certs
+            .issue_amphora_cert(id)
+            .await
+            .map_err(drv)?;
+        ctx.drivers
+            .amphora
+            .rotate_cert(&amp, &cert.pem)
+            .await
+            .map_err(drv)?;
+        ctx.store
+            .write(|tx| {
+                if let Some(mut a) = tx.get::<Amphora>(id)? {
+                    a.cert_expiration =
+                        chrono::DateTime::from_timestamp(cert.not_after, 0).map(|d| d.naive_utc());
+                    a.cert_busy = false;
+                    a.updated_at = Some(time::now());
+                    tx.update(&a)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(db)?;
+        Ok(Value::Null)
     }
 }
 
@@ -264,7 +393,7 @@ impl Task<Ctx> for WaitAmphora {
         "wait_amphora"
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let id = amphora_id(ctx, self.slot);
+        let id = amphora_id(ctx, self.slot).await?;
         let amp = load_amphora(ctx, id).await?;
         ctx.drivers.amphora.wait_ready(&amp).await.map_err(drv)?;
         Ok(Value::Null)
@@ -315,7 +444,7 @@ impl Task<Ctx> for PlugVip {
         "plug_vip"
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let id = amphora_id(ctx, self.slot);
+        let id = amphora_id(ctx, self.slot).await?;
         let lb = load_lb(ctx, self.lb_id).await?;
         let vip = vip_of(&lb).ok_or_else(|| TaskError::fatal("load balancer has no VIP"))?;
         let amp = load_amphora(ctx, id).await?;
@@ -350,7 +479,7 @@ impl Task<Ctx> for PlugVip {
         Ok(Value::Null)
     }
     async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
-        let id = amphora_id(ctx, self.slot);
+        let id = amphora_id(ctx, self.slot).await?;
         let lb = load_lb(ctx, self.lb_id).await?;
         let amp = ctx
             .store
@@ -402,7 +531,7 @@ impl Task<Ctx> for ApplyConfig {
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let tree = load_tree(ctx, self.lb_id).await?;
         let amps: Vec<Amphora> = match self.only_slot {
-            Some(slot) => vec![load_amphora(ctx, amphora_id(ctx, slot)).await?],
+            Some(slot) => vec![load_amphora(ctx, amphora_id(ctx, slot).await?).await?],
             None => live_amphorae(ctx, self.lb_id).await?,
         };
         for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
@@ -441,7 +570,10 @@ impl Task<Ctx> for DeleteAmphorae {
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let lb = load_lb(ctx, self.lb_id).await?;
         let vip = vip_of(&lb);
-        let keep = self.keep_slot.map(|s| amphora_id(ctx, s));
+        let keep = match self.keep_slot {
+            Some(s) => Some(amphora_id(ctx, s).await?),
+            None => None,
+        };
         for a in live_amphorae(ctx, self.lb_id).await? {
             if Some(a.id) == keep || self.only.is_some_and(|o| o != a.id) {
                 continue;

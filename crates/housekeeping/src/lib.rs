@@ -1,0 +1,144 @@
+//! Housekeeping (Octavia's `octavia-housekeeping`), three periodic duties that only read the
+//! store and post durable jobs for the worker (they never touch an amphora themselves):
+//! - the **spare pool**: keeps `spare_amphora_pool_size` amphorae booted and `READY`, so a load
+//!   balancer create claims one instead of booting (refilled as creates consume them);
+//! - the **purge**: removes `DELETED` load balancers and amphorae older than their expiry age;
+//! - **certificate rotation**: amphorae whose server certificate expires within
+//!   `cert_expiry_buffer` get a new one (the agent swaps it without dropping a request).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocta_model::*;
+use rocta_store::{Filter, Store, StoreError, Tx};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// `[house_keeping]`, in the units the loops use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub spare_pool_size: usize,
+    pub spare_check_interval: Duration,
+    pub cleanup_interval: Duration,
+    pub amphora_expiry_age: Duration,
+    pub load_balancer_expiry_age: Duration,
+    pub cert_interval: Duration,
+    pub cert_expiry_buffer: Duration,
+}
+
+/// Runs the three duties until `shutdown`; `wake` tells an in-process worker about new jobs.
+pub async fn run(store: Store, s: Settings, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let spares = every(s.spare_check_interval, &shutdown, || async {
+        match fill_spares(&store, s.spare_pool_size).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(booting = n, "refilling the spare amphora pool");
+                wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "spare pool check failed"),
+        }
+    });
+    let purge = every(s.cleanup_interval, &shutdown, || async {
+        match purge(&store, s.amphora_expiry_age, s.load_balancer_expiry_age).await {
+            Ok((0, 0)) => {}
+            Ok((a, l)) => tracing::info!(amphorae = a, loadbalancers = l, "purged deleted records"),
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+    });
+    let certs = every(s.cert_interval, &shutdown, || async {
+        match rotate_expiring(&store, s.cert_expiry_buffer).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(amphorae = n, "rotating amphora certificates");
+                wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "certificate rotation check failed"),
+        }
+    });
+    tokio::join!(spares, purge, certs);
+}
+
+async fn every<F, Fut>(interval: Duration, shutdown: &CancellationToken, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        f().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+fn post(tx: &Tx<'_>, job: &Job) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(job).map_err(|e| StoreError::Encode("jobs", e))?;
+    tx.job_insert(new_id(), job.name(), job.lb_id(), &payload)
+}
+
+/// Posts one spare-creation job per missing spare (spares being built count as present).
+/// Returns how many were posted.
+pub async fn fill_spares(store: &Store, size: usize) -> Result<usize, StoreError> {
+    if size == 0 {
+        return Ok(0);
+    }
+    store
+        .write(|tx| {
+            let ready = tx
+                .amphorae_in(AmphoraStatus::Ready.as_str(), size as i64)?
+                .len();
+            let building = tx.jobs_named(Job::CreateSpareAmphora.name())? as usize;
+            let missing = size.saturating_sub(ready + building);
+            for _ in 0..missing {
+                post(tx, &Job::CreateSpareAmphora)?;
+            }
+            Ok(missing)
+        })
+        .await
+}
+
+/// Purges what has been `DELETED` for longer than the expiry ages.
+pub async fn purge(
+    store: &Store,
+    amphora_age: Duration,
+    lb_age: Duration,
+) -> Result<(usize, usize), StoreError> {
+    let now = time::now();
+    let ago = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    store
+        .write(|tx| tx.purge_deleted(ago(amphora_age), ago(lb_age)))
+        .await
+}
+
+/// Posts a rotation job for each live amphora whose certificate expires within `buffer`
+/// (none while earlier rotations are still unfinished). Returns how many were posted.
+pub async fn rotate_expiring(store: &Store, buffer: Duration) -> Result<usize, StoreError> {
+    let horizon = time::now() + chrono::Duration::from_std(buffer).unwrap_or(chrono::Duration::MAX);
+    store
+        .write(|tx| {
+            if tx.jobs_named("rotate_amphora_cert")? > 0 {
+                return Ok(0);
+            }
+            let amps: Vec<Amphora> = tx.list(&Filter {
+                live_only: true,
+                ..Default::default()
+            })?;
+            let mut n = 0;
+            for a in amps.iter().filter(|a| {
+                matches!(a.status, AmphoraStatus::Allocated | AmphoraStatus::Ready)
+                    && a.cert_expiration.is_some_and(|e| e < horizon)
+            }) {
+                post(
+                    tx,
+                    &Job::RotateAmphoraCert {
+                        lb_id: a.loadbalancer_id.unwrap_or(Id::nil()),
+                        amphora_id: a.id,
+                    },
+                )?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+}
