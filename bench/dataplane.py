@@ -149,7 +149,8 @@ def run(work):
     wait_active(keep["id"])
     time.sleep(1)
     rocta_url = f"http://{keep['vip_address']}:8080/"
-    amp_dir = [d for d in os.listdir(f"{work}/data/amphorae") if d != "mgmt"][0]
+    amp_dir = [d for d in os.listdir(f"{work}/data/amphorae")
+               if os.path.exists(f"{work}/data/amphorae/{d}/lb/{keep['id']}/haproxy.cfg")][0]
     cfg_path = f"{work}/data/amphorae/{amp_dir}/lb/{keep['id']}/haproxy.cfg"
     rocta_pids = pids_of(f"haproxy -W -f {cfg_path}")
     for pid in rocta_pids:

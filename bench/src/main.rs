@@ -2,6 +2,8 @@
 //! polling client sees them (every request counted, polling every `--poll-ms`).
 //! Every run is bounded in count and time and stops by itself. Loopback targets only.
 
+mod flood;
+
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,31 @@ enum Cmd {
         #[arg(long, default_value = "ok")]
         name: String,
     },
+    /// Offers heartbeats to a health manager at increasing rates (see flood.rs).
+    Flood {
+        /// The health manager's UDP address.
+        #[arg(long, default_value = "127.0.0.1:5555")]
+        hm: String,
+        /// The heartbeat key (`[health_manager] heartbeat_key`).
+        #[arg(long)]
+        key: String,
+        /// Load balancers (one amphora each) sending heartbeats.
+        #[arg(long, default_value_t = 2000)]
+        lbs: usize,
+        /// Offered rates (heartbeats/s), comma-separated, one step each.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10000,25000,50000,75000,100000"
+        )]
+        rates: Vec<u64>,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 4)]
+        secs: u64,
+        /// The health manager's metrics file (`[health_manager] metrics_file`).
+        #[arg(long)]
+        metrics: String,
+    },
     /// Ensures exactly `count` load balancers exist in project `bench-list`; prints one id.
     Fill {
         #[arg(long, default_value_t = 200)]
@@ -52,7 +79,7 @@ enum Cmd {
     },
 }
 
-const SUBNET: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const SUBNET: &str = "11111111-2222-3333-4444-555555555555";
 
 struct Api {
     base: String,
@@ -62,6 +89,20 @@ struct Api {
 }
 
 impl Api {
+    /// A request outside `/v2/lbaas` (e.g. `/v2/octavia/amphorae`).
+    fn raw(&self, method: &str, path: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        match self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .header("X-Project-Id", &self.project)
+            .send()
+        {
+            Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
+            Err(e) => panic!("request failed: {e}"),
+        }
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut rb = self
@@ -218,6 +259,27 @@ fn main() {
             println!(
                 "member_create_and_wait: clients={clients} members={total} rate={:.1}/s",
                 total as f64 / longest.as_secs_f64()
+            );
+        }
+        Cmd::Flood {
+            ref hm,
+            ref key,
+            lbs,
+            ref rates,
+            secs,
+            ref metrics,
+        } => {
+            let a = api(&cli, "bench-flood");
+            flood::run(
+                &a,
+                flood::Args {
+                    hm,
+                    key,
+                    lbs,
+                    rates,
+                    secs,
+                    metrics,
+                },
             );
         }
         Cmd::Fill { count } => {

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub malformed: AtomicU64,
     pub oversized: AtomicU64,
     pub replayed: AtomicU64,
+    /// Processed, then superseded by a newer heartbeat of the same amphora in the same batch
+    /// (only the newest is written).
+    pub superseded: AtomicU64,
     pub unknown_amphora: AtomicU64,
     /// Dropped because the queue was full (overload): newer heartbeats follow.
     pub shed: AtomicU64,
@@ -67,6 +70,11 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Datagram receivers (each verifies and decodes on its own core when there is one).
+const RECEIVERS: usize = 2;
+/// Kernel receive buffer asked for the heartbeat socket (bursts wait there, not dropped).
+const RCVBUF: usize = 8 << 20;
+
 /// Runs the intake on an already-bound socket until `shutdown`.
 pub async fn run(
     socket: UdpSocket,
@@ -76,8 +84,37 @@ pub async fn run(
     heard: Arc<stale::Heard>,
     shutdown: CancellationToken,
 ) {
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RCVBUF) {
+        tracing::debug!(error = %e, "enlarging the heartbeat receive buffer failed");
+    }
+    let socket = Arc::new(socket);
+    let key = Arc::new(key);
     let (tx, rx) = mpsc::channel::<Heartbeat>(QUEUE);
     let writer = tokio::spawn(write_loop(rx, store, metrics.clone()));
+    let mut receivers = tokio::task::JoinSet::new();
+    for _ in 0..RECEIVERS {
+        receivers.spawn(receive(
+            socket.clone(),
+            key.clone(),
+            tx.clone(),
+            metrics.clone(),
+            heard.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(tx);
+    while receivers.join_next().await.is_some() {}
+    let _ = writer.await;
+}
+
+async fn receive(
+    socket: Arc<UdpSocket>,
+    key: Arc<Vec<u8>>,
+    tx: mpsc::Sender<Heartbeat>,
+    metrics: Arc<Metrics>,
+    heard: Arc<stale::Heard>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let n = tokio::select! {
@@ -101,8 +138,6 @@ pub async fn run(
             Err(e) => metrics.count(&e),
         }
     }
-    drop(tx);
-    let _ = writer.await;
 }
 
 async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Arc<Metrics>) {
@@ -117,14 +152,29 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
         }
     };
     let mut batch = Vec::with_capacity(BATCH);
+    let mut cache: HashMap<Id, Known> = HashMap::new();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        // Newest heartbeat per amphora; older ones (and replays) are dropped.
+        // Newest heartbeat per amphora; replays (not newer than the last counted) are dropped.
         let mut newest: HashMap<String, Heartbeat> = HashMap::new();
         for hb in batch.drain(..) {
             let seen = last_seq.get(&hb.id).copied().unwrap_or(0);
-            if hb.seq <= seen || newest.get(&hb.id).is_some_and(|o| o.seq >= hb.seq) {
+            if hb.seq <= seen {
                 metrics.replayed.fetch_add(1, Ordering::Relaxed);
                 continue;
+            }
+            match newest.get(&hb.id) {
+                Some(o) if o.seq == hb.seq => {
+                    metrics.replayed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(o) if o.seq > hb.seq => {
+                    metrics.superseded.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(_) => {
+                    metrics.superseded.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {}
             }
             newest.insert(hb.id.clone(), hb);
         }
@@ -136,7 +186,7 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
             .write(|tx| -> Result<Vec<(String, u64)>, StoreError> {
                 let mut counted = Vec::new();
                 for hb in newest.values() {
-                    if apply(tx, hb, now)? {
+                    if apply(tx, hb, now, &mut cache)? {
                         counted.push((hb.id.clone(), hb.seq));
                     } else {
                         metrics.unknown_amphora.fetch_add(1, Ordering::Relaxed);
@@ -161,24 +211,64 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
     }
 }
 
-/// Applies one heartbeat; `false` when it is not from a live amphora of a load balancer.
-fn apply(tx: &rocta_store::Tx<'_>, hb: &Heartbeat, now: i64) -> Result<bool, StoreError> {
-    let Ok(amp_id) = Id::parse_str(&hb.id) else {
-        return Ok(false);
-    };
+/// What the writer knows of an amphora's load balancer: the tree with the statuses it last
+/// read or wrote, reloaded after [`TREE_TTL`] or when a heartbeat names an object it does not
+/// know; and the signature of the last statuses applied, so an unchanged heartbeat costs one
+/// health write (and the statistics it carries).
+struct Known {
+    tree: LbTree,
+    loaded: std::time::Instant,
+    signature: Option<u64>,
+    /// Last absolute `conns` per listener (zero deltas with unchanged `conns` are not written).
+    conns: HashMap<Id, u64>,
+}
+
+/// How long a cached tree is trusted (changes made elsewhere show within this).
+const TREE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The statuses a heartbeat reports (its counters left out).
+fn signature(hb: &Heartbeat) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (id, l) in &hb.listeners.0 {
+        (id, &l.status).hash(&mut h);
+    }
+    for (id, p) in &hb.pools.0 {
+        (id, &p.status).hash(&mut h);
+        for m in &p.members.0 {
+            m.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Whether the tree knows every listener, pool and member the heartbeat names.
+fn knows_all(t: &LbTree, hb: &Heartbeat) -> bool {
+    let listener = |id: &str| t.listeners.iter().any(|l| l.id.to_string() == id);
+    hb.listeners.0.iter().all(|(id, _)| listener(id))
+        && hb.pools.0.iter().all(|(key, p)| {
+            let pool = key.split(':').next().unwrap_or_default();
+            t.pools.iter().any(|x| x.id.to_string() == pool)
+                && p.members
+                    .0
+                    .iter()
+                    .all(|(m, _)| t.members.iter().any(|x| x.id.to_string() == *m))
+        })
+}
+
+fn load(tx: &rocta_store::Tx<'_>, amp_id: Id) -> Result<Option<LbTree>, StoreError> {
     let Some(amp) = tx.get::<Amphora>(amp_id)? else {
-        return Ok(false);
+        return Ok(None);
     };
     if matches!(
         amp.status,
         AmphoraStatus::Deleted | AmphoraStatus::PendingDelete
     ) {
-        return Ok(false);
+        return Ok(None);
     }
     let Some(lb_id) = amp.loadbalancer_id else {
-        return Ok(false);
+        return Ok(None);
     };
-    tx.health_seen(amp_id, now, hb.seq as i64)?;
     let f = Filter {
         lb_id: Some(lb_id),
         ..Default::default()
@@ -190,44 +280,59 @@ fn apply(tx: &rocta_store::Tx<'_>, hb: &Heartbeat, now: i64) -> Result<bool, Sto
         members: tx.list(&f)?,
         ..Default::default()
     };
-    let Some(lb) = &tree.loadbalancer else {
+    Ok(tree.loadbalancer.is_some().then_some(tree))
+}
+
+/// Applies one heartbeat; `false` when it is not from a live amphora of a load balancer.
+fn apply(
+    tx: &rocta_store::Tx<'_>,
+    hb: &Heartbeat,
+    now: i64,
+    cache: &mut HashMap<Id, Known>,
+) -> Result<bool, StoreError> {
+    let Ok(amp_id) = Id::parse_str(&hb.id) else {
         return Ok(false);
     };
-    let d = derive::derive(&tree, hb);
-    let set = |table: &str,
-               id: Id,
-               cur: OperatingStatus,
-               new: OperatingStatus|
-     -> Result<(), StoreError> {
-        if cur != new {
-            tx.set_status(table, &[id], None, Some(new.as_str()))?;
+    let fresh = cache
+        .get(&amp_id)
+        .is_some_and(|k| k.loaded.elapsed() < TREE_TTL && knows_all(&k.tree, hb));
+    if !fresh {
+        match load(tx, amp_id)? {
+            Some(tree) => {
+                let conns = cache.remove(&amp_id).map(|k| k.conns).unwrap_or_default();
+                cache.insert(
+                    amp_id,
+                    Known {
+                        tree,
+                        loaded: std::time::Instant::now(),
+                        signature: None,
+                        conns,
+                    },
+                );
+            }
+            None => {
+                cache.remove(&amp_id);
+                return Ok(false);
+            }
         }
-        Ok(())
+    }
+    let Some(k) = cache.get_mut(&amp_id) else {
+        return Ok(false);
     };
-    set(
-        LoadBalancer::TABLE,
-        lb.id,
-        lb.operating_status,
-        d.loadbalancer,
-    )?;
-    for l in &tree.listeners {
-        if let Some(s) = d.listeners.get(&l.id) {
-            set(Listener::TABLE, l.id, l.operating_status, *s)?;
-        }
-    }
-    for p in &tree.pools {
-        if let Some(s) = d.pools.get(&p.id) {
-            set(Pool::TABLE, p.id, p.operating_status, *s)?;
-        }
-    }
-    for m in &tree.members {
-        if let Some(s) = d.members.get(&m.id) {
-            set(Member::TABLE, m.id, m.operating_status, *s)?;
-        }
+    tx.health_seen(amp_id, now, hb.seq as i64)?;
+    let sig = signature(hb);
+    if k.signature != Some(sig) {
+        write_statuses(tx, &mut k.tree, hb)?;
+        k.signature = Some(sig);
     }
     for (lid, report) in &hb.listeners.0 {
-        if let Ok(l) = Id::parse_str(lid) {
-            let s = &report.stats;
+        let Ok(l) = Id::parse_str(lid) else { continue };
+        let s = &report.stats;
+        let idle = s.rx == 0 && s.tx == 0 && s.totconns == 0 && s.ereq == 0;
+        if idle && k.conns.get(&l) == Some(&s.conns) {
+            continue;
+        }
+        if k.tree.listeners.iter().any(|x| x.id == l) {
             let stats = Stats {
                 bytes_in: s.rx as i64,
                 bytes_out: s.tx as i64,
@@ -235,10 +340,53 @@ fn apply(tx: &rocta_store::Tx<'_>, hb: &Heartbeat, now: i64) -> Result<bool, Sto
                 total_connections: s.totconns as i64,
                 request_errors: s.ereq as i64,
             };
-            if tree.listeners.iter().any(|x| x.id == l) {
-                tx.listener_stats_add(l, amp_id, &stats)?;
-            }
+            tx.listener_stats_add(l, amp_id, &stats)?;
+            k.conns.insert(l, s.conns);
         }
     }
     Ok(true)
+}
+
+/// Derives the operating statuses and writes those that changed (keeping the tree in step).
+fn write_statuses(
+    tx: &rocta_store::Tx<'_>,
+    tree: &mut LbTree,
+    hb: &Heartbeat,
+) -> Result<(), StoreError> {
+    let d = derive::derive(tree, hb);
+    let set = |table: &str,
+               id: Id,
+               cur: &mut OperatingStatus,
+               new: OperatingStatus|
+     -> Result<(), StoreError> {
+        if *cur != new {
+            tx.set_status(table, &[id], None, Some(new.as_str()))?;
+            *cur = new;
+        }
+        Ok(())
+    };
+    if let Some(lb) = tree.loadbalancer.as_mut() {
+        set(
+            LoadBalancer::TABLE,
+            lb.id,
+            &mut lb.operating_status,
+            d.loadbalancer,
+        )?;
+    }
+    for l in &mut tree.listeners {
+        if let Some(s) = d.listeners.get(&l.id) {
+            set(Listener::TABLE, l.id, &mut l.operating_status, *s)?;
+        }
+    }
+    for p in &mut tree.pools {
+        if let Some(s) = d.pools.get(&p.id) {
+            set(Pool::TABLE, p.id, &mut p.operating_status, *s)?;
+        }
+    }
+    for m in &mut tree.members {
+        if let Some(s) = d.members.get(&m.id) {
+            set(Member::TABLE, m.id, &mut m.operating_status, *s)?;
+        }
+    }
+    Ok(())
 }

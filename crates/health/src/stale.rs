@@ -180,6 +180,12 @@ pub fn write_metrics(path: &std::path::Path, m: &Metrics) -> std::io::Result<()>
         &[("", c(&m.accepted))],
     );
     metric(
+        "rocta_heartbeats_superseded_total",
+        "counter",
+        "Heartbeats verified, then superseded by a newer one of the same amphora in one batch.",
+        &[("", c(&m.superseded))],
+    );
+    metric(
         "rocta_heartbeats_dropped_total",
         "counter",
         "Heartbeats dropped, by reason.",
