@@ -45,7 +45,7 @@ fn setup(a: &Api, n: usize) -> Vec<Amp> {
         last = Some(a.create(
             "/loadbalancers",
             "loadbalancer",
-            json!({"loadbalancer": {"vip_subnet_id": crate::SUBNET,
+            json!({"loadbalancer": {"vip_subnet_id": a.subnet,
                 "listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "p"}}],
                 "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                     "healthmonitor": {"type": "HTTP", "delay": 5, "timeout": 5, "max_retries": 3},

@@ -17,6 +17,10 @@ struct Cli {
     /// Poll interval while waiting for ACTIVE.
     #[arg(long, default_value_t = 2)]
     poll_ms: u64,
+    /// VIP subnet of the load balancers created (the loopback network's is
+    /// 0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b; noop drivers accept any).
+    #[arg(long, default_value = "11111111-2222-3333-4444-555555555555")]
+    subnet: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -79,13 +83,12 @@ enum Cmd {
     },
 }
 
-pub(crate) const SUBNET: &str = "11111111-2222-3333-4444-555555555555";
-
 struct Api {
     base: String,
     http: reqwest::blocking::Client,
     project: String,
     poll: Duration,
+    subnet: String,
 }
 
 impl Api {
@@ -150,7 +153,7 @@ impl Api {
         let id = self.create(
             "/loadbalancers",
             "loadbalancer",
-            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+            json!({"loadbalancer": {"vip_subnet_id": self.subnet}}),
         );
         self.wait_active(&id);
         id
@@ -175,6 +178,7 @@ fn api(cli: &Cli, project: &str) -> Api {
         http: reqwest::blocking::Client::new(),
         project: project.to_string(),
         poll: Duration::from_millis(cli.poll_ms),
+        subnet: cli.subnet.clone(),
     }
 }
 
@@ -294,7 +298,7 @@ fn main() {
                 last = a.create(
                     "/loadbalancers",
                     "loadbalancer",
-                    json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+                    json!({"loadbalancer": {"vip_subnet_id": a.subnet}}),
                 );
             }
             if !last.is_empty() {
