@@ -214,11 +214,33 @@ impl Supervisor {
 
     async fn signal_reload(&self, lb: &str, pid: i32) -> Result<String, HaproxyError> {
         self.check(&self.cfg(lb)).await?;
+        let old = self.worker_pid(lb).await;
         self.prepare_reload(lb).await;
         kill(Pid::from_raw(pid), Signal::SIGUSR2)
             .map_err(|e| HaproxyError::Failed(format!("signalling haproxy: {e}")))?;
+        // The reload is done when a new worker answers on the stats socket: only then is the
+        // new configuration live, and only then may the next reload be signalled (a signal
+        // during the master's re-exec could be lost).
+        if let Some(old) = old {
+            for _ in 0..500 {
+                if self.worker_pid(lb).await.is_some_and(|p| p != old) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
         self.follow_logs(lb);
         Ok(format!("haproxy daemon for {lb} reloaded"))
+    }
+
+    /// The pid of the worker answering on the stats socket.
+    async fn worker_pid(&self, lb: &str) -> Option<i32> {
+        let info = stats_command(&self.stats_socket(lb), "show info")
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid: "))
+            .and_then(|p| p.trim().parse().ok())
     }
 
     /// Every process (master and workers, old ones included) running this load balancer's

@@ -6,6 +6,8 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -443,15 +445,84 @@ fn heartbeats_drive_operating_statuses() {
     });
     let stats = r.get(&format!("/v2/lbaas/loadbalancers/{id}/stats")).1;
     assert!(stats["stats"].is_object());
-    // The member comes back: everything returns to ONLINE.
-    serve_backend(TcpListener::bind(("127.0.0.1", dead)).unwrap(), "B");
-    eventually("statuses not back to ONLINE", || {
+    // The member comes back, stops answering, comes back: each verdict of HAProxy's monitor
+    // (1 s delay, 1 s timeout, one try) reaches the API within two heartbeat intervals (0.5 s);
+    // the bound below adds the monitor's own detection time and a margin.
+    let alive = Arc::new(AtomicBool::new(true));
+    switchable_backend(
+        TcpListener::bind(("127.0.0.1", dead)).unwrap(),
+        alive.clone(),
+    );
+    let status = || {
         let t =
             &r.get(&format!("/v2/lbaas/loadbalancers/{id}/status")).1["statuses"]["loadbalancer"];
         let pool = &t["listeners"][0]["pools"][0];
-        t["operating_status"] == "ONLINE"
-            && pool["operating_status"] == "ONLINE"
-            && pool["members"][1]["operating_status"] == "ONLINE"
+        (
+            t["operating_status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            pool["operating_status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            pool["members"][1]["operating_status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    let within = |what: &str, want: (&str, &str, &str)| {
+        let t = Instant::now();
+        loop {
+            let (lb, pool, member) = status();
+            if (lb.as_str(), pool.as_str(), member.as_str()) == want {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(4),
+                "{what}: still {lb}/{pool}/{member}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    };
+    let up = ("ONLINE", "ONLINE", "ONLINE");
+    let down = ("DEGRADED", "DEGRADED", "ERROR");
+    eprintln!("recovered in {:?}", within("member recovery", up));
+    alive.store(false, Ordering::Relaxed);
+    eprintln!("failure seen in {:?}", within("member failure", down));
+    alive.store(true, Ordering::Relaxed);
+    eprintln!("recovered in {:?}", within("member recovery", up));
+}
+
+/// A backend that answers while `alive`, and otherwise closes each new connection at once
+/// (a failed HTTP health check).
+fn switchable_backend(l: TcpListener, alive: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            if !alive.load(Ordering::Relaxed) {
+                drop(s);
+                continue;
+            }
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        let _ = write!(
+                            w,
+                            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nB"
+                        );
+                        return;
+                    }
+                }
+            });
+        }
     });
 }
 
@@ -671,8 +742,7 @@ fn a_spare_amphora_serves_a_new_load_balancer_and_the_pool_refills() {
 
 #[test]
 fn amphora_certificates_rotate_without_a_failed_request() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
     let dir = tempfile::tempdir().unwrap();
     let _reaper = Reaper(dir.path().display().to_string());
     let a = backend("A");
