@@ -21,9 +21,19 @@ fn backend(name: &'static str) -> u16 {
 }
 
 fn serve_backend(l: TcpListener, name: &'static str) -> u16 {
+    switchable_backend(l, name, Arc::new(AtomicBool::new(true)))
+}
+
+/// A backend that answers while `alive`, and otherwise closes each new connection at once
+/// (a failed HTTP health check).
+fn switchable_backend(l: TcpListener, name: &'static str, alive: Arc<AtomicBool>) -> u16 {
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
+            if !alive.load(Ordering::Relaxed) {
+                drop(s);
+                continue;
+            }
             std::thread::spawn(move || {
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 let mut w = s;
@@ -451,6 +461,7 @@ fn heartbeats_drive_operating_statuses() {
     let alive = Arc::new(AtomicBool::new(true));
     switchable_backend(
         TcpListener::bind(("127.0.0.1", dead)).unwrap(),
+        "B",
         alive.clone(),
     );
     let status = || {
@@ -493,37 +504,6 @@ fn heartbeats_drive_operating_statuses() {
     eprintln!("failure seen in {:?}", within("member failure", down));
     alive.store(true, Ordering::Relaxed);
     eprintln!("recovered in {:?}", within("member recovery", up));
-}
-
-/// A backend that answers while `alive`, and otherwise closes each new connection at once
-/// (a failed HTTP health check).
-fn switchable_backend(l: TcpListener, alive: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            if !alive.load(Ordering::Relaxed) {
-                drop(s);
-                continue;
-            }
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut w = s;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        let _ = write!(
-                            w,
-                            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nB"
-                        );
-                        return;
-                    }
-                }
-            });
-        }
-    });
 }
 
 #[test]
