@@ -218,21 +218,14 @@ impl Task<Ctx> for CreateAmphora {
             client_ca_pem: ctx.drivers.certs.client_ca_pem(),
         };
         let inst = ctx.drivers.compute.create(id, &boot).await.map_err(drv)?;
-        ctx.store
-            .write(|tx| {
-                if let Some(mut a) = tx.get::<Amphora>(id)? {
-                    a.compute_id = Some(inst.compute_id.clone());
-                    a.lb_network_ip = Some(inst.lb_network_ip.clone());
-                    a.cert_expiration =
-                        chrono::DateTime::from_timestamp(cert.not_after, 0).map(|d| d.naive_utc());
-                    a.status = AmphoraStatus::Booting;
-                    a.updated_at = Some(time::now());
-                    tx.update(&a)?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(db)?;
+        update_amphora(ctx, id, |a| {
+            a.compute_id = Some(inst.compute_id.clone());
+            a.lb_network_ip = Some(inst.lb_network_ip.clone());
+            a.cert_expiration =
+                chrono::DateTime::from_timestamp(cert.not_after, 0).map(|d| d.naive_utc());
+            a.status = AmphoraStatus::Booting;
+        })
+        .await?;
         Ok(json!({ "amphora_id": id }))
     }
     async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
@@ -281,17 +274,10 @@ impl Task<Ctx> for MarkAmphoraReady {
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let id = amphora_id(ctx, self.slot).await?;
-        ctx.store
-            .write(|tx| {
-                if let Some(mut a) = tx.get::<Amphora>(id)? {
-                    a.status = AmphoraStatus::Ready;
-                    a.updated_at = Some(time::now());
-                    tx.update(&a)?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(db)?;
+        update_amphora(ctx, id, |a| {
+            a.status = AmphoraStatus::Ready;
+        })
+        .await?;
         Ok(Value::Null)
     }
 }
@@ -327,19 +313,12 @@ impl Task<Ctx> for RotateCert {
             .rotate_cert(&amp, &cert.pem)
             .await
             .map_err(drv)?;
-        ctx.store
-            .write(|tx| {
-                if let Some(mut a) = tx.get::<Amphora>(id)? {
-                    a.cert_expiration =
-                        chrono::DateTime::from_timestamp(cert.not_after, 0).map(|d| d.naive_utc());
-                    a.cert_busy = false;
-                    a.updated_at = Some(time::now());
-                    tx.update(&a)?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(db)?;
+        update_amphora(ctx, id, |a| {
+            a.cert_expiration =
+                chrono::DateTime::from_timestamp(cert.not_after, 0).map(|d| d.naive_utc());
+            a.cert_busy = false;
+        })
+        .await?;
         Ok(Value::Null)
     }
 }
@@ -369,10 +348,18 @@ async fn destroy_amphora(ctx: &Ctx, id: Id, vip: Option<&Vip>) -> R<()> {
         .revoke_amphora_cert(id)
         .await
         .map_err(drv)?;
+    update_amphora(ctx, id, |a| {
+        a.status = AmphoraStatus::Deleted;
+    })
+    .await
+}
+
+/// Changes one amphora's record (a missing one is left alone) and stamps `updated_at`.
+async fn update_amphora(ctx: &Ctx, id: Id, change: impl FnOnce(&mut Amphora)) -> R<()> {
     ctx.store
         .write(|tx| {
             if let Some(mut a) = tx.get::<Amphora>(id)? {
-                a.status = AmphoraStatus::Deleted;
+                change(&mut a);
                 a.updated_at = Some(time::now());
                 tx.update(&a)?;
             }
@@ -459,23 +446,16 @@ impl Task<Ctx> for PlugVip {
             .post_vip_plug(&amp, &vip, &plug)
             .await
             .map_err(drv)?;
-        ctx.store
-            .write(|tx| {
-                if let Some(mut a) = tx.get::<Amphora>(id)? {
-                    a.vrrp_ip = Some(plug.vrrp_ip.clone());
-                    a.ha_ip = Some(plug.ha_ip.clone());
-                    a.vrrp_port_id = Some(plug.vrrp_port_id.clone());
-                    a.ha_port_id = Some(plug.ha_port_id.clone());
-                    a.role = Some(AmphoraRole::Standalone);
-                    a.vrrp_id = Some(1);
-                    a.status = AmphoraStatus::Allocated;
-                    a.updated_at = Some(time::now());
-                    tx.update(&a)?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await
-            .map_err(db)?;
+        update_amphora(ctx, id, |a| {
+            a.vrrp_ip = Some(plug.vrrp_ip.clone());
+            a.ha_ip = Some(plug.ha_ip.clone());
+            a.vrrp_port_id = Some(plug.vrrp_port_id.clone());
+            a.ha_port_id = Some(plug.ha_port_id.clone());
+            a.role = Some(AmphoraRole::Standalone);
+            a.vrrp_id = Some(1);
+            a.status = AmphoraStatus::Allocated;
+        })
+        .await?;
         Ok(Value::Null)
     }
     async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
