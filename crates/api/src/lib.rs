@@ -6,11 +6,13 @@
 //!
 //! Layout: `routes/<resource>.rs` (handlers), `validate` (field tables and WSME messages),
 //! `query` (filters, sorting, pagination), `wire` (response shapes), `context` (noauth context
-//! and policy), `error` (the fault body), `common` (locking, quotas, jobs shared by resources).
+//! and policy), `error` (the fault body), `common` (locking, quotas, jobs shared by resources),
+//! `routes` (the operation table the router and `openapi` are both built from).
 
 pub mod common;
 pub mod context;
 pub mod error;
+pub mod openapi;
 pub mod query;
 pub mod routes;
 pub mod validate;

@@ -17,8 +17,8 @@ pub enum T {
     Bool,
     /// An integer within the bounds.
     Int(i64, i64),
-    /// One of an enum's values: (is it valid, the choices for the message).
-    Enum(fn(&str) -> bool, fn() -> String),
+    /// One of an enum's values: (is it valid, the choices for the message, the values).
+    Enum(fn(&str) -> bool, fn() -> String, fn() -> Vec<&'static str>),
     Ip,
     /// A list of strings of at most this many characters each.
     StrList(usize),
@@ -65,7 +65,11 @@ pub const fn req(name: &'static str, ty: T) -> F {
 #[macro_export]
 macro_rules! en {
     ($e:ty) => {
-        $crate::validate::T::Enum(|s| <$e>::parse(s).is_some(), <$e>::choices)
+        $crate::validate::T::Enum(
+            |s| <$e>::parse(s).is_some(),
+            <$e>::choices,
+            || <$e>::ALL.iter().map(|v| v.as_str()).collect(),
+        )
     };
 }
 
@@ -231,7 +235,7 @@ fn check_value(name: &str, v: &Value, ty: T, arg: &str) -> ApiResult<()> {
                 ));
             }
         }
-        T::Enum(valid, choices) => {
+        T::Enum(valid, choices, _) => {
             let ok = v.as_str().is_some_and(valid);
             if !ok {
                 return Err(ApiError::invalid_field(

@@ -2,14 +2,22 @@
 //! (`tenant_id`, child id lists).
 
 use rocta_model::*;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::query::Item;
 
 /// `{"id": ...}` in child lists.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
 pub struct IdRef {
     pub id: Id,
+}
+
+/// A pagination or version link.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Link {
+    pub href: String,
+    pub rel: &'static str,
 }
 
 pub fn refs(ids: impl IntoIterator<Item = Id>) -> Vec<IdRef> {
@@ -17,8 +25,9 @@ pub fn refs(ids: impl IntoIterator<Item = Id>) -> Vec<IdRef> {
 }
 
 macro_rules! wire {
-    ($name:ident, $field:ident: $ty:ty { $($extra:ident: $xty:ty),* } $(hidden $hk:literal => |$hs:ident| $hv:expr)?) => {
-        #[derive(Serialize)]
+    ($name:ident $schema:literal, $field:ident: $ty:ty { $($extra:ident: $xty:ty),* } $(hidden $hk:literal => |$hs:ident| $hv:expr)?) => {
+        #[derive(Serialize, JsonSchema)]
+        #[schemars(rename = $schema)]
         pub struct $name<'a> {
             #[serde(flatten)]
             pub $field: &'a $ty,
@@ -37,15 +46,16 @@ macro_rules! wire {
     };
 }
 
-wire!(LbWire, lb: LoadBalancer { listeners: Vec<IdRef>, pools: Vec<IdRef> });
-wire!(ListenerWire, listener: Listener { l7policies: Vec<IdRef>, loadbalancers: Vec<IdRef> } hidden "loadbalancer_id" => |l| l.lb_id);
-wire!(MemberWire, member: Member {} hidden "pool_id" => |m| m.pool_id);
-wire!(HmWire, hm: HealthMonitor { pools: Vec<IdRef> } hidden "pool_id" => |h| h.pool_id);
-wire!(L7PolicyWire, policy: L7Policy { rules: Vec<IdRef> });
-wire!(L7RuleWire, rule: L7Rule {} hidden "l7policy_id" => |r| r.l7policy_id);
+wire!(LbWire "LoadBalancer", lb: LoadBalancer { listeners: Vec<IdRef>, pools: Vec<IdRef> });
+wire!(ListenerWire "Listener", listener: Listener { l7policies: Vec<IdRef>, loadbalancers: Vec<IdRef> } hidden "loadbalancer_id" => |l| l.lb_id);
+wire!(MemberWire "Member", member: Member {} hidden "pool_id" => |m| m.pool_id);
+wire!(HmWire "HealthMonitor", hm: HealthMonitor { pools: Vec<IdRef> } hidden "pool_id" => |h| h.pool_id);
+wire!(L7PolicyWire "L7Policy", policy: L7Policy { rules: Vec<IdRef> });
+wire!(L7RuleWire "L7Rule", rule: L7Rule {} hidden "l7policy_id" => |r| r.l7policy_id);
 
 /// A pool; `healthmonitor_id` is left out when the pool has none, as Octavia.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Pool")]
 pub struct PoolWire<'a> {
     #[serde(flatten)]
     pub pool: &'a Pool,
@@ -67,7 +77,7 @@ impl Item for PoolWire<'_> {
 }
 
 /// An amphora (admin API).
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct AmphoraWire<'a>(pub &'a Amphora);
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::enums::*;
@@ -10,7 +11,7 @@ use crate::time::{serde_ts, serde_ts_opt, Timestamp};
 use crate::Id;
 
 /// A load balancer: a VIP and the amphora that serves it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LoadBalancer {
     pub id: Id,
     pub name: String,
@@ -20,8 +21,10 @@ pub struct LoadBalancer {
     pub admin_state_up: bool,
     pub project_id: String,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub vip_address: Option<String>,
     pub vip_port_id: Option<String>,
@@ -38,7 +41,7 @@ pub struct LoadBalancer {
 }
 
 /// A secondary VIP (API v2.26).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AdditionalVip {
     pub subnet_id: String,
     pub ip_address: Option<String>,
@@ -46,7 +49,7 @@ pub struct AdditionalVip {
 }
 
 /// A listener: a protocol and port on the load balancer's VIP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Listener {
     pub id: Id,
     /// Owning load balancer (a store column; rendered as `loadbalancers: [{id}]`).
@@ -67,8 +70,10 @@ pub struct Listener {
     pub default_pool_id: Option<Id>,
     pub insert_headers: BTreeMap<String, String>,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     /// Milliseconds.
     pub timeout_client_data: i64,
@@ -90,7 +95,7 @@ pub struct Listener {
 }
 
 /// Session persistence of a pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionPersistence {
     #[serde(rename = "type")]
     pub kind: PersistenceType,
@@ -100,7 +105,7 @@ pub struct SessionPersistence {
 }
 
 /// A pool of members behind a listener (or an L7 policy).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Pool {
     pub id: Id,
     #[serde(skip, default = "crate::Id::nil")]
@@ -115,8 +120,10 @@ pub struct Pool {
     pub session_persistence: Option<SessionPersistence>,
     pub project_id: String,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub tags: Vec<String>,
     pub tls_container_ref: Option<String>,
@@ -129,7 +136,7 @@ pub struct Pool {
 }
 
 /// A backend server of a pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Member {
     pub id: Id,
     #[serde(skip, default = "crate::Id::nil")]
@@ -148,8 +155,10 @@ pub struct Member {
     pub subnet_id: Option<String>,
     pub project_id: String,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub monitor_address: Option<String>,
     pub monitor_port: Option<u16>,
@@ -158,7 +167,7 @@ pub struct Member {
 }
 
 /// The health monitor of a pool (at most one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HealthMonitor {
     pub id: Id,
     #[serde(skip, default = "crate::Id::nil")]
@@ -184,8 +193,10 @@ pub struct HealthMonitor {
     pub provisioning_status: ProvisioningStatus,
     pub operating_status: OperatingStatus,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub tags: Vec<String>,
     pub http_version: Option<f64>,
@@ -193,7 +204,7 @@ pub struct HealthMonitor {
 }
 
 /// An L7 policy of an HTTP listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct L7Policy {
     pub id: Id,
     #[serde(skip, default = "crate::Id::nil")]
@@ -212,15 +223,17 @@ pub struct L7Policy {
     /// 1-based; contiguous within a listener.
     pub position: i64,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub tags: Vec<String>,
     pub redirect_http_code: Option<u16>,
 }
 
 /// A rule of an L7 policy (rules of a policy are AND-ed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct L7Rule {
     pub id: Id,
     #[serde(skip, default = "crate::Id::nil")]
@@ -236,8 +249,10 @@ pub struct L7Rule {
     pub provisioning_status: ProvisioningStatus,
     pub operating_status: OperatingStatus,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub project_id: String,
     pub admin_state_up: bool,
@@ -245,7 +260,7 @@ pub struct L7Rule {
 }
 
 /// An amphora: the host (here: a process or a noop record) that runs a load balancer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Amphora {
     pub id: Id,
     pub loadbalancer_id: Option<Id>,
@@ -256,6 +271,7 @@ pub struct Amphora {
     pub vrrp_port_id: Option<String>,
     pub ha_port_id: Option<String>,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub cert_expiration: Option<Timestamp>,
     pub cert_busy: bool,
     pub role: Option<AmphoraRole>,
@@ -265,15 +281,17 @@ pub struct Amphora {
     pub vrrp_priority: Option<i64>,
     pub cached_zone: Option<String>,
     #[serde(with = "serde_ts")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts_opt")]
+    #[schemars(with = "Option<String>")]
     pub updated_at: Option<Timestamp>,
     pub image_id: Option<String>,
     pub compute_flavor: Option<String>,
 }
 
 /// Per-project quota overrides; `None` = the deployment default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Quota {
     pub loadbalancer: Option<i64>,
     pub listener: Option<i64>,
@@ -327,7 +345,7 @@ impl Quota {
 }
 
 /// Traffic counters of one listener as served by one amphora.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Stats {
     pub bytes_in: i64,
     pub bytes_out: i64,

@@ -5,6 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rocta_model::*;
 use rocta_store::{Entity, Filter};
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::common::{base_url, post_job};
@@ -62,6 +64,16 @@ pub(crate) async fn show(
     Ok(respond_one(&AmphoraWire(&a), "amphora", raw.as_deref()))
 }
 
+/// One listener's counters on an amphora.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AmphoraStats {
+    id: Id,
+    loadbalancer_id: Option<Id>,
+    listener_id: Id,
+    #[serde(flatten)]
+    stats: Stats,
+}
+
 pub(crate) async fn stats(
     State(s): State<AppState>,
     ctx: Context,
@@ -71,13 +83,11 @@ pub(crate) async fn stats(
     let rows = s.store.read(|tx| tx.amphora_stats(a.id)).await?;
     let list: Vec<_> = rows
         .into_iter()
-        .map(|(listener_id, st)| {
-            json!({
-                "id": a.id, "loadbalancer_id": a.loadbalancer_id, "listener_id": listener_id,
-                "active_connections": st.active_connections, "bytes_in": st.bytes_in,
-                "bytes_out": st.bytes_out, "request_errors": st.request_errors,
-                "total_connections": st.total_connections,
-            })
+        .map(|(listener_id, stats)| AmphoraStats {
+            id: a.id,
+            loadbalancer_id: a.loadbalancer_id,
+            listener_id,
+            stats,
         })
         .collect();
     Ok(json_response(&json!({ "amphora_stats": list })))

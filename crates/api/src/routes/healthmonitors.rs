@@ -47,7 +47,7 @@ pub(crate) const POST: &[F] = hm_fields!(
     opt("project_id", T::Str(36)),
     opt("tenant_id", T::Str(36))
 );
-const PUT: &[F] = hm_fields!(
+pub(crate) const PUT: &[F] = hm_fields!(
     opt("delay", T::Int(0, MAX_DELAY)),
     opt("timeout", T::Int(0, MAX_DELAY)),
     opt("max_retries", T::Int(1, 10))

@@ -45,7 +45,7 @@ pub(crate) const POST: &[F] = policy_fields!(
     opt("rules", T::Any),
     opt("redirect_pool", T::Any)
 );
-const PUT: &[F] = policy_fields!(opt("action", en!(L7PolicyAction)));
+pub(crate) const PUT: &[F] = policy_fields!(opt("action", en!(L7PolicyAction)));
 
 fn rule_links(tx: &Tx<'_>, f: &Filter<'_>) -> ApiResult<std::collections::HashMap<Id, Vec<Id>>> {
     let mut m: std::collections::HashMap<Id, Vec<Id>> = std::collections::HashMap::new();

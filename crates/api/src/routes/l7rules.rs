@@ -40,7 +40,7 @@ pub(crate) const POST: &[F] = rule_fields!(
     opt("project_id", T::Str(36)),
     opt("tenant_id", T::Str(36))
 );
-const PUT: &[F] = rule_fields!(
+pub(crate) const PUT: &[F] = rule_fields!(
     opt("type", en!(L7RuleType)),
     opt("compare_type", en!(L7CompareType)),
     opt("value", T::Str(255))

@@ -86,7 +86,7 @@ pub(crate) const POST: &[F] = listener_fields!(
     opt("default_pool", T::Any),
     opt("l7policies", T::Any)
 );
-const PUT: &[F] = listener_fields!();
+pub(crate) const PUT: &[F] = listener_fields!();
 
 fn links(tx: &Tx<'_>, f: &Filter<'_>) -> ApiResult<std::collections::HashMap<Id, Vec<Id>>> {
     let mut m: std::collections::HashMap<Id, Vec<Id>> = std::collections::HashMap::new();

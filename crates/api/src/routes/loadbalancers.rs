@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use rocta_drivers::{VipError, VipRequest};
 use rocta_model::*;
 use rocta_store::{Entity, Filter, Tx};
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -25,7 +27,7 @@ const ADDITIONAL_VIP: &[F] = &[
     opt("port_id", T::Uuid),
 ];
 
-const POST: &[F] = &[
+pub(crate) const POST: &[F] = &[
     opt("name", T::Str(255)),
     opt("description", T::Str(255)),
     opt("admin_state_up", T::Bool),
@@ -46,7 +48,7 @@ const POST: &[F] = &[
     opt("availability_zone", T::Str(255)),
 ];
 
-const PUT: &[F] = &[
+pub(crate) const PUT: &[F] = &[
     opt("name", T::Str(255)),
     opt("description", T::Str(255)),
     opt("vip_qos_policy_id", T::Uuid),
@@ -547,37 +549,107 @@ pub(crate) async fn status(
             })
         })
         .await?;
-    Ok(json_response(
-        &json!({ "statuses": { "loadbalancer": status_tree(&tree) } }),
-    ))
+    Ok(json_response(&StatusBody {
+        statuses: Statuses {
+            loadbalancer: status_tree(&tree),
+        },
+    }))
 }
 
 /// Octavia's status tree (key `health_monitor`, as its code renders it).
-fn status_tree(t: &LbTree) -> Value {
-    let Some(lb) = &t.loadbalancer else {
-        return Value::Null;
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct LbStatus {
+    id: Id,
+    name: String,
+    operating_status: OperatingStatus,
+    provisioning_status: ProvisioningStatus,
+    listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct ListenerStatus {
+    id: Id,
+    name: String,
+    operating_status: OperatingStatus,
+    provisioning_status: ProvisioningStatus,
+    pools: Vec<PoolStatus>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct PoolStatus {
+    id: Id,
+    name: String,
+    provisioning_status: ProvisioningStatus,
+    operating_status: OperatingStatus,
+    members: Vec<MemberStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_monitor: Option<MonitorStatus>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct MemberStatus {
+    id: Id,
+    name: String,
+    operating_status: OperatingStatus,
+    provisioning_status: ProvisioningStatus,
+    address: String,
+    protocol_port: u16,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct MonitorStatus {
+    id: Id,
+    name: String,
+    #[serde(rename = "type")]
+    kind: HealthMonitorType,
+    provisioning_status: ProvisioningStatus,
+    operating_status: OperatingStatus,
+}
+
+/// `GET .../status` body.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct StatusBody {
+    statuses: Statuses,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Statuses {
+    loadbalancer: Option<LbStatus>,
+}
+
+fn status_tree(t: &LbTree) -> Option<LbStatus> {
+    let lb = t.loadbalancer.as_ref()?;
+    let pool_status = |p: &Pool| PoolStatus {
+        id: p.id,
+        name: p.name.clone(),
+        provisioning_status: p.provisioning_status,
+        operating_status: p.operating_status,
+        members: t
+            .members
+            .iter()
+            .filter(|m| m.pool_id == p.id)
+            .map(|m| MemberStatus {
+                id: m.id,
+                name: m.name.clone(),
+                operating_status: m.operating_status,
+                provisioning_status: m.provisioning_status,
+                address: m.address.clone(),
+                protocol_port: m.protocol_port,
+            })
+            .collect(),
+        health_monitor: t
+            .health_monitors
+            .iter()
+            .find(|h| h.pool_id == p.id)
+            .map(|h| MonitorStatus {
+                id: h.id,
+                name: h.name.clone(),
+                kind: h.kind,
+                provisioning_status: h.provisioning_status,
+                operating_status: h.operating_status,
+            }),
     };
-    let pool_json = |p: &Pool| {
-        let mut o = json!({
-            "id": p.id, "name": p.name,
-            "provisioning_status": p.provisioning_status,
-            "operating_status": p.operating_status,
-            "members": t.members.iter().filter(|m| m.pool_id == p.id).map(|m| json!({
-                "id": m.id, "name": m.name, "operating_status": m.operating_status,
-                "provisioning_status": m.provisioning_status, "address": m.address,
-                "protocol_port": m.protocol_port,
-            })).collect::<Vec<_>>(),
-        });
-        if let Some(h) = t.health_monitors.iter().find(|h| h.pool_id == p.id) {
-            o["health_monitor"] = json!({
-                "id": h.id, "name": h.name, "type": h.kind,
-                "provisioning_status": h.provisioning_status,
-                "operating_status": h.operating_status,
-            });
-        }
-        o
-    };
-    let listeners: Vec<Value> = t
+    let listeners = t
         .listeners
         .iter()
         .map(|l| {
@@ -589,18 +661,24 @@ fn status_tree(t: &LbTree) -> Value {
                     }
                 }
             }
-            json!({
-                "id": l.id, "name": l.name,
-                "operating_status": l.operating_status,
-                "provisioning_status": l.provisioning_status,
-                "pools": pool_ids.iter().filter_map(|pid| t.pools.iter().find(|p| p.id == *pid)).map(pool_json).collect::<Vec<_>>(),
-            })
+            ListenerStatus {
+                id: l.id,
+                name: l.name.clone(),
+                operating_status: l.operating_status,
+                provisioning_status: l.provisioning_status,
+                pools: pool_ids
+                    .iter()
+                    .filter_map(|pid| t.pools.iter().find(|p| p.id == *pid))
+                    .map(pool_status)
+                    .collect(),
+            }
         })
         .collect();
-    json!({
-        "id": lb.id, "name": lb.name,
-        "operating_status": lb.operating_status,
-        "provisioning_status": lb.provisioning_status,
-        "listeners": listeners,
+    Some(LbStatus {
+        id: lb.id,
+        name: lb.name.clone(),
+        operating_status: lb.operating_status,
+        provisioning_status: lb.provisioning_status,
+        listeners,
     })
 }

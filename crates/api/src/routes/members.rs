@@ -41,7 +41,7 @@ pub(crate) const POST: &[F] = member_fields!(
     opt("tenant_id", T::Str(36)),
     opt("request_sriov", T::Bool)
 );
-const PUT: &[F] = member_fields!();
+pub(crate) const PUT: &[F] = member_fields!();
 
 fn pool_of(tx: &Tx<'_>, ctx: &Context, raw: &str) -> ApiResult<Pool> {
     let pid = path_id(raw, "Pool")?;

@@ -58,7 +58,7 @@ pub(crate) const POST: &[F] = pool_fields!(
     opt("healthmonitor", T::Any),
     opt("members", T::Any)
 );
-const PUT: &[F] = pool_fields!(opt("lb_algorithm", en!(LbAlgorithm)));
+pub(crate) const PUT: &[F] = pool_fields!(opt("lb_algorithm", en!(LbAlgorithm)));
 
 /// Child links of pools: listeners using them by default, members, monitors.
 struct Links {

@@ -5,6 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rocta_model::Quota;
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::common::read_json;
@@ -15,7 +17,7 @@ use crate::validate::{envelope, opt, Get, F, T};
 use crate::AppState;
 
 const LIMIT: T = T::Int(-1, 2_000_000_000);
-const PUT: &[F] = &[
+pub(crate) const PUT: &[F] = &[
     opt("loadbalancer", LIMIT),
     opt("load_balancer", LIMIT),
     opt("listener", LIMIT),
@@ -28,26 +30,40 @@ const PUT: &[F] = &[
 ];
 
 /// The quota document: effective values (override, else default), with Octavia's aliases.
-fn render(s: &AppState, q: &Quota, project: Option<&str>) -> Value {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct QuotaDoc {
+    loadbalancer: i64,
+    load_balancer: i64,
+    listener: i64,
+    member: i64,
+    pool: i64,
+    healthmonitor: i64,
+    health_monitor: i64,
+    l7policy: i64,
+    l7rule: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+}
+
+fn render(s: &AppState, q: &Quota, project: Option<&str>) -> QuotaDoc {
     let d = &s.cfg.quotas;
     let lb = q.loadbalancer.unwrap_or(d.default_load_balancer_quota);
     let hm = q.healthmonitor.unwrap_or(d.default_health_monitor_quota);
-    let mut v = json!({
-        "loadbalancer": lb,
-        "load_balancer": lb,
-        "listener": q.listener.unwrap_or(d.default_listener_quota),
-        "member": q.member.unwrap_or(d.default_member_quota),
-        "pool": q.pool.unwrap_or(d.default_pool_quota),
-        "healthmonitor": hm,
-        "health_monitor": hm,
-        "l7policy": q.l7policy.unwrap_or(d.default_l7policy_quota),
-        "l7rule": q.l7rule.unwrap_or(d.default_l7rule_quota),
-    });
-    if let Some(p) = project {
-        v["project_id"] = json!(p);
-        v["tenant_id"] = json!(p);
+    QuotaDoc {
+        loadbalancer: lb,
+        load_balancer: lb,
+        listener: q.listener.unwrap_or(d.default_listener_quota),
+        member: q.member.unwrap_or(d.default_member_quota),
+        pool: q.pool.unwrap_or(d.default_pool_quota),
+        healthmonitor: hm,
+        health_monitor: hm,
+        l7policy: q.l7policy.unwrap_or(d.default_l7policy_quota),
+        l7rule: q.l7rule.unwrap_or(d.default_l7rule_quota),
+        project_id: project.map(str::to_string),
+        tenant_id: project.map(str::to_string),
     }
-    v
 }
 
 pub(crate) async fn list(State(s): State<AppState>, ctx: Context) -> ApiResult<Response> {
@@ -56,7 +72,7 @@ pub(crate) async fn list(State(s): State<AppState>, ctx: Context) -> ApiResult<R
     if !global {
         ctx.require_reader()?;
     }
-    let items: Vec<Value> = all
+    let items: Vec<QuotaDoc> = all
         .iter()
         .filter(|(p, _)| global || ctx.can_read_quota(p))
         .map(|(p, q)| render(&s, q, Some(p)))

@@ -3,12 +3,15 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::common::base_url;
 use crate::context::Context;
 use crate::error::ApiResult;
 use crate::query::json_response;
+use crate::wire::Link;
 use crate::AppState;
 
 /// Octavia's API versions (informational: every id points at the same `/v2`).
@@ -46,19 +49,29 @@ const VERSIONS: &[(&str, &str)] = &[
     ("v2.30", "2025-02-26T00:00:00Z"),
 ];
 
+/// An API version.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Version {
+    id: &'static str,
+    status: &'static str,
+    updated: &'static str,
+    links: Vec<Link>,
+}
+
 pub(crate) async fn root(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let href = format!("{}/v2", base_url(&s, &headers));
     let last = VERSIONS.len() - 1;
     let versions: Vec<_> = VERSIONS
         .iter()
         .enumerate()
-        .map(|(i, (id, updated))| {
-            json!({
-                "id": id,
-                "status": if i == last { "CURRENT" } else { "SUPPORTED" },
-                "updated": updated,
-                "links": [{"href": href, "rel": "self"}],
-            })
+        .map(|(i, (id, updated))| Version {
+            id,
+            status: if i == last { "CURRENT" } else { "SUPPORTED" },
+            updated,
+            links: vec![Link {
+                href: href.clone(),
+                rel: "self",
+            }],
         })
         .collect();
     json_response(&json!({ "versions": versions }))
@@ -68,6 +81,13 @@ pub(crate) async fn v2() -> Response {
     json_response(&"v2")
 }
 
+/// A provider driver.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Provider {
+    name: String,
+    description: String,
+}
+
 pub(crate) async fn providers(State(s): State<AppState>, ctx: Context) -> ApiResult<Response> {
     ctx.require_reader()?;
     let list: Vec<_> = s
@@ -75,7 +95,10 @@ pub(crate) async fn providers(State(s): State<AppState>, ctx: Context) -> ApiRes
         .api_settings
         .enabled_provider_drivers
         .iter()
-        .map(|(name, description)| json!({"name": name, "description": description}))
+        .map(|(name, description)| Provider {
+            name: name.clone(),
+            description: description.clone(),
+        })
         .collect();
     Ok(json_response(&json!({ "providers": list })))
 }
