@@ -1,5 +1,6 @@
-//! `rocta`: one binary for every role. This is the composition root, the only place that
-//! chooses concrete drivers and stores. A thin main: config → logging → store → drivers →
+//! `rocta`: one binary for every role, and the client commands (`client`: `rocta loadbalancer
+//! create ...`, which only speak HTTP to an Octavia v2 endpoint). This is the composition root,
+//! the only place that chooses concrete drivers and stores. A thin main: config → logging → store → drivers →
 //! bind → serve → drain under a grace period.
 //!
 //! Exit codes: 0 clean stop; 64 bad configuration or arguments; 69 a port cannot be bound;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use rocta_config::Config;
 use rocta_drivers::Drivers;
 use rocta_store::Store;
@@ -69,11 +70,19 @@ struct RoleArgs {
     drivers: Option<String>,
 }
 
+mod client;
+
 /// A startup failure: one line on stderr and an exit code.
 struct Fatal(u8, String);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().subcommands(client::commands()).get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if client::handles(name) {
+            return client::run(name, sub);
+        }
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let (role, args) = match &cli.cmd {
         Cmd::Serve(a) => ("serve", a),
         Cmd::Api(a) => ("api", a),

@@ -94,29 +94,6 @@ fn processes(needle: &str) -> usize {
         .count()
 }
 
-/// Kills the amphora processes of a test's directory when the test ends, passed or failed.
-struct Reaper(String);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let hit = std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.contains(&self.0) && (c.contains("amphora-agent") || c.contains("haproxy"))
-            });
-            if hit {
-                let _ = std::process::Command::new("kill")
-                    .arg("-9")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-    }
-}
-
 /// Waits until `f` holds (the data plane converges after the API says ACTIVE at most a reload later).
 fn eventually(what: &str, f: impl Fn() -> bool) {
     let t = Instant::now();
@@ -129,7 +106,7 @@ fn eventually(what: &str, f: impl Fn() -> bool) {
 #[test]
 fn traffic_through_a_real_amphora() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let (a, b) = (backend("A"), backend("B"));
     let mut r = Rocta::start_real(dir.path());
     let body = json!({"loadbalancer": {"name": "web", "vip_subnet_id": PUBLIC,
@@ -238,7 +215,7 @@ fn traffic_through_a_real_amphora() {
 #[test]
 fn source_ip_persistence_sticks_and_unknown_subnets_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let (a, b) = (backend("A"), backend("B"));
     let r = Rocta::start_real(dir.path());
     assert_fault(
@@ -278,7 +255,7 @@ fn source_ip_persistence_sticks_and_unknown_subnets_are_refused() {
 #[test]
 fn a_failed_create_leaves_no_amphora_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let r = Rocta::start_real_with(
         dir.path(),
         TEST_CONFIG,
@@ -361,7 +338,7 @@ fn missing_haproxy_is_reported_at_startup() {
 #[test]
 fn terminated_https_with_a_generated_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let a = backend("A");
     let r = Rocta::start_real(dir.path());
     let vip = "127.10.200.1";
@@ -426,7 +403,7 @@ fn terminated_https_with_a_generated_certificate() {
 #[test]
 fn heartbeats_drive_operating_statuses() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let a = backend("A");
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -509,7 +486,7 @@ fn heartbeats_drive_operating_statuses() {
 #[test]
 fn source_ip_port_hashing_and_ping_monitors() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let (a, b) = (backend("A"), backend("B"));
     let r = Rocta::start_real(dir.path());
     let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
@@ -560,7 +537,7 @@ fn amphorae_of(r: &Rocta, lb: &str) -> Vec<serde_json::Value> {
 #[test]
 fn a_killed_amphora_is_failed_over_and_traffic_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let (a, b) = (backend("A"), backend("B"));
     let r = Rocta::start_real_with(dir.path(), FAILOVER_CONFIG, &[]);
     let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
@@ -634,7 +611,7 @@ fn a_killed_amphora_is_failed_over_and_traffic_resumes() {
 #[test]
 fn a_restarted_health_manager_does_not_fail_over_healthy_amphorae() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     // A fixed heartbeat port: the amphorae keep sending to it while rocta is down.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -687,7 +664,7 @@ fn ready_spares(r: &Rocta) -> Vec<String> {
 #[test]
 fn a_spare_amphora_serves_a_new_load_balancer_and_the_pool_refills() {
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let a = backend("A");
     let config = format!(
         "{TEST_CONFIG}[house_keeping]\nspare_amphora_pool_size = 1\nspare_check_interval = 0.1\n"
@@ -724,7 +701,7 @@ fn a_spare_amphora_serves_a_new_load_balancer_and_the_pool_refills() {
 fn amphora_certificates_rotate_without_a_failed_request() {
     use std::sync::atomic::AtomicU64;
     let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().display().to_string());
+    let _reaper = Reaper::new(dir.path());
     let a = backend("A");
     // Every certificate is always due: one rotation per cert_interval.
     let config =

@@ -264,3 +264,33 @@ pub fn assert_fault(got: (u16, Value), status: u16, contains: &str) {
         "faultstring {msg:?} lacks {contains:?}"
     );
 }
+
+/// Kills the amphora processes of a test's directory when the test ends, passed or failed.
+pub struct Reaper(pub String);
+
+impl Reaper {
+    /// Reaps the amphorae whose command lines name `dir`.
+    pub fn new(dir: &Path) -> Reaper {
+        Reaper(dir.display().to_string())
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let hit = std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains(&self.0) && (c.contains("amphora-agent") || c.contains("haproxy"))
+            });
+            if hit {
+                let _ = std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
