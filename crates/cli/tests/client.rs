@@ -497,3 +497,52 @@ fn errors_are_one_line_with_a_non_zero_exit() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn wait_fails_clearly_when_the_change_goes_to_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rocta::start_in(
+        dir.path(),
+        "serve",
+        common::TEST_CONFIG,
+        &[("ROCTA_FAIL_AT", "child:apply_config")],
+    );
+    ok(
+        &r,
+        &[
+            "loadbalancer",
+            "create",
+            "--name",
+            "web",
+            "--vip-subnet-id",
+            SUBNET,
+            "--wait",
+        ],
+    );
+    let o = run(
+        &r,
+        &[
+            "listener",
+            "create",
+            "--protocol",
+            "HTTP",
+            "--protocol-port",
+            "80",
+            "web",
+            "--wait",
+        ],
+    );
+    assert!(!o.ok, "{}", o.stdout);
+    let last = o
+        .stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.starts_with("rocta: listener ") && last.contains("went to provisioning_status ERROR"),
+        "{}",
+        o.stderr
+    );
+}
