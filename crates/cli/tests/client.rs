@@ -546,3 +546,25 @@ fn wait_fails_clearly_when_the_change_goes_to_error() {
         o.stderr
     );
 }
+
+/// On a terminal `--wait` draws a spinner (redrawn in place) instead of one line per status.
+#[test]
+fn wait_spins_on_a_terminal() {
+    let (_d, r) = Rocta::start();
+    let cmd = format!(
+        "{} loadbalancer create --vip-subnet-id {SUBNET} --wait -f value -c provisioning_status",
+        bin()
+    );
+    // util-linux `script` runs the command on a pseudo-terminal.
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("ROCTA_URL", &r.url)
+        .env("ROCTA_PROJECT", &r.project)
+        .output()
+        .expect("script (util-linux)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("\u{1b}[2K"), "redrawn in place: {out:?}");
+    assert!(out.contains(": ACTIVE ("), "{out:?}");
+    assert!(out.trim_end().ends_with("ACTIVE"), "{out:?}");
+}
