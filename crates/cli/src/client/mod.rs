@@ -3,13 +3,14 @@
 //! and against an upstream Octavia endpoint alike. The command tree is built from the resource
 //! tables in `resources`; `output` prints; `http` talks to the endpoint.
 
+mod admin;
 mod http;
 mod output;
 mod resources;
+mod wait;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use reqwest::Method;
@@ -18,18 +19,16 @@ use serde_json::{json, Map, Value};
 use http::{Api, Auth, Failure, Result};
 use output::Fmt;
 use resources::{Flag, Res, K, R};
+use wait::{wait, Until};
 
 /// The endpoint when neither `--os-endpoint` nor `ROCTA_URL` is given.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9876";
 
-const AMPHORAE: &str = "/v2/octavia/amphorae";
-const QUOTAS: &str = "/v2/lbaas/quotas";
-
 /// The top-level client commands.
 pub fn commands() -> Vec<Command> {
     let mut v: Vec<Command> = resources::ALL.iter().map(|r| resource_command(r)).collect();
-    v.push(amphora_command());
-    v.push(quota_command());
+    v.push(admin::amphora_command());
+    v.push(admin::quota_command());
     v.push(
         Command::new("provider")
             .about("Provider drivers")
@@ -254,69 +253,6 @@ fn resource_command(r: &'static Res) -> Command {
     c.subcommand(delete)
 }
 
-fn amphora_command() -> Command {
-    let amp = |c: Command| c.arg(positional("object", "amphora", "The amphora id".into()));
-    Command::new("amphora")
-        .about("Amphorae (admin)")
-        .subcommand_required(true)
-        .subcommands([
-            with_output(
-                Command::new("list")
-                    .about("List amphorae")
-                    .arg(
-                        Arg::new("loadbalancer")
-                            .long("loadbalancer")
-                            .help("Only this load balancer's (name or id)"),
-                    )
-                    .arg(
-                        Arg::new("status")
-                            .long("status")
-                            .help("Only amphorae in this status"),
-                    ),
-            ),
-            with_output(amp(Command::new("show").about("Show an amphora"))),
-            with_output(amp(
-                Command::new("stats").about("Per-listener statistics of an amphora")
-            )),
-            with_wait(amp(Command::new("failover").about("Replace an amphora"))),
-        ])
-}
-
-const QUOTA_FIELDS: [&str; 7] = [
-    "loadbalancer",
-    "listener",
-    "pool",
-    "member",
-    "healthmonitor",
-    "l7policy",
-    "l7rule",
-];
-
-fn quota_command() -> Command {
-    let project = |c: Command| c.arg(positional("project_id", "project", "The project id".into()));
-    let mut set = project(Command::new("set").about("Set a project's quotas (-1: unlimited)"));
-    for f in QUOTA_FIELDS {
-        set = set.arg(
-            Arg::new(f)
-                .long(f)
-                .value_parser(value_parser!(i64))
-                .help(format!("The {f} quota")),
-        );
-    }
-    Command::new("quota")
-        .about("Quotas")
-        .subcommand_required(true)
-        .subcommands([
-            with_output(Command::new("list").about("List projects' quotas")),
-            with_output(project(
-                Command::new("show").about("Show a project's quotas"),
-            )),
-            with_output(set),
-            project(Command::new("reset").about("Reset a project's quotas to the defaults")),
-            with_output(Command::new("defaults").about("Show the default quotas")),
-        ])
-}
-
 fn capital(s: &str) -> String {
     let mut c = s.chars();
     c.next()
@@ -365,8 +301,8 @@ fn dispatch(name: &str, m: &ArgMatches) -> Result<()> {
     };
     let api = api_of(sm)?;
     let done = match name {
-        "amphora" => amphora(&api, sub, sm),
-        "quota" => quota(&api, sub, sm),
+        "amphora" => admin::amphora(&api, sub, sm),
+        "quota" => admin::quota(&api, sub, sm),
         "provider" => {
             let b = api.get("/v2/lbaas/providers")?;
             print(output::list(
@@ -696,206 +632,4 @@ fn batch_set(api: &Api, coll: &str, pool: &str, sm: &ArgMatches) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-fn amphora(api: &Api, sub: &str, m: &ArgMatches) -> Result<()> {
-    let id = m.try_get_one::<String>("object").ok().flatten().cloned();
-    let item = format!("{AMPHORAE}/{}", id.clone().unwrap_or_default());
-    match sub {
-        "list" => {
-            let mut q = Vec::new();
-            if let Some(lb) = m.get_one::<String>("loadbalancer") {
-                q.push(("loadbalancer_id", resolve(api, &resources::LB, None, lb)?));
-            }
-            if let Some(s) = m.get_one::<String>("status") {
-                q.push(("status", s.clone()));
-            }
-            let all = list_all(api, AMPHORAE, "amphorae", &q)?;
-            let cols = [
-                "id",
-                "loadbalancer_id",
-                "status",
-                "role",
-                "lb_network_ip",
-                "ha_ip",
-            ];
-            print(output::list(&all, &cols, &fmt_of(m))?)
-        }
-        "show" => print(output::one(&api.get(&item)?["amphora"], &fmt_of(m))?),
-        "stats" => {
-            let b = api.get(&format!("{item}/stats"))?;
-            let cols = [
-                "listener_id",
-                "active_connections",
-                "total_connections",
-                "bytes_in",
-                "bytes_out",
-                "request_errors",
-            ];
-            print(output::list(items(&b, "amphora_stats"), &cols, &fmt_of(m))?)
-        }
-        "failover" => {
-            let amp = api.get(&item)?;
-            api.call(Method::PUT, &format!("{item}/failover"), None)?;
-            if m.get_flag("wait") {
-                if let Some(lb) = amp["amphora"]["loadbalancer_id"].as_str() {
-                    let path = format!("{}/{lb}", resources::LB.path);
-                    wait(
-                        api,
-                        &format!("load balancer {lb}"),
-                        &path,
-                        "loadbalancer",
-                        Until::Active,
-                        timeout(m),
-                    )?;
-                }
-            }
-            Ok(())
-        }
-        other => Err(Failure(format!("unknown subcommand {other}"))),
-    }
-}
-
-fn quota(api: &Api, sub: &str, m: &ArgMatches) -> Result<()> {
-    let project = m
-        .try_get_one::<String>("project_id")
-        .ok()
-        .flatten()
-        .cloned();
-    let item = format!("{QUOTAS}/{}", project.unwrap_or_default());
-    match sub {
-        "list" => {
-            let b = api.get(QUOTAS)?;
-            let mut cols = vec!["project_id"];
-            cols.extend(QUOTA_FIELDS);
-            print(output::list(items(&b, "quotas"), &cols, &fmt_of(m))?)
-        }
-        "show" => print(output::one(&api.get(&item)?["quota"], &fmt_of(m))?),
-        "defaults" => print(output::one(
-            &api.get(&format!("{QUOTAS}/defaults"))?["quota"],
-            &fmt_of(m),
-        )?),
-        "set" => {
-            let mut b = Map::new();
-            for f in QUOTA_FIELDS {
-                if let Some(n) = m.get_one::<i64>(f) {
-                    b.insert(f.into(), json!(n));
-                }
-            }
-            if b.is_empty() {
-                return Err(Failure(
-                    "nothing to change: give at least one quota (see --help)".into(),
-                ));
-            }
-            let a = api.call(Method::PUT, &item, Some(&json!({ "quota": b })))?;
-            print(output::one(&a.body["quota"], &fmt_of(m))?)
-        }
-        "reset" => {
-            api.call(Method::DELETE, &item, None)?;
-            Ok(())
-        }
-        other => Err(Failure(format!("unknown subcommand {other}"))),
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Until {
-    Active,
-    Gone,
-}
-
-/// Progress while waiting: a spinner on a terminal, else one line per status change.
-enum Progress {
-    Spinner(indicatif::ProgressBar),
-    Lines(Option<String>),
-}
-
-impl Progress {
-    fn new() -> Progress {
-        if std::io::stderr().is_terminal() {
-            let p = indicatif::ProgressBar::new_spinner();
-            p.enable_steady_tick(Duration::from_millis(100));
-            Progress::Spinner(p)
-        } else {
-            Progress::Lines(None)
-        }
-    }
-
-    fn status(&mut self, label: &str, status: &str, since: Instant) {
-        let line = format!("{label}: {status}");
-        match self {
-            Progress::Spinner(p) => {
-                p.set_message(format!("{line} ({:.0} s)", since.elapsed().as_secs_f64()))
-            }
-            Progress::Lines(last) => {
-                if last.as_deref() != Some(status) {
-                    eprintln!("{line}");
-                    *last = Some(status.to_string());
-                }
-            }
-        }
-    }
-
-    fn finish(self, line: String) {
-        match self {
-            Progress::Spinner(p) => p.finish_with_message(line),
-            Progress::Lines(_) => eprintln!("{line}"),
-        }
-    }
-}
-
-/// Follows `provisioning_status` of the object at `path` until ACTIVE (or gone); ERROR fails.
-fn wait(
-    api: &Api,
-    label: &str,
-    path: &str,
-    key: &str,
-    until: Until,
-    limit: Duration,
-) -> Result<()> {
-    let start = Instant::now();
-    let mut progress = Progress::new();
-    loop {
-        let a = api.send(Method::GET, path, &[], None)?;
-        let status = match a.status {
-            404 => None,
-            s if s >= 400 => {
-                progress.finish(format!("{label}: could not be read"));
-                return Err(Failure(http_fault(&a)));
-            }
-            _ => a.body[key]["provisioning_status"]
-                .as_str()
-                .map(str::to_string),
-        };
-        let took = format!("{:.1} s", start.elapsed().as_secs_f64());
-        match (until, status.as_deref()) {
-            (Until::Gone, None | Some("DELETED")) => {
-                progress.finish(format!("{label}: deleted ({took})"));
-                return Ok(());
-            }
-            (Until::Active, Some("ACTIVE")) => {
-                progress.finish(format!("{label}: ACTIVE ({took})"));
-                return Ok(());
-            }
-            (_, Some("ERROR")) => {
-                progress.finish(format!("{label}: ERROR ({took})"));
-                return Err(Failure(format!(
-                    "{label} went to provisioning_status ERROR; see the controller's log"
-                )));
-            }
-            (Until::Active, None) => {
-                progress.finish(format!("{label}: gone"));
-                return Err(Failure(format!("{label} no longer exists")));
-            }
-            (_, Some(s)) => progress.status(label, s, start),
-        }
-        if start.elapsed() > limit {
-            progress.finish(format!("{label}: still {}", status.unwrap_or_default()));
-            return Err(Failure(format!(
-                "gave up waiting for {label} after {} s (--wait-timeout)",
-                limit.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
