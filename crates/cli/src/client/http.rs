@@ -57,7 +57,18 @@ impl Api {
 
     /// Sends one request; any 4xx/5xx becomes a `Failure` carrying the faultstring.
     pub fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer> {
-        let a = self.send(method, path, &[], body)?;
+        self.call_with(method, path, &[], body)
+    }
+
+    /// `call` with query parameters.
+    pub fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        let a = self.send(method, path, query, body)?;
         if a.status >= 400 {
             return Err(Failure(fault(a.status, &a.body)));
         }
@@ -118,16 +129,12 @@ impl Api {
 
     /// GET with query parameters; an error answer becomes a `Failure`.
     pub fn get_with(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        let a = self.send(Method::GET, path, query, None)?;
-        if a.status >= 400 {
-            return Err(Failure(fault(a.status, &a.body)));
-        }
-        Ok(a.body)
+        Ok(self.call_with(Method::GET, path, query, None)?.body)
     }
 }
 
 /// The one line for an error answer: Octavia's faultstring (or the body's text) and the status.
-fn fault(status: u16, body: &Value) -> String {
+pub fn fault(status: u16, body: &Value) -> String {
     let msg = body
         .get("faultstring")
         .and_then(Value::as_str)

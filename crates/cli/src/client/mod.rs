@@ -549,10 +549,7 @@ fn resource(api: &Api, r: &'static Res, sub: &str, m: &ArgMatches) -> Result<()>
             } else {
                 vec![]
             };
-            let a = api.send(Method::DELETE, &item, &q, None)?;
-            if a.status >= 400 {
-                return Err(Failure(http_fault(&a)));
-            }
+            api.call_with(Method::DELETE, &item, &q, None)?;
             if m.get_flag("wait") {
                 wait(api, &label, &item, r.key, Until::Gone, timeout(m))?;
             }
@@ -576,11 +573,6 @@ fn resource(api: &Api, r: &'static Res, sub: &str, m: &ArgMatches) -> Result<()>
         "batch" => batch_set(api, &coll, parent.as_deref().unwrap_or_default(), m),
         other => Err(Failure(format!("unknown subcommand {other}"))),
     }
-}
-
-fn http_fault(a: &http::Answer) -> String {
-    let msg = a.body["faultstring"].as_str().unwrap_or("request failed");
-    format!("{msg} (HTTP {})", a.status)
 }
 
 fn timeout(m: &ArgMatches) -> Duration {
@@ -616,10 +608,7 @@ fn batch_set(api: &Api, coll: &str, pool: &str, sm: &ArgMatches) -> Result<()> {
     } else {
         vec![]
     };
-    let a = api.send(Method::PUT, coll, &q, Some(&json!({ "members": members })))?;
-    if a.status >= 400 {
-        return Err(Failure(http_fault(&a)));
-    }
+    api.call_with(Method::PUT, coll, &q, Some(&json!({ "members": members })))?;
     if sm.get_flag("wait") {
         let pool_path = format!("{}/{pool}", resources::POOL.path);
         wait(

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use super::http::{Api, Failure, Result};
-use super::http_fault;
 
 #[derive(Clone, Copy, PartialEq)]
 pub(super) enum Until {
@@ -72,7 +71,7 @@ pub(super) fn wait(
             404 => None,
             s if s >= 400 => {
                 progress.finish(format!("{label}: could not be read"));
-                return Err(Failure(http_fault(&a)));
+                return Err(Failure(super::http::fault(a.status, &a.body)));
             }
             _ => a.body[key]["provisioning_status"]
                 .as_str()
