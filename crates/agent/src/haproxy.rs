@@ -235,12 +235,7 @@ impl Supervisor {
 
     /// The pid of the worker answering on the stats socket.
     async fn worker_pid(&self, lb: &str) -> Option<i32> {
-        let info = stats_command(&self.stats_socket(lb), "show info")
-            .await
-            .ok()?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("Pid: "))
-            .and_then(|p| p.trim().parse().ok())
+        worker_pid(&self.stats_socket(lb)).await.ok()
     }
 
     /// Every process (master and workers, old ones included) running this load balancer's
@@ -350,6 +345,15 @@ pub async fn stats_connect(name: &str) -> std::io::Result<tokio::net::UnixStream
     let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
     std_stream.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(std_stream)
+}
+
+/// The pid of the worker answering on a stats socket.
+pub async fn worker_pid(socket: &str) -> std::io::Result<i32> {
+    let info = stats_command(socket, "show info").await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid: "))
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other("no Pid in show info"))
 }
 
 /// Sends one command line to a stats socket (an abstract unix socket name) and returns the

@@ -2,7 +2,11 @@
 //! renderer); the agent drains each load balancer's ring into `<lb>/traffic.log` (rotated to
 //! `traffic.log.1` at [`ROTATE_AT`]) through the stats socket (`show events <ring> -w`).
 //!
-//! Each worker has its own ring, so after a reload the new worker is followed too. A waiting
+//! One watcher per load balancer keeps the current worker followed: it asks the stats socket
+//! which worker answers (at once after a start or reload, then every [`WATCH`]) and opens a
+//! session on that worker's ring when none is streaming from it, so a session that ends for
+//! any reason is replaced within a second instead of leaving the log silent. Each worker has its
+//! own ring, so after a reload the new worker's ring is read from its start. A waiting
 //! `show events` session keeps an old worker alive, so the old worker's session is closed once
 //! its ring has been quiet for [`RETIRE_QUIET`] (or after [`RETIRE_MAX`]).
 
@@ -13,92 +17,131 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Size at which `traffic.log` is rotated (one older file is kept).
 pub const ROTATE_AT: u64 = 16 << 20;
+/// How often a watcher checks that the current worker's ring is being drained.
+pub const WATCH: Duration = Duration::from_secs(1);
+/// Pause between reads once a session has caught up (lines are at most this late in the file).
+const BATCH: Duration = Duration::from_millis(50);
 const RETIRE_QUIET: Duration = Duration::from_secs(2);
 const RETIRE_MAX: Duration = Duration::from_secs(60);
 
-/// The worker currently followed per load balancer, and how to retire its session.
+/// The log watcher of each load balancer.
 #[derive(Debug, Clone, Default)]
 pub struct Drains {
-    followed: Arc<Mutex<HashMap<String, (i32, CancellationToken)>>>,
+    watched: Arc<Mutex<HashMap<String, Watch>>>,
+}
+
+#[derive(Debug)]
+struct Watch {
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+/// Where one load balancer's logs come from and go to.
+struct Target {
+    lb: String,
+    socket: String,
+    ring: String,
+    log: PathBuf,
+}
+
+/// The session streaming one worker's ring.
+struct Session {
+    pid: i32,
+    retire: CancellationToken,
+    task: JoinHandle<()>,
 }
 
 impl Drains {
-    /// Follows the current worker of `lb` (no-op when it is already followed). Returns at once;
-    /// the work happens in a task.
+    /// Keeps the current worker of `lb` followed. The first call starts the watcher; later
+    /// calls (after a start or reload) make it look at once. Returns at once.
     pub fn follow(&self, lb: &str, socket: String, ring: String, log: PathBuf) {
-        let this = self.clone();
-        let lb = lb.to_string();
-        let before = self.current(&lb);
-        tokio::spawn(async move {
-            // Right after a reload the old worker may still accept on the shared socket.
-            for _ in 0..100 {
-                match this.attach(&lb, before, &socket, &ring, &log).await {
-                    Ok(true) => return,
-                    Ok(false) => {}
-                    Err(e) => tracing::debug!(%lb, error = %e, "following the log ring"),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+        let mut map = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = map.get(lb) {
+            w.wake.notify_one();
+            return;
+        }
+        let w = Watch {
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+        };
+        let (wake, stop) = (w.wake.clone(), w.stop.clone());
+        map.insert(lb.to_string(), w);
+        let target = Target {
+            lb: lb.to_string(),
+            socket,
+            ring,
+            log,
+        };
+        tokio::spawn(watch(target, wake, stop));
     }
 
-    fn current(&self, lb: &str) -> Option<i32> {
-        let map = self.followed.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(lb).map(|(pid, _)| *pid)
-    }
-
-    /// Stops following `lb` (its HAProxy is stopping).
+    /// Stops watching `lb` (its HAProxy is stopping); the last session drains what is left.
     pub fn forget(&self, lb: &str) {
-        if let Some((_, t)) = self
-            .followed
+        if let Some(w) = self
+            .watched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(lb)
         {
-            t.cancel();
+            w.stop.cancel();
         }
     }
+}
 
-    /// One attempt: `Ok(true)` when a worker other than `before` is now followed, `Ok(false)`
-    /// when the socket answered from `before` (still the old worker).
-    async fn attach(
-        &self,
-        lb: &str,
-        before: Option<i32>,
-        socket: &str,
-        ring: &str,
-        log: &Path,
-    ) -> std::io::Result<bool> {
-        let mut s = crate::haproxy::stats_connect(socket).await?;
-        s.write_all(format!("show info; show events {ring} -w\n").as_bytes())
-            .await?;
-        let (pid, rest) = read_pid(&mut s).await?;
-        let retire = CancellationToken::new();
-        {
-            let mut map = self.followed.lock().unwrap_or_else(|e| e.into_inner());
-            if before == Some(pid) {
-                return Ok(false);
-            }
-            if let Some((old, token)) = map.get(lb) {
-                if *old == pid {
-                    return Ok(true);
-                }
-                token.cancel();
-            }
-            map.insert(lb.to_string(), (pid, retire.clone()));
+async fn watch(t: Target, wake: Arc<Notify>, stop: CancellationToken) {
+    let mut current: Option<Session> = None;
+    loop {
+        if let Err(e) = ensure(&t, &mut current).await {
+            tracing::debug!(lb = %t.lb, error = %e, "following the log ring");
         }
-        let log = log.to_path_buf();
-        tokio::spawn(async move {
-            if let Err(e) = stream(s, rest, &log, retire).await {
-                tracing::debug!(path = %log.display(), error = %e, "log ring drain ended");
-            }
-        });
-        Ok(true)
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(WATCH) => {}
+        }
     }
+    if let Some(s) = current {
+        s.retire.cancel();
+    }
+}
+
+/// Opens a session on the worker answering the stats socket unless one streams from it already.
+async fn ensure(t: &Target, current: &mut Option<Session>) -> std::io::Result<()> {
+    let pid = crate::haproxy::worker_pid(&t.socket).await?;
+    let same = current.as_ref().filter(|s| s.pid == pid);
+    if same.is_some_and(|s| !s.task.is_finished()) {
+        return Ok(());
+    }
+    // A session that ended while its worker runs is replaced with one that skips what the ring
+    // holds (already written); a new worker's ring is read from its start.
+    let only_new = if same.is_some() {
+        tracing::warn!(lb = %t.lb, pid, "the log ring session ended while its worker runs; following it again");
+        " -n"
+    } else {
+        ""
+    };
+    let mut s = crate::haproxy::stats_connect(&t.socket).await?;
+    s.write_all(format!("show info; show events {} -w{only_new}\n", t.ring).as_bytes())
+        .await?;
+    let (pid, rest) = read_pid(&mut s).await?;
+    let retire = CancellationToken::new();
+    let log = t.log.clone();
+    let r = retire.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = stream(s, rest, &log, r).await {
+            tracing::warn!(path = %log.display(), error = %e, "log ring drain ended");
+        }
+    });
+    if let Some(old) = current.replace(Session { pid, retire, task }) {
+        old.retire.cancel();
+    }
+    Ok(())
 }
 
 /// Reads `show info` up to its blank line; returns the worker's pid and the bytes after it.
@@ -136,7 +179,7 @@ async fn stream(
     let mut out = LogFile::open(log)?;
     let mut pending = first;
     out.write_lines(&mut pending)?;
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 256 * 1024];
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let read = async {
@@ -164,6 +207,12 @@ async fn stream(
         out.write_lines(&mut pending)?;
         if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
             return Ok(());
+        }
+        if n < chunk.len() {
+            // All that was waiting is written: let lines gather (in the socket, then the ring)
+            // instead of waking for every few, which would cost both processes a wake-up and
+            // a syscall per handful of requests.
+            tokio::time::sleep(BATCH).await;
         }
     }
 }

@@ -196,6 +196,20 @@ fn config(lb: &str, run: &Path, port: u16, backends: &[u16]) -> String {
 const LB: &str = "0b4b6a36-38a3-4f33-8f2e-8c2a6ef0a0aa";
 const AMP: &str = "5c0f8a8e-0d3c-4c61-9c57-0a2b7c1b1a01";
 
+/// One command on a HAProxy stats socket (`abns@name`: the whole `sun_path`, padded with NULs).
+fn stats_command(name: &str, cmd: &str) -> String {
+    use std::os::linux::net::SocketAddrExt;
+    let mut padded = name.as_bytes().to_vec();
+    padded.resize(107, 0);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// Processes whose command line mentions `needle` (e.g. a test's temporary directory).
 fn haproxy_pids(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -415,6 +429,31 @@ fn haproxy_lifecycle_with_hitless_reloads() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A drain session that ends while its worker runs is replaced within the watch period:
+    // later requests reach the log again.
+    let sock = format!("rocta-{AMP}-{LB}");
+    let sessions = stats_command(&sock, "show sess");
+    let drain: Vec<&str> = sessions
+        .lines()
+        .filter(|l| l.contains("fe=GLOBAL") && !l.contains(" age=0s"))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(drain.len(), 1, "one drain session: {sessions}");
+    stats_command(&sock, &format!("shutdown session {}", drain[0]));
+    std::thread::sleep(rocta_agent::logs::WATCH * 2);
+    let before = logged();
+    for _ in 0..10 {
+        assert!(plain.get(&url).send().unwrap().status().is_success());
+    }
+    let t = Instant::now();
+    while logged() < before + 10 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        logged(),
+        before + 10,
+        "requests logged after the drain session ended"
+    );
     // A bad config leaves the running one serving.
     assert_eq!(
         put(
