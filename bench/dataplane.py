@@ -5,12 +5,19 @@ Starts `rocta serve` (release, default real drivers) on loopback, two rocta-benc
 creates a load balancer (HTTP listener, ROUND_ROBIN pool of the two backends, HTTP monitor) and
 measures, side by side in one run with alternating rounds:
   - HTTP keep-alive and `Connection: close` throughput and HAProxy CPU us per request through
-    rocta's HAProxy (per-request logging on: ring buffer), the same config with logging off,
-    Octavia's config from ../shared/reference/dataplane (logging to a unix datagram socket read
-    by a consumer, as rsyslog would), and straight to a backend;
+    rocta's HAProxy (per-request logging on: ring buffer drained by the agent into a file), the
+    same config with logging off, Octavia's config from ../shared/reference/dataplane logging
+    the way an amphora does (rsyslogd with the amphora image's rsyslog rules: the imuxsock
+    socket HAProxy logs to, and `$programname startswith 'haproxy'` written to a file), the same
+    Octavia config logging to a socket that a consumer reads and discards (the lighter stand-in
+    the reference names), and straight to a backend;
   - create -> ACTIVE and full tree -> first successful request, p50/p95 over 20 runs;
   - failed requests during 20 reloads under keep-alive load; agent RSS.
-wrk runs pinned to core 0, HAProxy, backends and the log consumer to core 1.
+wrk runs pinned to core 0; everything on the server side runs pinned to core 1 from its start
+(backends, `rocta serve` with its amphora agents and their HAProxy, Octavia's HAProxy, rsyslogd,
+the discarding consumer), so every HAProxy starts with one thread and every log consumer's CPU
+competes with its HAProxy as on a one-vCPU amphora.
+Needs haproxy, wrk and rsyslog (apt-get install -y haproxy wrk rsyslog).
 Loopback only; every run is bounded in time. Usage: python3 bench/dataplane.py
 """
 import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
@@ -21,7 +28,7 @@ ROCTA = os.path.join(ROOT, "target", "release", "rocta")
 BENCH = os.path.join(ROOT, "target", "release", "rocta-bench")
 PUBLIC = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b"
 API = "http://127.0.0.1:19876/v2/lbaas"
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 SECS = int(os.environ.get("SECS", "5"))
 procs = []
 
@@ -97,7 +104,12 @@ def wrk(url, close=False, secs=SECS):
 
 
 def main():
+    missing = [t for t in ("haproxy", "wrk", "rsyslogd", "taskset") if not shutil.which(t)]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: apt-get install -y haproxy wrk rsyslog util-linux")
     work = tempfile.mkdtemp(prefix="rocta-dp-")
+    # Octavia's HAProxy drops to `user nobody`, which must reach its log socket in here
+    os.chmod(work, 0o755)
     try:
         run(work)
     finally:
@@ -108,13 +120,16 @@ def main():
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run(work):
     start([BENCH, "backend", "--port", "18081", "--name", "one"], cpu=1)
     start([BENCH, "backend", "--port", "18082", "--name", "two"], cpu=1)
-    start([ROCTA, "serve", "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"])
+    start([ROCTA, "serve", "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"], cpu=1)
     for _ in range(100):
         if http_ok("http://127.0.0.1:19876/"):
             break
@@ -153,8 +168,7 @@ def run(work):
                if os.path.exists(f"{work}/data/amphorae/{d}/lb/{keep['id']}/haproxy.cfg")][0]
     cfg_path = f"{work}/data/amphorae/{amp_dir}/lb/{keep['id']}/haproxy.cfg"
     rocta_pids = pids_of(f"haproxy -W -f {cfg_path}")
-    for pid in rocta_pids:
-        subprocess.run(["taskset", "-a", "-cp", "1", str(pid)], capture_output=True)
+    agent = pids_of(f"amphora-agent --config {work}/data/amphorae/{amp_dir}")
     # the same config with logging off, standalone on port 19091
     cfg = open(cfg_path).read()
     off = re.sub(r"\n    log ring@\S+ local0", "", cfg)
@@ -165,47 +179,90 @@ def run(work):
     os.makedirs(f"{work}/off", exist_ok=True)
     open(f"{work}/off/h.cfg", "w").write(off)
     start(["haproxy", "-W", "-f", f"{work}/off/h.cfg"], cpu=1)
-    # Octavia's config with a log consumer on its datagram socket
+    # Octavia's config logging as an amphora does: rsyslogd with the image's rules
+    # (Octavia's elements/amphora-agent/static/etc/rsyslog.d/55-octavia-socket.conf and
+    # elements/haproxy-octavia/post-install.d/20-setup-haproxy-log, which writes 49-haproxy.conf)
+    rs = f"{work}/octr"
+    os.makedirs(rs)
+    open(f"{rs}/rsyslog.conf", "w").write(
+        f'global(workDirectory="{rs}")\n'
+        'module(load="imuxsock" SysSock.Use="off")\n'
+        f'input(type="imuxsock" Socket="{rs}/log.sock" CreatePath="on")\n'
+        # the file template of the Ubuntu images amphorae are built from (the cheaper one)
+        f"if $programname startswith 'haproxy' then {rs}/haproxy.log;RSYSLOG_TraditionalFileFormat\n"
+        "& stop\n")
+    start(["rsyslogd", "-n", "-f", f"{rs}/rsyslog.conf", "-i", f"{rs}/rsyslogd.pid"], cpu=1)
+    for _ in range(100):
+        if os.path.exists(f"{rs}/log.sock"):
+            break
+        time.sleep(0.05)
+    ref = open(REF).read()
+    open(f"{rs}/h.cfg", "w").write(ref.replace("RUN_DIR", rs).replace(":18080", ":18090").replace(":18088", ":18098"))
+    start(["haproxy", "-W", "-f", f"{rs}/h.cfg"], cpu=1)
+    # the same config with a consumer that reads and discards each datagram
     os.makedirs(f"{work}/oct", exist_ok=True)
     sock = f"{work}/oct/log.sock"
     consumer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     consumer.bind(sock)
+    os.chmod(sock, 0o666)
     consumer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     os.sched_setaffinity(0, {1})
+    received = [0]
+
     def drain():
         while True:
             try:
                 consumer.recv(65536)
+                received[0] += 1
             except OSError:
                 return
     threading.Thread(target=drain, daemon=True).start()
-    open(f"{work}/oct/h.cfg", "w").write(open(REF).read().replace("RUN_DIR", f"{work}/oct"))
+    open(f"{work}/oct/h.cfg", "w").write(ref.replace("RUN_DIR", f"{work}/oct"))
     start(["haproxy", "-W", "-f", f"{work}/oct/h.cfg"], cpu=1)
     os.sched_setaffinity(0, {0, 1})
     time.sleep(1)
+    # name: (url, HAProxy pids, log consumer pids)
     variants = {
-        "direct to a backend": ("http://127.0.0.1:18081/", []),
-        "rocta LB, logging on (ring)": (rocta_url, rocta_pids),
-        "rocta config, logging off": ("http://127.0.0.1:19091/", pids_of(f"haproxy -W -f {work}/off/h.cfg")),
-        "Octavia-style, logging on": ("http://127.0.0.1:18080/", pids_of(f"haproxy -W -f {work}/oct/h.cfg")),
+        "direct to a backend": ("http://127.0.0.1:18081/", [], []),
+        "rocta LB, logging on": (rocta_url, rocta_pids, agent),
+        "rocta config, logging off": ("http://127.0.0.1:19091/", pids_of(f"haproxy -W -f {work}/off/h.cfg"), []),
+        "Octavia, rsyslogd to a file": ("http://127.0.0.1:18090/", pids_of(f"haproxy -W -f {rs}/h.cfg"), pids_of(f"rsyslogd -n -f {rs}")),
+        "Octavia, discarding consumer": ("http://127.0.0.1:18080/", pids_of(f"haproxy -W -f {work}/oct/h.cfg"), [os.getpid()]),
     }
-    results = {k: {"ka": [], "close": [], "us": []} for k in variants}
+    hz = os.sysconf("SC_CLK_TCK")
+    threads = {name: [open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0] for pid in v[1]]
+               for name, v in variants.items() if v[1]}
+    print(f"HAProxy threads (master, worker): {threads}")
+    results = {k: {"ka": [], "close": [], "us": [], "log": []} for k in variants}
     for r in range(ROUNDS):
-        for name, (url, pids) in variants.items():
+        for name, (url, pids, logger) in variants.items():
             for mode in ("ka", "close"):
-                c0 = cpu_ticks(pids)
+                c0, l0 = cpu_ticks(pids), cpu_ticks(logger)
                 rps, n, bad = wrk(url, close=(mode == "close"))
-                c1 = cpu_ticks(pids)
+                c1, l1 = cpu_ticks(pids), cpu_ticks(logger)
                 results[name][mode].append(rps)
                 if mode == "ka" and pids:
-                    results[name]["us"].append((c1 - c0) / os.sysconf("SC_CLK_TCK") * 1e6 / max(n, 1))
+                    results[name]["us"].append((c1 - c0) / hz * 1e6 / max(n, 1))
+                    results[name]["log"].append((l1 - l0) / hz * 1e6 / max(n, 1))
+    # every log path must really have carried the lines (a HAProxy that cannot reach its log
+    # socket logs nothing and would look cheap)
+    traffic = f"{os.path.dirname(cfg_path)}/traffic.log"
+    logged = {"rocta": sum(os.path.getsize(f) for f in (traffic, traffic + ".1") if os.path.exists(f)),
+              "rsyslogd": os.path.getsize(f"{rs}/haproxy.log"), "discarding consumer (datagrams)": received[0]}
+    print(f"log output: {logged}")
+    if not all(logged.values()):
+        sys.exit("a log path carried nothing")
     direct = statistics.median(results["direct to a backend"]["ka"])
-    octa = statistics.median(results["Octavia-style, logging on"]["ka"])
-    print(f"throughput, wrk -t1 -c32, {ROUNDS} alternating rounds of {SECS}s, medians:")
+    octr = statistics.median(results["Octavia, rsyslogd to a file"]["ka"])
+    octd = statistics.median(results["Octavia, discarding consumer"]["ka"])
+    print(f"throughput, wrk -t1 -c32, {ROUNDS} alternating rounds of {SECS}s, medians;")
+    print("  x Oct = ratio to Octavia logging through rsyslogd / to Octavia with the discarding consumer")
     for name, r in results.items():
         ka, cl = statistics.median(r["ka"]), statistics.median(r["close"])
-        us = f"{statistics.median(r['us']):.1f} us/req" if r["us"] else "-"
-        print(f"  {name:32s} keep-alive {ka:9.0f} req/s ({ka / direct:.2f} of direct, {ka / octa:.2f} x Octavia)  close {cl:8.0f} req/s  HAProxy CPU {us}")
+        us = f"{statistics.median(r['us']):.1f}" if r["us"] else "-"
+        log = f"{statistics.median(r['log']):.1f}" if r["log"] and variants[name][2] else "-"
+        print(f"  {name:29s} keep-alive {ka:7.0f} req/s ({ka / direct:.2f} of direct, {ka / octr:.2f} / {ka / octd:.2f} x Oct)"
+              f"  close {cl:6.0f} req/s  CPU us/req: HAProxy {us}, log consumer {log}")
     # 20 reloads under keep-alive load
     res = {}
     t = threading.Thread(target=lambda: res.update(zip(("rps", "n", "bad"), wrk(rocta_url, secs=12))))
@@ -219,7 +276,6 @@ def run(work):
         time.sleep(0.3)
     t.join()
     print(f"reloads under keep-alive load: 20 reloads, {res['n']} requests, {res['bad']} failed")
-    agent = pids_of(f"amphora-agent --config {work}/data/amphorae/{amp_dir}")
     rss = open(f"/proc/{agent[0]}/status").read().split("VmRSS:")[1].split()[0]
     print(f"agent RSS: {int(rss) / 1024:.1f} MB")
 
