@@ -179,7 +179,7 @@ async fn stream(
     let mut out = LogFile::open(log)?;
     let mut pending = first;
     out.write_lines(&mut pending)?;
-    let mut chunk = vec![0u8; 256 * 1024];
+    let mut chunk = vec![0u8; 64 * 1024];
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let read = async {
