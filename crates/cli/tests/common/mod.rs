@@ -2,6 +2,8 @@
 //! a temporary data dir, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod dataplane;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
