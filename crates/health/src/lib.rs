@@ -36,6 +36,8 @@ pub struct Metrics {
     pub unknown_amphora: AtomicU64,
     /// Dropped because the queue was full (overload): newer heartbeats follow.
     pub shed: AtomicU64,
+    /// Inode of the heartbeat socket (0 until bound), to read the kernel's drop count of it.
+    pub socket_inode: AtomicU64,
     /// Amphorae found stale in the last check (a gauge).
     pub stale: AtomicU64,
     /// Failovers started for stale amphorae.
@@ -56,6 +58,29 @@ impl Metrics {
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The inode of a socket (what `/proc/net/udp` names it by).
+fn socket_inode(socket: &impl std::os::fd::AsRawFd) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Datagrams the kernel dropped on the UDP socket with this inode because its receive buffer
+/// was full (the last column of `/proc/net/udp` and `/proc/net/udp6`); `None` when not found.
+pub fn kernel_drops(inode: u64) -> Option<u64> {
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|f| {
+        let table = std::fs::read_to_string(f).ok()?;
+        table.lines().skip(1).find_map(|line| {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols.len() >= 13 && cols[9].parse::<u64>().ok() == Some(inode))
+                .then(|| cols[cols.len() - 1].parse().ok())
+                .flatten()
+        })
+    })
 }
 
 /// Queue between the socket and the writer; beyond it, datagrams are shed.
@@ -86,6 +111,9 @@ pub async fn run(
 ) {
     if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RCVBUF) {
         tracing::debug!(error = %e, "enlarging the heartbeat receive buffer failed");
+    }
+    if let Some(inode) = socket_inode(&socket) {
+        metrics.socket_inode.store(inode, Ordering::Relaxed);
     }
     let socket = Arc::new(socket);
     let key = Arc::new(key);
@@ -389,4 +417,40 @@ fn write_statuses(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_drops_of_an_overflowing_socket_reach_the_metrics() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&rx)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        let inode = socket_inode(&rx).unwrap();
+        assert_eq!(kernel_drops(inode), Some(0));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..500 {
+            tx.send_to(&[7u8; 1000], rx.local_addr().unwrap()).unwrap();
+        }
+        let drops = kernel_drops(inode).unwrap();
+        assert!(
+            drops > 400,
+            "{drops} drops of 500 datagrams into a 4 KiB buffer"
+        );
+        let m = Metrics::default();
+        m.socket_inode.store(inode, Ordering::Relaxed);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.prom");
+        stale::write_metrics(&path, &m).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("reason=\"socket_buffer_full\""))
+            .unwrap();
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= drops, "{line}");
+    }
 }

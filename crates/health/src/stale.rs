@@ -160,6 +160,10 @@ pub async fn check_once(
 /// Rewrites the Prometheus text file of the counters (atomically: a reader never sees half).
 pub fn write_metrics(path: &std::path::Path, m: &Metrics) -> std::io::Result<()> {
     let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let kernel = match c(&m.socket_inode) {
+        0 => 0,
+        inode => crate::kernel_drops(inode).unwrap_or(0),
+    };
     let mut t = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
         t.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -196,6 +200,8 @@ pub fn write_metrics(path: &std::path::Path, m: &Metrics) -> std::io::Result<()>
             ("{reason=\"replayed\"}", c(&m.replayed)),
             ("{reason=\"unknown_amphora\"}", c(&m.unknown_amphora)),
             ("{reason=\"shed\"}", c(&m.shed)),
+            // Never read: the socket's receive buffer was full (the kernel's own count).
+            ("{reason=\"socket_buffer_full\"}", kernel),
         ],
     );
     metric(
