@@ -57,6 +57,9 @@ impl Supervisor {
                 ring,
                 self.dir(lb).join("traffic.log"),
             );
+        } else {
+            // Per-request logging was turned off (or goes to syslog): nothing to drain.
+            self.drains.forget(lb);
         }
     }
 
