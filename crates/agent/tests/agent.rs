@@ -196,18 +196,14 @@ fn config(lb: &str, run: &Path, port: u16, backends: &[u16]) -> String {
 const LB: &str = "0b4b6a36-38a3-4f33-8f2e-8c2a6ef0a0aa";
 const AMP: &str = "5c0f8a8e-0d3c-4c61-9c57-0a2b7c1b1a01";
 
-/// One command on a HAProxy stats socket (`abns@name`: the whole `sun_path`, padded with NULs).
+/// One command on a HAProxy stats socket (the agent's own client, on a throwaway runtime).
 fn stats_command(name: &str, cmd: &str) -> String {
-    use std::os::linux::net::SocketAddrExt;
-    let mut padded = name.as_bytes().to_vec();
-    padded.resize(107, 0);
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded).unwrap();
-    let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(rocta_agent::haproxy::stats_command(name, cmd))
+        .unwrap()
 }
 
 /// Processes whose command line mentions `needle` (e.g. a test's temporary directory).
