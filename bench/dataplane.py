@@ -13,10 +13,16 @@ measures, side by side in one run with alternating rounds:
     the reference names), and straight to a backend;
   - create -> ACTIVE and full tree -> first successful request, p50/p95 over 20 runs;
   - failed requests during 20 reloads under keep-alive load; agent RSS.
-wrk runs pinned to core 0; everything on the server side runs pinned to core 1 from its start
-(backends, `rocta serve` with its amphora agents and their HAProxy, Octavia's HAProxy, rsyslogd,
-the discarding consumer), so every HAProxy starts with one thread and every log consumer's CPU
-competes with its HAProxy as on a one-vCPU amphora.
+Everything on the amphora side runs pinned to core 1 from its start (`rocta serve` with its
+amphora agents and their HAProxy, Octavia's HAProxy, rsyslogd, the discarding consumer), so every
+HAProxy starts with one thread and every log consumer's CPU competes with its HAProxy as on a
+one-vCPU amphora; wrk runs pinned to core 0. Each round measures every variant in two placements
+of the backends:
+  - "reference": the backends on core 1 with HAProxy (the reference's "server side on the other
+    core"), so each request also pays for the backends and the context switches between them and
+    HAProxy on the same core;
+  - "amphora": the backends on core 0 with wrk, so core 1 carries only what runs on an amphora
+    (members are other hosts) and core 0 plays the clients and the members.
 Needs haproxy, wrk and rsyslog (apt-get install -y haproxy wrk rsyslog).
 Loopback only; every run is bounded in time. Usage: python3 bench/dataplane.py
 """
@@ -90,6 +96,22 @@ def pids_of(pattern):
     return [int(x) for x in out]
 
 
+def pin(pid, cpus):
+    """Moves every thread of `pid` to `cpus`."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
+def cpu_busy():
+    """Busy jiffies of cores 0 and 1 (from /proc/stat)."""
+    out = []
+    for line in open("/proc/stat"):
+        if line.startswith(("cpu0 ", "cpu1 ")):
+            f = [int(x) for x in line.split()[1:]]
+            out.append(sum(f) - f[3] - f[4])
+    return out
+
+
 def wrk(url, close=False, secs=SECS):
     cmd = ["taskset", "-c", "0", "wrk", "-t1", "-c32", f"-d{secs}s", url]
     if close:
@@ -127,8 +149,8 @@ def main():
 
 
 def run(work):
-    start([BENCH, "backend", "--port", "18081", "--name", "one"], cpu=1)
-    start([BENCH, "backend", "--port", "18082", "--name", "two"], cpu=1)
+    backends = [start([BENCH, "backend", "--port", "18081", "--name", "one"], cpu=1),
+                start([BENCH, "backend", "--port", "18082", "--name", "two"], cpu=1)]
     start([ROCTA, "serve", "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"], cpu=1)
     for _ in range(100):
         if http_ok("http://127.0.0.1:19876/"):
@@ -233,17 +255,27 @@ def run(work):
     threads = {name: [open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0] for pid in v[1]]
                for name, v in variants.items() if v[1]}
     print(f"HAProxy threads (master, worker): {threads}")
-    results = {k: {"ka": [], "close": [], "us": [], "log": []} for k in variants}
+    placements = {"reference": {1}, "amphora": {0}}
+    results = {(pl, k): {"ka": [], "close": [], "us": [], "log": [], "busy": []} for pl in placements for k in variants}
     for r in range(ROUNDS):
-        for name, (url, pids, logger) in variants.items():
-            for mode in ("ka", "close"):
-                c0, l0 = cpu_ticks(pids), cpu_ticks(logger)
-                rps, n, bad = wrk(url, close=(mode == "close"))
-                c1, l1 = cpu_ticks(pids), cpu_ticks(logger)
-                results[name][mode].append(rps)
-                if mode == "ka" and pids:
-                    results[name]["us"].append((c1 - c0) / hz * 1e6 / max(n, 1))
-                    results[name]["log"].append((l1 - l0) / hz * 1e6 / max(n, 1))
+        for pl, cpus in placements.items():
+            for b in backends:
+                pin(b.pid, cpus)
+            time.sleep(0.2)
+            for name, (url, pids, logger) in variants.items():
+                for mode in ("ka", "close"):
+                    c0, l0, b0, t0 = cpu_ticks(pids), cpu_ticks(logger), cpu_busy(), time.time()
+                    rps, n, bad = wrk(url, close=(mode == "close"))
+                    c1, l1, b1, t1 = cpu_ticks(pids), cpu_ticks(logger), cpu_busy(), time.time()
+                    res = results[(pl, name)]
+                    res[mode].append(rps)
+                    if mode == "ka":
+                        res["busy"].append([(y - x) / hz / (t1 - t0) * 100 for x, y in zip(b0, b1)])
+                        if pids:
+                            res["us"].append((c1 - c0) / hz * 1e6 / max(n, 1))
+                            res["log"].append((l1 - l0) / hz * 1e6 / max(n, 1))
+    for b in backends:
+        pin(b.pid, {1})
     # every log path must really have carried the lines (a HAProxy that cannot reach its log
     # socket logs nothing and would look cheap)
     traffic = f"{os.path.dirname(cfg_path)}/traffic.log"
@@ -252,17 +284,22 @@ def run(work):
     print(f"log output: {logged}")
     if not all(logged.values()):
         sys.exit("a log path carried nothing")
-    direct = statistics.median(results["direct to a backend"]["ka"])
-    octr = statistics.median(results["Octavia, rsyslogd to a file"]["ka"])
-    octd = statistics.median(results["Octavia, discarding consumer"]["ka"])
     print(f"throughput, wrk -t1 -c32, {ROUNDS} alternating rounds of {SECS}s, medians;")
-    print("  x Oct = ratio to Octavia logging through rsyslogd / to Octavia with the discarding consumer")
-    for name, r in results.items():
-        ka, cl = statistics.median(r["ka"]), statistics.median(r["close"])
-        us = f"{statistics.median(r['us']):.1f}" if r["us"] else "-"
-        log = f"{statistics.median(r['log']):.1f}" if r["log"] and variants[name][2] else "-"
-        print(f"  {name:29s} keep-alive {ka:7.0f} req/s ({ka / direct:.2f} of direct, {ka / octr:.2f} / {ka / octd:.2f} x Oct)"
-              f"  close {cl:6.0f} req/s  CPU us/req: HAProxy {us}, log consumer {log}")
+    print("  x Oct = ratio to Octavia logging through rsyslogd / to Octavia with the discarding consumer;")
+    print("  busy = core 0 / core 1 busy % during the keep-alive runs")
+    for pl in placements:
+        print(f"placement {pl}: backends on core {min(placements[pl])}")
+        direct = statistics.median(results[(pl, "direct to a backend")]["ka"])
+        octr = statistics.median(results[(pl, "Octavia, rsyslogd to a file")]["ka"])
+        octd = statistics.median(results[(pl, "Octavia, discarding consumer")]["ka"])
+        for name in variants:
+            r = results[(pl, name)]
+            ka, cl = statistics.median(r["ka"]), statistics.median(r["close"])
+            us = f"{statistics.median(r['us']):.1f}" if r["us"] else "-"
+            log = f"{statistics.median(r['log']):.1f}" if r["log"] and variants[name][2] else "-"
+            busy = "/".join(f"{statistics.median(b[c] for b in r['busy']):.0f}" for c in (0, 1))
+            print(f"  {name:29s} keep-alive {ka:7.0f} req/s ({ka / direct:.2f} of direct, {ka / octr:.2f} / {ka / octd:.2f} x Oct)"
+                  f"  close {cl:6.0f} req/s  CPU us/req: HAProxy {us}, log consumer {log}  busy {busy}")
     # 20 reloads under keep-alive load
     res = {}
     t = threading.Thread(target=lambda: res.update(zip(("rps", "n", "bad"), wrk(rocta_url, secs=12))))
