@@ -6,7 +6,7 @@ creates a load balancer (HTTP listener, ROUND_ROBIN pool of the two backends, HT
 measures, side by side in one run with alternating rounds:
   - HTTP keep-alive and `Connection: close` throughput and HAProxy CPU us per request through
     rocta's HAProxy (per-request logging on: ring buffer drained by the agent into a file), the
-    same config with logging off, Octavia's config from ../shared/reference/dataplane logging
+    same config with logging off, Octavia's config (bench/fixtures, from the reference) logging
     the way an amphora does (rsyslogd with the amphora image's rsyslog rules: the imuxsock
     socket HAProxy logs to, and `$programname startswith 'haproxy'` written to a file), the same
     Octavia config logging to a socket that a consumer reads and discards (the lighter stand-in
@@ -29,7 +29,7 @@ Loopback only; every run is bounded in time. Usage: python3 bench/dataplane.py
 import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REF = os.path.join(ROOT, "..", "shared", "reference", "dataplane", "octavia-style-haproxy.cfg")
+REF = os.path.join(ROOT, "bench", "fixtures", "octavia-style-haproxy.cfg")
 ROCTA = os.path.join(ROOT, "target", "release", "rocta")
 BENCH = os.path.join(ROOT, "target", "release", "rocta-bench")
 PUBLIC = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b"

@@ -14,7 +14,7 @@ fn keys(v: &Value) -> Vec<String> {
 
 fn sample(name: &str, key: &str) -> Vec<String> {
     let path = format!(
-        "{}/../../../shared/reference/octavia-samples/{name}",
+        "{}/tests/fixtures/octavia-samples/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
