@@ -115,8 +115,7 @@ pub fn check_quota<E: Entity>(
 
 /// Queues `job` in the caller's transaction.
 pub fn post_job(tx: &Tx<'_>, job: &Job) -> ApiResult<()> {
-    let payload = serde_json::to_string(job).map_err(|_| ApiError::internal())?;
-    tx.job_insert(new_id(), job.name(), job.lb_id(), &payload)?;
+    tx.job_post(job)?;
     Ok(())
 }
 

@@ -315,6 +315,7 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
                     load_balancer_expiry_age: secs(hk.load_balancer_expiry_age),
                     cert_interval: secs(hk.cert_interval),
                     cert_expiry_buffer: secs(hk.cert_expiry_buffer),
+                    vip_allocation_grace: secs(hk.vip_allocation_grace),
                 },
                 wake.clone(),
                 shutdown.clone(),

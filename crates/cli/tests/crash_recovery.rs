@@ -278,3 +278,99 @@ fn a_failed_flow_ends_in_error_and_unlocks_the_parent() {
 fn setup_without_children(r: &Rocta) -> String {
     r.lb()
 }
+
+/// Fault 0 of the hardening issue: the worker dies after its last status step set the load
+/// balancer `ACTIVE` and before the journal recorded it. A client deletes the load balancer
+/// while the job waits for its lease to lapse. The resumed job must neither run before the
+/// delete's job is queued behind it nor set the deleted load balancer `ACTIVE` again.
+#[test]
+fn a_load_balancer_deleted_while_its_job_waits_stays_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long lease keeps the killed job unclaimed while the client deletes.
+    let config = "[controller_worker]\njob_lease_seconds = 3\njob_poll_interval_ms = 50\n\
+                  [health_manager]\nbind_port = 0\n";
+    let mut r = Rocta::start_in(
+        dir.path(),
+        "serve",
+        config,
+        &[(
+            "ROCTA_CRASH_AT",
+            "create_loadbalancer:mark_lb_active:executed",
+        )],
+    );
+    let lb = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+    );
+    let id = lb.1["loadbalancer"]["id"].as_str().unwrap().to_string();
+    assert!(
+        r.wait_exit(Duration::from_secs(10)),
+        "crash point not reached"
+    );
+    let r = Rocta::start_in(dir.path(), "serve", config, &[]);
+    let (_, got) = r.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+    assert_eq!(got["loadbalancer"]["provisioning_status"], "ACTIVE");
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}")).0,
+        204,
+        "the load balancer is unlocked, so the delete is accepted"
+    );
+    // Both jobs end: the create resumed first, then the delete.
+    let t = Instant::now();
+    loop {
+        let (s, b) = r.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+        if s == 404 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "never deleted: {b}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Past the killed job's lease: a resumed job that would resurrect it has run by now.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0, 404);
+    for kind in ["compute", "certs", "vips", "configs"] {
+        assert!(records(&r, kind).is_empty(), "leaked {kind}");
+    }
+}
+
+/// Fault 2: the API dies between allocating a VIP and committing its load balancer. The
+/// intent it recorded first lets housekeeping release the VIP after the grace period.
+#[test]
+fn a_vip_allocated_by_an_api_that_died_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{TEST_CONFIG}[house_keeping]\ncleanup_interval = 0.1\nvip_allocation_grace = 0.5\n"
+    );
+    let mut r = Rocta::start_in(
+        dir.path(),
+        "serve",
+        &config,
+        &[("ROCTA_CRASH_AT", "driver:allocate_vip")],
+    );
+    let _ = r.try_req(
+        "POST",
+        "/v2/lbaas/loadbalancers",
+        Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET}})),
+    );
+    assert!(
+        r.wait_exit(Duration::from_secs(10)),
+        "crash point not reached"
+    );
+    assert_eq!(records(&r, "vips").len(), 1, "the VIP was allocated");
+    let r = Rocta::start_in(dir.path(), "serve", &config, &[]);
+    let t = Instant::now();
+    while !records(&r, "vips").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "VIP never released: {:?}",
+            records(&r, "vips")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, lbs) = r.get("/v2/lbaas/loadbalancers");
+    assert_eq!(lbs["loadbalancers"], json!([]));
+    // A create after that is unaffected.
+    let lb = r.lb();
+    r.wait_active(&lb);
+    assert_eq!(records(&r, "vips").len(), 1);
+}

@@ -221,6 +221,61 @@ fn a_failed_create_leaves_no_amphora_behind() {
     );
 }
 
+/// Fault 3 of the hardening issue: `rocta serve` dies between spawning an amphora's agent and
+/// writing its pid file. The resumed create adopts that agent (no second one), and the delete
+/// ends it: no agent or HAProxy of the test's directory is left.
+#[test]
+fn an_agent_spawned_before_a_crash_is_adopted_and_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let mut r = Rocta::start_real_with(
+        dir.path(),
+        TEST_CONFIG,
+        &[("ROCTA_CRASH_AT", "driver:spawn_agent")],
+    );
+    let _ = r.try_req(
+        "POST",
+        "/v2/lbaas/loadbalancers",
+        Some(json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "TCP", "protocol_port": 8091}]}})),
+    );
+    assert!(
+        r.wait_exit(Duration::from_secs(20)),
+        "crash point not reached"
+    );
+    let data = dir.path().join("data");
+    let needle = data.display().to_string();
+    let agents = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains(&needle) && c.contains("amphora-agent")
+                })
+            })
+            .count()
+    };
+    assert_eq!(agents(), 1, "the agent outlived the crash");
+    let r = Rocta::start_real_with(dir.path(), TEST_CONFIG, &[]);
+    let (_, lbs) = r.get("/v2/lbaas/loadbalancers");
+    let id = lbs["loadbalancers"][0]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    assert_eq!(agents(), 1, "the resumed create started a second agent");
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
+            .0,
+        204
+    );
+    eventually("load balancer not deleted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+    eventually("amphora processes left after the delete", || {
+        processes(&needle) == 0
+    });
+}
+
 #[test]
 fn missing_haproxy_is_reported_at_startup() {
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,9 @@ pub struct HouseKeeping {
     pub cert_interval: f64,
     /// Certificates expiring within this many seconds are rotated.
     pub cert_expiry_buffer: f64,
+    /// Seconds after which a VIP allocated for a load balancer that was never recorded (its API
+    /// process died between the allocation and the commit) is released. Checked with the purge.
+    pub vip_allocation_grace: f64,
 }
 
 impl Default for HouseKeeping {
@@ -69,6 +72,7 @@ impl Default for HouseKeeping {
             load_balancer_expiry_age: 604800.0,
             cert_interval: 3600.0,
             cert_expiry_buffer: 1209600.0,
+            vip_allocation_grace: 60.0,
         }
     }
 }
@@ -238,6 +242,7 @@ impl Config {
             ("load_balancer_expiry_age", hk.load_balancer_expiry_age, 0.0),
             ("cert_interval", hk.cert_interval, 0.05),
             ("cert_expiry_buffer", hk.cert_expiry_buffer, 0.0),
+            ("vip_allocation_grace", hk.vip_allocation_grace, 0.0),
         ] {
             if !(min..=1e9).contains(&v) {
                 return Err(invalid("house_keeping", key, "out of range (seconds)"));

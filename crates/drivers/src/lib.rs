@@ -10,6 +10,7 @@
 //!   127.10.0.0/16, management addresses in 127.20.0.0/16), `rest` (the agent API over mutual
 //!   TLS), `pki` (rocta's CAs and certificates; `LocalCerts` is its `CertManager`).
 
+mod fault;
 pub mod local;
 pub mod loopback;
 pub mod noop;
@@ -119,6 +120,10 @@ pub trait Network: Send + Sync {
     async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError>;
     /// Releases it. Idempotent.
     async fn deallocate_vip(&self, vip: &Vip) -> DriverResult<()>;
+    /// Releases whatever VIP was allocated for `lb_id`, found by what the allocation records
+    /// (as Octavia finds a VIP port by its name, `octavia-lb-<id>`): the VIP of a load balancer
+    /// whose API process died before recording it. Idempotent; nothing allocated is fine.
+    async fn deallocate_vips_of(&self, lb_id: Id) -> DriverResult<()>;
     /// Attaches an amphora to the VIP network. Idempotent.
     async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<VipPlug>;
     /// Detaches it. Idempotent.

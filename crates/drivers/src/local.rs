@@ -1,11 +1,15 @@
 //! The `local` compute driver: an amphora is a `rocta amphora-agent` process on this host, in its
 //! own process group, with its certificates and settings in its own directory (its "config
 //! drive") and its own management address in 127.20.0.0/16 (agent on port 9443). Amphorae keep
-//! serving when the control plane stops; a restarted control plane finds them by their pid
-//! files. Delete ends the whole process group (agent and HAProxy) and removes the directory.
+//! serving when the control plane stops; a restarted control plane finds them by what they are
+//! (a `rocta amphora-agent` whose command line names the amphora's `agent.toml`), not only by
+//! the pid file written after the spawn, so a controller killed between the spawn and the pid
+//! file neither starts a second agent nor leaves the first behind. Delete ends the whole process
+//! group of every such agent (agent and HAProxy) and removes the directory.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -71,16 +75,47 @@ impl LocalCompute {
         self.root.join(amp.to_string())
     }
 
-    /// The agent's pid when it runs.
+    /// Whether `pid` is a live agent of amphora `amp` (its command line names the amphora's
+    /// config file; a zombie's is empty).
+    fn is_agent(&self, pid: i32, amp: Id) -> bool {
+        let cfg = self.dir(amp).join("agent.toml");
+        let want = cfg.as_os_str().as_bytes();
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        args.contains(&&b"amphora-agent"[..])
+            && args.windows(2).any(|w| w[0] == b"--config" && w[1] == want)
+    }
+
+    /// Every live agent process of amphora `amp`: the pid file's, and any other found in /proc.
+    fn agents(&self, amp: Id) -> Vec<i32> {
+        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|pid| self.is_agent(*pid, amp))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// The agent's pid when it runs (the pid file's if it still names the agent, else one found
+    /// by its command line, which is then written to the pid file).
     fn agent_pid(&self, amp: Id) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.dir(amp).join("agent.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-        (state != "Z").then_some(pid)
+        let pid_file = self.dir(amp).join("agent.pid");
+        let recorded = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = recorded.filter(|p| self.is_agent(*p, amp)) {
+            return Some(pid);
+        }
+        let pid = *self.agents(amp).first()?;
+        if let Err(e) = write_file(&pid_file, &pid.to_string(), 0o644) {
+            tracing::warn!(amphora = %amp, error = %e, "recording an adopted agent's pid failed");
+        }
+        Some(pid)
     }
 
     /// Reserves a management address (a file created exclusively under `mgmt/`).
@@ -165,6 +200,7 @@ impl Compute for LocalCompute {
         let pid = child
             .id()
             .ok_or_else(|| DriverError::transient("start agent", "agent exited at once"))?;
+        crate::fault::crash_point("spawn_agent");
         write_file(&dir.join("agent.pid"), &pid.to_string(), 0o644)
             .map_err(io("write config drive"))?;
         // The child is not waited for: it is the amphora and outlives this process; tokio reaps
@@ -175,21 +211,19 @@ impl Compute for LocalCompute {
 
     async fn delete(&self, amp: Id) -> DriverResult<()> {
         let dir = self.dir(amp);
-        if let Ok(pid) = std::fs::read_to_string(dir.join("agent.pid"))
-            .map(|p| p.trim().parse::<i32>().unwrap_or(0))
-        {
-            if pid > 1 {
-                let group = Pid::from_raw(pid);
-                let _ = killpg(group, Signal::SIGTERM);
-                for round in 0..300 {
-                    if kill(Pid::from_raw(-pid), None).is_err() {
-                        break;
-                    }
-                    if round == 200 {
-                        let _ = killpg(group, Signal::SIGKILL);
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        // Each agent leads its own process group (HAProxy included): end every group, TERM
+        // first, KILL after 2 s.
+        for pid in self.agents(amp).into_iter().filter(|p| *p > 1) {
+            let group = Pid::from_raw(pid);
+            let _ = killpg(group, Signal::SIGTERM);
+            for round in 0..300 {
+                if kill(Pid::from_raw(-pid), None).is_err() {
+                    break;
                 }
+                if round == 200 {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
         if let Ok(ip) = std::fs::read_to_string(dir.join("mgmt_ip")) {

@@ -112,6 +112,7 @@ impl Network for LoopbackNetwork {
                 })?
             }
         };
+        crate::fault::crash_point("allocate_vip");
         Ok(Vip {
             address: address.to_string(),
             port_id: uuid::Uuid::new_v5(&req.lb_id, b"loopback-vip-port").to_string(),
@@ -126,6 +127,21 @@ impl Network for LoopbackNetwork {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(DriverError::transient("deallocate vip", e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn deallocate_vips_of(&self, lb_id: Id) -> DriverResult<()> {
+        let err = |e: std::io::Error| DriverError::transient("deallocate vips", e.to_string());
+        let owner = lb_id.to_string();
+        for entry in std::fs::read_dir(self.dir.join("vips")).map_err(err)? {
+            let path = entry.map_err(err)?.path();
+            if std::fs::read_to_string(&path).is_ok_and(|o| o == owner) {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+                    _ => {}
+                }
             }
         }
         Ok(())

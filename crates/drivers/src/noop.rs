@@ -124,11 +124,23 @@ impl Network for NoopNetwork {
         };
         self.0
             .put("allocate vip", "vips", &port_id, &req.lb_id.to_string())?;
+        crate::fault::crash_point("allocate_vip");
         Ok(vip)
     }
 
     async fn deallocate_vip(&self, vip: &Vip) -> DriverResult<()> {
         self.0.remove("deallocate vip", "vips", &vip.port_id)
+    }
+
+    async fn deallocate_vips_of(&self, lb_id: Id) -> DriverResult<()> {
+        let owner = lb_id.to_string();
+        for port in NoopState::recorded(&self.0.root, "vips") {
+            let path = self.0.root.join("vips").join(&port);
+            if std::fs::read_to_string(path).is_ok_and(|o| o == owner) {
+                self.0.remove("deallocate vips", "vips", &port)?;
+            }
+        }
+        Ok(())
     }
 
     async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<VipPlug> {

@@ -12,7 +12,6 @@ pub mod stale;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocta_model::*;
 use rocta_proto::heartbeat::{decode, DecodeError, Heartbeat};
@@ -88,12 +87,7 @@ const QUEUE: usize = 65_536;
 /// Largest batch written in one transaction.
 const BATCH: usize = 4_096;
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use rocta_model::time::now_ms;
 
 /// Datagram receivers (each verifies and decodes on its own core when there is one).
 const RECEIVERS: usize = 2;

@@ -142,9 +142,7 @@ pub async fn check_once(
                     return Ok(false);
                 }
                 tx.set_status(LoadBalancer::TABLE, &[lb], Some("PENDING_UPDATE"), None)?;
-                let payload =
-                    serde_json::to_string(&job).map_err(|e| StoreError::Encode("jobs", e))?;
-                tx.job_insert(new_id(), job.name(), job.lb_id(), &payload)?;
+                tx.job_post(&job)?;
                 Ok(true)
             })
             .await?;

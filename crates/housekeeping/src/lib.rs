@@ -2,7 +2,10 @@
 //! store and post durable jobs for the worker (they never touch an amphora themselves):
 //! - the **spare pool**: keeps `spare_amphora_pool_size` amphorae booted and `READY`, so a load
 //!   balancer create claims one instead of booting (refilled as creates consume them);
-//! - the **purge**: removes `DELETED` load balancers and amphorae older than their expiry age;
+//! - the **purge**: removes `DELETED` load balancers and amphorae older than their expiry age,
+//!   and releases VIPs allocated for load balancers never recorded (an API process died between
+//!   the allocation and the commit; the API's intent record is older than
+//!   `vip_allocation_grace`);
 //! - **certificate rotation**: amphorae whose server certificate expires within
 //!   `cert_expiry_buffer` get a new one (the agent swaps it without dropping a request).
 
@@ -24,6 +27,7 @@ pub struct Settings {
     pub load_balancer_expiry_age: Duration,
     pub cert_interval: Duration,
     pub cert_expiry_buffer: Duration,
+    pub vip_allocation_grace: Duration,
 }
 
 /// Runs the three duties until `shutdown`; `wake` tells an in-process worker about new jobs.
@@ -43,6 +47,17 @@ pub async fn run(store: Store, s: Settings, wake: Arc<Notify>, shutdown: Cancell
             Ok((0, 0)) => {}
             Ok((a, l)) => tracing::info!(amphorae = a, loadbalancers = l, "purged deleted records"),
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        match release_abandoned_vips(&store, s.vip_allocation_grace).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    loadbalancers = n,
+                    "releasing VIPs of load balancers never recorded"
+                );
+                wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "abandoned VIP check failed"),
         }
     });
     let certs = every(s.cert_interval, &shutdown, || async {
@@ -73,8 +88,7 @@ where
 }
 
 fn post(tx: &Tx<'_>, job: &Job) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(job).map_err(|e| StoreError::Encode("jobs", e))?;
-    tx.job_insert(new_id(), job.name(), job.lb_id(), &payload)
+    tx.job_post(job).map(drop)
 }
 
 /// Posts one spare-creation job per missing spare (spares being built count as present).
@@ -108,6 +122,23 @@ pub async fn purge(
     let ago = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     store
         .write(|tx| tx.purge_deleted(ago(amphora_age), ago(lb_age)))
+        .await
+}
+
+/// Posts a `ReleaseVip` job for each VIP intent older than `grace` (taking the intent in the
+/// same transaction, so the API can no longer record a load balancer with that VIP). Returns
+/// how many were posted.
+pub async fn release_abandoned_vips(store: &Store, grace: Duration) -> Result<usize, StoreError> {
+    let cutoff = time::now_ms() - grace.as_millis() as i64;
+    store
+        .write(|tx| {
+            let abandoned = tx.vip_intents_before(cutoff)?;
+            for lb_id in &abandoned {
+                tx.vip_intent_end(*lb_id)?;
+                post(tx, &Job::ReleaseVip { lb_id: *lb_id })?;
+            }
+            Ok(abandoned.len())
+        })
         .await
 }
 

@@ -67,6 +67,11 @@ pub enum Job {
         lb_id: Id,
         amphora_id: Id,
     },
+    /// Release whatever VIP was allocated for a load balancer that was never recorded (its API
+    /// process died between the allocation and the commit; housekeeping posts this).
+    ReleaseVip {
+        lb_id: Id,
+    },
     /// The batch member update of one pool.
     BatchMembers {
         lb_id: Id,
@@ -88,9 +93,20 @@ impl Job {
             | Job::FailoverAmphora { lb_id, .. }
             | Job::Child { lb_id, .. }
             | Job::RotateAmphoraCert { lb_id, .. }
+            | Job::ReleaseVip { lb_id }
             | Job::BatchMembers { lb_id, .. } => *lb_id,
             Job::CreateSpareAmphora => Id::nil(),
         }
+    }
+
+    /// Whether the job holds its load balancer's lock: whoever posts it has set the load
+    /// balancer `PENDING_*` in the same transaction, and the job's last status step unlocks it.
+    /// Jobs that do not (rotation, spares, VIP release) never change the load balancer's status.
+    pub fn locks_lb(&self) -> bool {
+        !matches!(
+            self,
+            Job::RotateAmphoraCert { .. } | Job::CreateSpareAmphora | Job::ReleaseVip { .. }
+        )
     }
 
     /// A short name for logs and the jobs table.
@@ -105,6 +121,7 @@ impl Job {
             Job::BatchMembers { .. } => "batch_members",
             Job::CreateSpareAmphora => "create_spare_amphora",
             Job::RotateAmphoraCert { .. } => "rotate_amphora_cert",
+            Job::ReleaseVip { .. } => "release_vip",
         }
     }
 }

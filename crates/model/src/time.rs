@@ -13,6 +13,11 @@ pub fn now() -> Timestamp {
     Utc::now().naive_utc()
 }
 
+/// Milliseconds since the Unix epoch (leases, heartbeats, intents).
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 /// Render in Octavia's format.
 pub fn render(t: &Timestamp) -> String {
     t.format(FORMAT).to_string()

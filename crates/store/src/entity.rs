@@ -327,6 +327,37 @@ impl Tx<'_> {
         Ok(n)
     }
 
+    /// Moves rows `ids` of `table` to provisioning status `to`, each only if its status is one
+    /// of `from` (a transition as a conditional `UPDATE`: a step that runs again, or late, never
+    /// overwrites a status someone else set since). Returns the rows changed.
+    pub fn transition(
+        &self,
+        table: &str,
+        ids: &[Id],
+        from: &[&str],
+        to: &str,
+    ) -> Result<usize, StoreError> {
+        let now = time::now();
+        let mut st = self.conn.prepare_cached(&format!(
+            "UPDATE {table} SET provisioning_status = ?3, updated_at = ?4, \
+             body = json_set(body, '$.provisioning_status', ?3, '$.updated_at', ?5) \
+             WHERE id = ?1 AND provisioning_status = ?2"
+        ))?;
+        let mut n = 0;
+        for id in ids {
+            for f in from {
+                n += st.execute(params![
+                    id.to_string(),
+                    f,
+                    to,
+                    fmt_ts(&now),
+                    time::render(&now)
+                ])?;
+            }
+        }
+        Ok(n)
+    }
+
     /// Sets the provisioning status of every row of `table` in `lb_id` whose status is `from`.
     pub fn set_status_where(
         &self,

@@ -6,7 +6,7 @@
 //! that lost its lease cannot record anything after another worker took over.
 
 use rocta_model::time;
-use rocta_model::Id;
+use rocta_model::{new_id, Id, Job};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
@@ -68,31 +68,32 @@ fn now_text() -> String {
 }
 
 impl Tx<'_> {
-    /// Queues a job (in the caller's transaction, beside the state change it belongs to).
-    pub fn job_insert(
-        &self,
-        id: Id,
-        name: &str,
-        lb_id: Id,
-        payload: &str,
-    ) -> Result<(), StoreError> {
+    /// Queues `job` (in the caller's transaction, beside the state change it belongs to) and
+    /// returns its id.
+    pub fn job_post(&self, job: &Job) -> Result<Id, StoreError> {
+        let id = new_id();
+        let payload = serde_json::to_string(job).map_err(|e| StoreError::Encode("jobs", e))?;
         let now = now_text();
         self.conn
             .prepare_cached(
-                "INSERT INTO jobs (id, name, lb_id, payload, state, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                "INSERT INTO jobs (id, name, lb_id, payload, state, locks_lb, created_at, \
+                 updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
             )?
             .execute(params![
                 id.to_string(),
-                name,
-                lb_id.to_string(),
+                job.name(),
+                job.lb_id().to_string(),
                 payload,
+                job.locks_lb(),
                 now
             ])?;
-        Ok(())
+        Ok(id)
     }
 
-    /// Claims the oldest job that is unowned or whose lease ended before `now_ms`.
+    /// Claims the oldest job that is unowned or whose lease ended before `now_ms`, and that no
+    /// earlier unfinished job of the same load balancer precedes: the jobs of one load balancer
+    /// run one at a time, in order, so a resumed job never races a newer one (a job whose
+    /// worker died blocks the later ones until its lease lapses and it is resumed).
     pub fn job_claim(
         &self,
         owner: &str,
@@ -102,11 +103,15 @@ impl Tx<'_> {
         let row = self
             .conn
             .prepare_cached(
-                "SELECT id, name, payload, state, attempts, failed_step, error FROM jobs \
-                 WHERE state IN ('pending', 'running', 'reverting') \
-                 AND (owner IS NULL OR lease_until < ?1) ORDER BY seq LIMIT 1",
+                "SELECT j.id, j.name, j.payload, j.state, j.attempts, j.failed_step, j.error \
+                 FROM jobs j WHERE j.state IN ('pending', 'running', 'reverting') \
+                 AND (j.owner IS NULL OR j.lease_until < ?1) \
+                 AND (j.lb_id = ?2 OR NOT EXISTS (SELECT 1 FROM jobs e \
+                     WHERE e.lb_id = j.lb_id AND e.seq < j.seq \
+                     AND e.state IN ('pending', 'running', 'reverting'))) \
+                 ORDER BY j.seq LIMIT 1",
             )?
-            .query_row(params![now_ms], |r| {
+            .query_row(params![now_ms, Id::nil().to_string()], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -266,6 +271,22 @@ impl Tx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `job` still holds the lock of `lb_id`: no later unfinished job that locks the
+    /// load balancer exists. Such a job can only have been posted after this one unlocked the
+    /// load balancer (a worker killed after its last status step, before journaling it), so a
+    /// resumed job must not change the load balancer's statuses again.
+    pub fn job_holds_lb(&self, job: Id, lb_id: Id) -> Result<bool, StoreError> {
+        let later: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM jobs e WHERE e.lb_id = ?2 AND e.locks_lb = 1 \
+                 AND e.state IN ('pending', 'running', 'reverting') \
+                 AND e.seq > (SELECT seq FROM jobs WHERE id = ?1)",
+            )?
+            .query_row(params![job.to_string(), lb_id.to_string()], |r| r.get(0))?;
+        Ok(later == 0)
     }
 
     /// Jobs not yet finished (pending, running or reverting).

@@ -1,4 +1,4 @@
-//! Quotas and listener statistics.
+//! Quotas, listener statistics, amphora health and claims, VIP allocation intents, purge.
 
 use rocta_model::{Id, Quota, Stats};
 use rusqlite::{params, OptionalExtension};
@@ -175,6 +175,44 @@ impl Tx<'_> {
             "SELECT id FROM amphorae WHERE provisioning_status = ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = st.query_map(params![status, limit], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Ok(id) = Id::parse_str(&r?) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that a VIP is being allocated for `lb_id`, a load balancer not yet committed (in
+    /// its own transaction, before the allocation). The transaction that records the load
+    /// balancer ends the intent (`vip_intent_end`); an intent left behind by a process that
+    /// died in between is found by `vip_intents_before` and its VIP released.
+    pub fn vip_intent(&self, lb_id: Id, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO vip_allocations (lb_id, created_ms) VALUES (?1, ?2)",
+            )?
+            .execute(params![lb_id.to_string(), now_ms])?;
+        Ok(())
+    }
+
+    /// Ends the intent of `lb_id`; `false` if it was no longer there (housekeeping took it for
+    /// an abandoned one: the VIP is being released, so the load balancer must not use it).
+    pub fn vip_intent_end(&self, lb_id: Id) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM vip_allocations WHERE lb_id = ?1")?
+            .execute(params![lb_id.to_string()])?
+            == 1)
+    }
+
+    /// Load balancers whose VIP intent was recorded before `cutoff_ms` and never ended.
+    pub fn vip_intents_before(&self, cutoff_ms: i64) -> Result<Vec<Id>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT lb_id FROM vip_allocations WHERE created_ms < ?1")?;
+        let rows = st.query_map(params![cutoff_ms], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for r in rows {
             if let Ok(id) = Id::parse_str(&r?) {

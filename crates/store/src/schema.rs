@@ -108,5 +108,22 @@ pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if version < 4 {
+        // `locks_lb`: the job holds its load balancer's lock (`Job::locks_lb`); jobs of one
+        // load balancer are claimed in order (`jobs_lb`). `vip_allocations`: a VIP being
+        // allocated for a load balancer not yet committed (the API's intent, see
+        // `Tx::vip_intent`).
+        c.execute_batch(
+            "BEGIN;
+             ALTER TABLE jobs ADD COLUMN locks_lb INTEGER NOT NULL DEFAULT 1;
+             CREATE INDEX jobs_lb ON jobs (lb_id, seq);
+             CREATE TABLE vip_allocations (
+                 lb_id TEXT PRIMARY KEY,
+                 created_ms INTEGER NOT NULL
+             );
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }

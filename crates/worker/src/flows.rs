@@ -73,6 +73,10 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
             name: "rotate_amphora_cert",
             tasks: vec![t(Box::new(RotateCert { amphora_id }))],
         },
+        Job::ReleaseVip { lb_id } => Flow {
+            name: "release_vip",
+            tasks: vec![t(Box::new(ReleaseVipsOf { lb_id }))],
+        },
         Job::FailoverLoadBalancer { lb_id } => failover(lb_id, None),
         Job::FailoverAmphora { lb_id, amphora_id } => failover(lb_id, Some(amphora_id)),
         Job::Child {

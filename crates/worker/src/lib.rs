@@ -13,7 +13,7 @@ mod flows;
 mod tasks;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rocta_drivers::Drivers;
 use rocta_flow::{Journal, JournalError, JournalState, Outcome};
@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// A job claimed this many times is reverted rather than run again (it keeps killing workers).
 const MAX_ATTEMPTS: i64 = 5;
@@ -54,12 +55,7 @@ pub struct Worker {
     owner: String,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use rocta_model::time::now_ms;
 
 impl Worker {
     pub fn new(store: Store, drivers: Drivers, cfg: WorkerConfig, wake: Arc<Notify>) -> Self {
@@ -129,8 +125,13 @@ impl Worker {
                 .await;
             return;
         };
+        // The span goes with the job's future (`instrument`), never entered across an await:
+        // other jobs' lines on this thread must not carry this job's ids.
         let span = tracing::info_span!("job", job_id = %job.id, flow = parsed.name(), lb_id = %parsed.lb_id());
-        let _enter = span.enter();
+        self.run_flow(job, parsed).instrument(span).await
+    }
+
+    async fn run_flow(&self, job: JobRow, parsed: Job) {
         let flow = flows::build(&parsed, job.id);
         let ctx = Ctx {
             store: self.store.clone(),

@@ -68,9 +68,27 @@ const CHILD_TABLES: [&str; 6] = [
     "l7rules",
 ];
 
+const PENDING: [&str; 3] = ["PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"];
+
+/// Whether this job's status steps may act on `lb_id`: it still holds the load balancer's lock.
+/// It does not when a later job already locked the load balancer, which is possible only if
+/// this job ended its statuses before (it was killed after its last status step, before the
+/// journal recorded it): running that step again must not undo the later job's lock (a deleted
+/// load balancer would come back `ACTIVE`).
+fn holds_lock(tx: &Tx<'_>, job: Id, lb_id: Id) -> Result<bool, StoreError> {
+    let holds = tx.job_holds_lb(job, lb_id)?;
+    if !holds {
+        tracing::info!(%lb_id, "a later job holds the load balancer; statuses left to it");
+    }
+    Ok(holds)
+}
+
 /// Back to `ACTIVE`: the load balancer and every child left pending by this change. Monitors
 /// and L7 objects have no data-plane status of their own and go `ONLINE`, as in Octavia.
-fn mark_lb_active(tx: &Tx<'_>, lb_id: Id) -> Result<(), StoreError> {
+fn mark_lb_active(tx: &Tx<'_>, job: Id, lb_id: Id) -> Result<(), StoreError> {
+    if !holds_lock(tx, job, lb_id)? {
+        return Ok(());
+    }
     for t in CHILD_TABLES {
         for from in ["PENDING_CREATE", "PENDING_UPDATE"] {
             tx.set_status_where(t, lb_id, from, "ACTIVE")?;
@@ -84,7 +102,12 @@ fn mark_lb_active(tx: &Tx<'_>, lb_id: Id) -> Result<(), StoreError> {
         let ids: Vec<Id> = tx.links(t, &f)?.into_iter().map(|(_, id)| id).collect();
         tx.set_status(t, &ids, None, Some("ONLINE"))?;
     }
-    tx.set_status(LoadBalancer::TABLE, &[lb_id], Some("ACTIVE"), None)?;
+    tx.transition(
+        LoadBalancer::TABLE,
+        &[lb_id],
+        &["PENDING_CREATE", "PENDING_UPDATE"],
+        "ACTIVE",
+    )?;
     Ok(())
 }
 
@@ -105,12 +128,16 @@ impl Task<Ctx> for LbErrorOnRevert {
     async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
         ctx.store
             .write(|tx| {
+                if !holds_lock(tx, ctx.job_id, self.lb_id)? {
+                    return Ok(());
+                }
                 for t in CHILD_TABLES {
-                    for from in ["PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"] {
+                    for from in PENDING {
                         tx.set_status_where(t, self.lb_id, from, "ERROR")?;
                     }
                 }
-                tx.set_status(LoadBalancer::TABLE, &[self.lb_id], Some("ERROR"), None)
+                tx.transition(LoadBalancer::TABLE, &[self.lb_id], &PENDING, "ERROR")
+                    .map(drop)
             })
             .await
             .map_err(db)?;
@@ -137,11 +164,20 @@ impl Task<Ctx> for ChildErrorOnRevert {
     async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
         ctx.store
             .write(|tx| {
-                tx.set_status(table(self.kind), &self.ids, Some("ERROR"), None)?;
+                if !holds_lock(tx, ctx.job_id, self.lb_id)? {
+                    return Ok(());
+                }
+                tx.transition(table(self.kind), &self.ids, &PENDING, "ERROR")?;
                 for t in ["listeners", "pools"] {
                     tx.set_status_where(t, self.lb_id, "PENDING_UPDATE", "ACTIVE")?;
                 }
-                tx.set_status(LoadBalancer::TABLE, &[self.lb_id], Some("ACTIVE"), None)
+                tx.transition(
+                    LoadBalancer::TABLE,
+                    &[self.lb_id],
+                    &["PENDING_UPDATE"],
+                    "ACTIVE",
+                )
+                .map(drop)
             })
             .await
             .map_err(db)?;
@@ -583,6 +619,26 @@ impl Task<Ctx> for DeallocateVip {
     }
 }
 
+/// Releases the VIP allocated for a load balancer that was never recorded.
+pub(crate) struct ReleaseVipsOf {
+    pub lb_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for ReleaseVipsOf {
+    fn name(&self) -> &'static str {
+        "release_vips_of"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        ctx.drivers
+            .network
+            .deallocate_vips_of(self.lb_id)
+            .await
+            .map_err(drv)?;
+        Ok(Value::Null)
+    }
+}
+
 /// Last step of load-balancer create/update/failover: everything pending goes `ACTIVE`.
 pub(crate) struct MarkLbActive {
     pub lb_id: Id,
@@ -595,7 +651,7 @@ impl Task<Ctx> for MarkLbActive {
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         ctx.store
-            .write(|tx| mark_lb_active(tx, self.lb_id))
+            .write(|tx| mark_lb_active(tx, ctx.job_id, self.lb_id))
             .await
             .map_err(db)?;
         Ok(Value::Null)
@@ -616,6 +672,9 @@ impl Task<Ctx> for MarkLbDeleted {
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         ctx.store
             .write(|tx| {
+                if !holds_lock(tx, ctx.job_id, self.lb_id)? {
+                    return Ok(());
+                }
                 let f = Filter {
                     lb_id: Some(self.lb_id),
                     ..Default::default()
@@ -629,7 +688,13 @@ impl Task<Ctx> for MarkLbDeleted {
                 for t in CHILD_TABLES {
                     tx.delete_by_lb(t, self.lb_id)?;
                 }
-                tx.set_status(LoadBalancer::TABLE, &[self.lb_id], Some("DELETED"), None)
+                tx.transition(
+                    LoadBalancer::TABLE,
+                    &[self.lb_id],
+                    &["PENDING_DELETE"],
+                    "DELETED",
+                )
+                .map(drop)
             })
             .await
             .map_err(db)?;
@@ -656,7 +721,7 @@ impl Task<Ctx> for Finalize {
                 for id in &self.delete {
                     delete_child(tx, self.kind, *id)?;
                 }
-                mark_lb_active(tx, self.lb_id)
+                mark_lb_active(tx, ctx.job_id, self.lb_id)
             })
             .await
             .map_err(db)?;

@@ -233,7 +233,12 @@ pub(crate) async fn create(
         }
     }
     let lb_id = new_id();
-    let vip = s
+    // The intent, committed before the allocation: if this process dies before the load
+    // balancer is recorded, housekeeping releases the VIP (nothing leaks).
+    s.store
+        .write(|tx| tx.vip_intent(lb_id, rocta_model::time::now_ms()))
+        .await?;
+    let allocated = s
         .network
         .allocate_vip(&VipRequest {
             lb_id,
@@ -242,17 +247,22 @@ pub(crate) async fn create(
             port_id: m.s("vip_port_id"),
             address: m.s("vip_address"),
         })
-        .await
-        .map_err(|e| match e {
-            VipError::Invalid(msg) => ApiError::validation(msg),
-            VipError::Driver(d) => {
-                tracing::error!(error = %d, "VIP allocation failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Provider 'amphora' reports error: VIP allocation failed.",
-                )
-            }
-        })?;
+        .await;
+    let vip = match allocated {
+        Ok(vip) => vip,
+        Err(VipError::Invalid(msg)) => {
+            end_vip_intent(&s, lb_id).await;
+            return Err(ApiError::validation(msg));
+        }
+        Err(VipError::Driver(d)) => {
+            // Whatever the driver did allocate is released by housekeeping after the grace.
+            tracing::error!(error = %d, "VIP allocation failed");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Provider 'amphora' reports error: VIP allocation failed.",
+            ));
+        }
+    };
     let additional_vips = m
         .get("additional_vips")
         .and_then(Value::as_array)
@@ -300,6 +310,14 @@ pub(crate) async fn create(
                             graph_quota(tx, &s, &project, res, n)?;
                         }
                     }
+                    if !tx.vip_intent_end(lb_id)? {
+                        // Housekeeping took the intent for an abandoned one and releases it.
+                        tracing::error!(%lb_id, "VIP allocation outlived its grace period");
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "VIP allocation timed out; retry the request.",
+                        ));
+                    }
                     tx.insert(&lb)?;
                     for l in &tree.listeners {
                         tx.insert(l)?;
@@ -331,6 +349,8 @@ pub(crate) async fn create(
         Err(e) => {
             if let Err(d) = s.network.deallocate_vip(&vip).await {
                 tracing::error!(error = %d, "releasing the VIP of a refused load balancer failed");
+            } else {
+                end_vip_intent(&s, lb_id).await;
             }
             return Err(e);
         }
@@ -339,6 +359,15 @@ pub(crate) async fn create(
     Ok(created(json_response(
         &json!({ "loadbalancer": super::graph::render_full(&lb, &tree) }),
     )))
+}
+
+/// Ends the VIP intent of a load balancer refused after (or at) the allocation, once nothing
+/// is allocated for it any more. Best effort: an intent left behind only makes housekeeping
+/// release (again) what is already free.
+async fn end_vip_intent(s: &AppState, lb_id: Id) {
+    if let Err(e) = s.store.write(|tx| tx.vip_intent_end(lb_id)).await {
+        tracing::warn!(error = %e, %lb_id, "ending a VIP intent failed; housekeeping will");
+    }
 }
 
 /// Quota check for one kind of child in a graph create.
