@@ -3,6 +3,7 @@
 //! first), start/stop/reload, load balancer and listener status, per-load-balancer certificate
 //! files, and the agent's own server certificate.
 
+use rocta_service::atomic_write;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -346,21 +347,10 @@ async fn put_cert(
         Err(r) => return r.into_response(),
     };
     let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        atomic_write(&path, &body, 0o600)
     };
     match write() {
         Ok(()) => {
@@ -411,10 +401,8 @@ async fn rotate(S(s): S<State>, body: Bytes) -> Response {
             )
         }
     };
-    let tmp = s.cfg.server_cert.with_extension("new");
-    if let Err(e) =
-        std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &s.cfg.server_cert))
-    {
+    // Certificate and private key: private, as the first one written at boot.
+    if let Err(e) = atomic_write(&s.cfg.server_cert, &body, 0o600) {
         return err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Unable to write the certificate",
@@ -454,8 +442,8 @@ async fn update_config(S(s): S<State>, body: Bytes) -> Response {
             "the agent was not started from a file",
         );
     };
-    let tmp = path.with_extension("new");
-    match std::fs::write(&tmp, text.as_bytes()).and_then(|_| std::fs::rename(&tmp, path)) {
+    // It holds the heartbeat key: private, as the one written at boot.
+    match atomic_write(path, text.as_bytes(), 0o600) {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({"message": "OK"}))).into_response(),
         Err(e) => err(
             StatusCode::INTERNAL_SERVER_ERROR,

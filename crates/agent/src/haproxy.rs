@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rocta_haproxy::{EMPTY_SERVER_STATE, PING_WRAPPER, PING_WRAPPER_SCRIPT};
+use rocta_service::atomic_write;
 
 /// What HAProxy says about a failed check or start.
 #[derive(Debug, thiserror::Error)]
@@ -130,18 +131,20 @@ impl Supervisor {
             .map_err(|e| HaproxyError::Failed(e.to_string()))?;
         let state = dir.join(format!("{lb}.state"));
         if !state.exists() {
-            std::fs::write(&state, EMPTY_SERVER_STATE)
+            atomic_write(&state, EMPTY_SERVER_STATE.as_bytes(), 0o644)
                 .map_err(|e| HaproxyError::Failed(e.to_string()))?;
         }
         write_ping_wrapper(&dir.join(PING_WRAPPER))
             .map_err(|e| HaproxyError::Failed(e.to_string()))?;
         let new = dir.join("haproxy.cfg.new");
-        std::fs::write(&new, text).map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        atomic_write(&new, text, 0o600).map_err(|e| HaproxyError::Failed(e.to_string()))?;
         if let Err(e) = self.check(&new).await {
             let _ = std::fs::rename(&new, dir.join("haproxy.cfg.new-failed"));
             return Err(e);
         }
-        std::fs::rename(&new, self.cfg(lb)).map_err(|e| HaproxyError::Failed(e.to_string()))
+        std::fs::rename(&new, self.cfg(lb))
+            .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+            .map_err(|e| HaproxyError::Failed(e.to_string()))
     }
 
     /// The master's pid when it runs (a zombie, dead but not yet reaped, does not count).
@@ -269,7 +272,10 @@ impl Supervisor {
         let sock = self.stats_socket(lb);
         match stats_command(&sock, "show servers state").await {
             Ok(state) if state.starts_with('1') => {
-                let _ = std::fs::write(self.dir(lb).join(format!("{lb}.state")), state);
+                let path = self.dir(lb).join(format!("{lb}.state"));
+                if let Err(e) = atomic_write(&path, state.as_bytes(), 0o644) {
+                    tracing::warn!(%lb, error = %e, "saving server state failed");
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(%lb, error = %e, "saving server state failed"),
@@ -328,14 +334,10 @@ const DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The external check of PING monitors, executable by HAProxy (rewritten when it differs).
 fn write_ping_wrapper(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     if std::fs::read_to_string(path).is_ok_and(|t| t == PING_WRAPPER_SCRIPT) {
         return Ok(());
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, PING_WRAPPER_SCRIPT)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&tmp, path)
+    atomic_write(path, PING_WRAPPER_SCRIPT.as_bytes(), 0o755)
 }
 
 /// Connects to a stats socket (an abstract unix socket name).

@@ -1,9 +1,16 @@
 //! The heartbeat sender (Octavia's `health_daemon`): every `heartbeat_interval` it reads each
 //! running HAProxy's `show stat`, builds one message v3 for the amphora (listener counters as
 //! deltas since the previous report, `conns` absolute) and sends it to the next health manager
-//! of `controller_ip_port_list` (round robin). The sequence number and the last absolute
-//! counters persist in the base directory, so a restarted agent neither replays old sequence
-//! numbers nor reports counters twice.
+//! of `controller_ip_port_list` (round robin). The last absolute counters persist in the base
+//! directory, so a restarted agent does not report counters twice.
+//!
+//! The sequence number never goes backwards, across restarts too, even when its file is lost
+//! or corrupt (the health manager drops a heartbeat whose sequence is not above the last one
+//! as a replay, and would then fail a healthy amphora over): each one is the larger of the
+//! previous one plus one and the wall clock in milliseconds. Heartbeats are at least 50 ms
+//! apart, so the sequence never runs ahead of the clock, and a restarted agent that lost its
+//! file starts above every number it sent before. The file (written atomically) still guards
+//! against a clock set back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +21,7 @@ use rocta_haproxy::stats::parse_show_stat;
 use rocta_proto::heartbeat::{
     encode, Heartbeat, ListenerReport, ListenerStats, Ordered, PoolReport,
 };
+use rocta_service::atomic_write;
 use tokio_util::sync::CancellationToken;
 
 use crate::haproxy::{stats_command, Supervisor};
@@ -30,6 +38,18 @@ pub struct SenderConfig {
 
 /// Absolute counters of one listener at the previous report.
 type Counters = HashMap<String, [u64; 4]>;
+
+/// The sequence number after `prev` at wall-clock time `now_ms` (see the module doc).
+pub fn next_seq(prev: u64, now_ms: u64) -> u64 {
+    prev.saturating_add(1).max(now_ms)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// Builds the next message from the stats of every running load balancer.
 pub async fn build(sup: &Supervisor, amphora_id: &str, seq: u64, prev: &mut Counters) -> Heartbeat {
@@ -107,6 +127,7 @@ pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
+    let mut persist_failed = false;
     let mut prev: Counters = std::fs::read(&counters_file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -119,15 +140,51 @@ pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        seq += 1;
+        seq = next_seq(seq, now_ms());
         let msg = build(&sup, &cfg.amphora_id, seq, &mut prev).await;
         // Persist before sending: a crash never reuses a sequence number.
-        let _ = std::fs::write(&seq_file, seq.to_string());
-        let _ = serde_json::to_vec(&prev).map(|b| std::fs::write(&counters_file, b));
+        let persisted = atomic_write(&seq_file, seq.to_string().as_bytes(), 0o600).and_then(|()| {
+            let counters = serde_json::to_vec(&prev).map_err(std::io::Error::other)?;
+            atomic_write(&counters_file, &counters, 0o600)
+        });
+        match persisted {
+            Err(e) if !persist_failed => {
+                persist_failed = true;
+                tracing::warn!(error = %e, "cannot persist the heartbeat sequence and counters");
+            }
+            Ok(()) if persist_failed => {
+                persist_failed = false;
+                tracing::info!("heartbeat sequence and counters persisted again");
+            }
+            _ => {}
+        }
         let to = cfg.controllers[next % cfg.controllers.len()];
         next += 1;
         if let Err(e) = sock.send_to(&encode(&msg, cfg.key.as_bytes()), to).await {
             tracing::debug!(%to, error = %e, "heartbeat not sent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_seq;
+
+    #[test]
+    fn the_sequence_never_goes_backwards_even_when_its_file_is_lost() {
+        // An agent sends every 50 ms (the shortest interval) for a while...
+        let start = 1_700_000_000_000u64;
+        let mut seq = 0;
+        let mut sent = Vec::new();
+        for i in 0..1000 {
+            seq = next_seq(seq, start + 50 * i);
+            sent.push(seq);
+        }
+        assert!(sent.windows(2).all(|w| w[0] < w[1]));
+        // ...then restarts without its file (0) or with a corrupt one (read as 0) 50 ms later.
+        let restarted = next_seq(0, start + 50 * 1000);
+        assert!(restarted > seq, "{restarted} <= {seq}");
+        // A clock set back is covered by the file.
+        assert_eq!(next_seq(seq, start), seq + 1);
     }
 }

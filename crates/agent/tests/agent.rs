@@ -534,6 +534,11 @@ fn md5_of(b: &[u8]) -> u128 {
     u128::from_be_bytes(md5::Md5::digest(b).into())
 }
 
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
 #[test]
 fn server_certificate_rotation() {
     let a = start();
@@ -554,6 +559,8 @@ fn server_certificate_rotation() {
         std::fs::read_to_string(a.dir.path().join("server.pem")).unwrap(),
         new
     );
+    // It holds the private key: private, whatever the umask.
+    assert_eq!(mode(&a.dir.path().join("server.pem")), 0o600);
     // A fresh client (new handshake) still verifies against the CA.
     let fresh = client(&a.ca, Some(leaf(&a.client_ca, "controller", vec![])));
     assert!(fresh
@@ -587,6 +594,7 @@ fn agent_configuration_update() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
+    assert_eq!(mode(&path), 0o600, "it may hold the heartbeat key");
     let other = good.replace(AMP, "00000000-0000-4000-8000-000000000000");
     assert_eq!(
         a.client

@@ -457,31 +457,26 @@ fn heartbeat_key(cfg: &Config, data: &Path) -> Result<String, Fatal> {
             return Ok(k.trim().to_string());
         }
     }
-    let key = random_hex();
+    let key = random_hex()?;
     let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(data.join("pki"))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        f.write_all(key.as_bytes())
+        rocta_service::atomic_write(&path, key.as_bytes(), 0o600)
     };
     write().map_err(|e| Fatal(73, format!("cannot write {}: {e}", path.display())))?;
     Ok(key)
 }
 
-/// A random 256-bit key, hex.
-fn random_hex() -> String {
+/// A random 256-bit key, hex, from the system's randomness; never a weak one: when that
+/// cannot be read, startup fails (exit 71, EX_OSERR).
+fn random_hex() -> Result<String, Fatal> {
     let mut b = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    getrandom::getrandom(&mut b).map_err(|e| {
+        Fatal(
+            71,
+            format!("cannot read the system's randomness for the heartbeat key: {e}"),
+        )
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// `rocta amphora-agent`: the agent of one amphora.

@@ -10,7 +10,6 @@
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, killpg, Signal};
@@ -43,16 +42,7 @@ fn io(op: &'static str) -> impl Fn(std::io::Error) -> DriverError {
 }
 
 fn write_file(path: &Path, body: &str, mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(body.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+    rocta_service::atomic_write(path, body.as_bytes(), mode)
 }
 
 impl LocalCompute {

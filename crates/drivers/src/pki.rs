@@ -3,8 +3,6 @@
 //! the controller's client certificate (agents require it), so an amphora cannot impersonate the
 //! controller. Everything lives in one directory, private keys with mode 0600.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -51,17 +49,7 @@ fn write_private(path: &Path, body: &str) -> Result<(), PkiError> {
         path: path.display().to_string(),
         source,
     };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(body.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    rocta_service::atomic_write(path, body.as_bytes(), 0o600).map_err(io)
 }
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {

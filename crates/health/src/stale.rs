@@ -220,7 +220,5 @@ pub fn write_metrics(path: &std::path::Path, m: &Metrics) -> std::io::Result<()>
         "Checks that started no failover because failover_threshold was reached.",
         &[("", c(&m.failover_stopped))],
     );
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, t)?;
-    std::fs::rename(&tmp, path)
+    rocta_service::atomic_write(path, t.as_bytes(), 0o644)
 }
