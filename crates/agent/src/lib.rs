@@ -12,12 +12,9 @@ pub mod heartbeat;
 pub mod logs;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +73,16 @@ pub enum AgentError {
     },
 }
 
+/// The agent listener's bounds: only controllers (with a client certificate of rocta's CA) get
+/// past the handshake, so established connections are few; handshakes are bounded, timed and
+/// evict the oldest, so idle or slow unauthenticated peers cannot keep a controller out.
+pub const LIMITS: rocta_service::net::Limits = rocta_service::net::Limits {
+    handshakes: 64,
+    handshake_timeout: std::time::Duration::from_secs(10),
+    connections: 256,
+    idle_timeout: std::time::Duration::from_secs(60),
+};
+
 /// Serves the agent API on an already-bound listener until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -111,34 +118,18 @@ pub async fn serve(
     }
     tokio::spawn(heartbeat::run(sup, sender, shutdown.clone()));
     let app = api::router(state);
-    loop {
-        let (tcp, peer): (_, SocketAddr) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
+    let handshake = move |tcp| {
         let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-            };
-            let svc = TowerToHyperService::new(app);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
+        async move { acceptor.accept(tcp).await }
+    };
+    rocta_service::net::serve(
+        listener,
+        LIMITS,
+        handshake,
+        app,
+        Default::default(),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }

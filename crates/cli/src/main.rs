@@ -262,14 +262,21 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
             };
             let app = rocta_api::router(state);
             let stop = shutdown.clone();
-            tasks.spawn(async move {
-                let r = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "API server failed");
-                }
-            });
+            // Bounded: connections, idle time (slow-loris) and accept errors; no handshake.
+            let limits = rocta_service::net::Limits {
+                handshakes: 1024,
+                handshake_timeout: Duration::from_secs(10),
+                connections: 4096,
+                idle_timeout: Duration::from_secs(60),
+            };
+            tasks.spawn(rocta_service::net::serve(
+                listener,
+                limits,
+                |tcp| async move { Ok(tcp) },
+                app,
+                Default::default(),
+                stop,
+            ));
         }
         if let Some(sock) = udp {
             tracing::info!(addr = ?sock.local_addr().ok(), "health manager listening");

@@ -138,13 +138,24 @@ async fn receive(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65_536];
+    // Consecutive receive errors back off (1 ms doubling to 1 s) instead of spinning.
+    let mut failing = 0u32;
     loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, _)) => n,
+                Ok((n, _)) => {
+                    failing = 0;
+                    n
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "heartbeat receive failed");
+                    let pause = std::time::Duration::from_millis(1 << failing.min(10));
+                    failing += 1;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                     continue;
                 }
             },

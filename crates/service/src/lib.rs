@@ -2,8 +2,10 @@
 //! It depends on no other rocta crate, so any crate may use it.
 //!
 //! Layout: `fs` (`atomic_write`: the one way rocta writes a file that must survive a crash
-//! whole, with the mode it must have).
+//! whole, with the mode it must have), `net` (`serve`: HTTP on a TCP listener with handshakes,
+//! connections, idle time and accept errors bounded; the agent and the API use it).
 
 pub mod fs;
+pub mod net;
 
 pub use fs::atomic_write;
