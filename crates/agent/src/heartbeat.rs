@@ -108,7 +108,58 @@ pub async fn build(sup: &Supervisor, amphora_id: &str, seq: u64, prev: &mut Coun
     }
 }
 
-/// Sends heartbeats until `shutdown`.
+/// The sender's state across rounds.
+struct Sender {
+    sup: Supervisor,
+    cfg: SenderConfig,
+    sock: tokio::net::UdpSocket,
+    seq: u64,
+    prev: Counters,
+    next: usize,
+    seq_file: PathBuf,
+    counters_file: PathBuf,
+    persist_failed: bool,
+}
+
+impl rocta_service::tasks::Duty for Sender {
+    type Error = std::io::Error;
+    /// One heartbeat. Nothing here fails the duty: a heartbeat not sent or not persisted is
+    /// logged, and the next one goes at the next interval (a backed-off sender would make a
+    /// healthy amphora look dead).
+    async fn work(&mut self) -> std::io::Result<()> {
+        self.seq = next_seq(self.seq, now_ms());
+        let msg = build(&self.sup, &self.cfg.amphora_id, self.seq, &mut self.prev).await;
+        // Persist before sending: a crash never reuses a sequence number.
+        let persisted = atomic_write(&self.seq_file, self.seq.to_string().as_bytes(), 0o600)
+            .and_then(|()| {
+                let counters = serde_json::to_vec(&self.prev).map_err(std::io::Error::other)?;
+                atomic_write(&self.counters_file, &counters, 0o600)
+            });
+        match persisted {
+            Err(e) if !self.persist_failed => {
+                self.persist_failed = true;
+                tracing::warn!(error = %e, "cannot persist the heartbeat sequence and counters");
+            }
+            Ok(()) if self.persist_failed => {
+                self.persist_failed = false;
+                tracing::info!("heartbeat sequence and counters persisted again");
+            }
+            _ => {}
+        }
+        let to = self.cfg.controllers[self.next % self.cfg.controllers.len()];
+        self.next += 1;
+        if let Err(e) = self
+            .sock
+            .send_to(&encode(&msg, self.cfg.key.as_bytes()), to)
+            .await
+        {
+            tracing::debug!(%to, error = %e, "heartbeat not sent");
+        }
+        Ok(())
+    }
+}
+
+/// Sends heartbeats every `interval` until `shutdown` (a periodic duty).
 pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken) {
     if cfg.controllers.is_empty() || cfg.key.is_empty() {
         tracing::info!("no controller_ip_port_list or heartbeat_key: heartbeats off");
@@ -123,47 +174,28 @@ pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken
     };
     let seq_file = cfg.state_dir.join("heartbeat.seq");
     let counters_file = cfg.state_dir.join("heartbeat.counters.json");
-    let mut seq: u64 = std::fs::read_to_string(&seq_file)
+    let seq = std::fs::read_to_string(&seq_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    let mut persist_failed = false;
-    let mut prev: Counters = std::fs::read(&counters_file)
+    let prev = std::fs::read(&counters_file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let mut next = 0usize;
-    let mut tick = tokio::time::interval(cfg.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        seq = next_seq(seq, now_ms());
-        let msg = build(&sup, &cfg.amphora_id, seq, &mut prev).await;
-        // Persist before sending: a crash never reuses a sequence number.
-        let persisted = atomic_write(&seq_file, seq.to_string().as_bytes(), 0o600).and_then(|()| {
-            let counters = serde_json::to_vec(&prev).map_err(std::io::Error::other)?;
-            atomic_write(&counters_file, &counters, 0o600)
-        });
-        match persisted {
-            Err(e) if !persist_failed => {
-                persist_failed = true;
-                tracing::warn!(error = %e, "cannot persist the heartbeat sequence and counters");
-            }
-            Ok(()) if persist_failed => {
-                persist_failed = false;
-                tracing::info!("heartbeat sequence and counters persisted again");
-            }
-            _ => {}
-        }
-        let to = cfg.controllers[next % cfg.controllers.len()];
-        next += 1;
-        if let Err(e) = sock.send_to(&encode(&msg, cfg.key.as_bytes()), to).await {
-            tracing::debug!(%to, error = %e, "heartbeat not sent");
-        }
-    }
+    let interval = cfg.interval;
+    let sender = Sender {
+        sup,
+        cfg,
+        sock,
+        seq,
+        prev,
+        next: 0,
+        seq_file,
+        counters_file,
+        persist_failed: false,
+    };
+    rocta_service::tasks::periodic("heartbeat", interval, Default::default(), shutdown, sender)
+        .await;
 }
 
 #[cfg(test)]

@@ -94,21 +94,49 @@ impl Drains {
     }
 }
 
+/// Keeps one load balancer's ring followed: a periodic duty (every `WATCH`, at once when
+/// woken after a start or reload); its session is retired when the duty ends.
+struct Watcher {
+    target: Target,
+    current: Option<Session>,
+}
+
+impl rocta_service::tasks::Duty for Watcher {
+    type Error = std::io::Error;
+    /// A stats socket that does not answer is the normal state of a load balancer not started
+    /// yet or stopped: not a failure of the duty (which would back off and be slow to follow
+    /// the next start), only a debug line.
+    async fn work(&mut self) -> std::io::Result<()> {
+        if let Err(e) = ensure(&self.target, &mut self.current).await {
+            tracing::debug!(lb = %self.target.lb, error = %e, "following the log ring");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(s) = self.current.take() {
+            s.retire.cancel();
+        }
+    }
+}
+
 async fn watch(t: Target, wake: Arc<Notify>, stop: CancellationToken) {
-    let mut current: Option<Session> = None;
-    loop {
-        if let Err(e) = ensure(&t, &mut current).await {
-            tracing::debug!(lb = %t.lb, error = %e, "following the log ring");
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(WATCH) => {}
-        }
-    }
-    if let Some(s) = current {
-        s.retire.cancel();
-    }
+    let name = "log_watcher";
+    let watcher = Watcher {
+        target: t,
+        current: None,
+    };
+    rocta_service::tasks::periodic_or_woken(
+        name,
+        WATCH,
+        Default::default(),
+        stop,
+        Some(wake),
+        watcher,
+    )
+    .await;
 }
 
 /// Opens a session on the worker answering the stats socket unless one streams from it already.

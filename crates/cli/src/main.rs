@@ -244,7 +244,8 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
         spawn_signal_handler(shutdown.clone());
         let wake = Arc::new(Notify::new());
         let cfg = Arc::new(cfg);
-        let mut tasks = tokio::task::JoinSet::new();
+        // Every task runs until shutdown; one that ends or panics first ends the process.
+        let mut tasks = rocta_service::tasks::Tasks::new();
         if let Some(listener) = listener {
             let addr = listener
                 .local_addr()
@@ -269,64 +270,78 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
                 connections: 4096,
                 idle_timeout: Duration::from_secs(60),
             };
-            tasks.spawn(rocta_service::net::serve(
-                listener,
-                limits,
-                |tcp| async move { Ok(tcp) },
-                app,
-                Default::default(),
-                stop,
-            ));
+            tasks.spawn(
+                "api",
+                rocta_service::net::serve(
+                    listener,
+                    limits,
+                    |tcp| async move { Ok(tcp) },
+                    app,
+                    Default::default(),
+                    stop,
+                ),
+            );
         }
         if let Some(sock) = udp {
             tracing::info!(addr = ?sock.local_addr().ok(), "health manager listening");
             let metrics = Arc::new(rocta_health::Metrics::default());
             let heard = Arc::new(rocta_health::stale::Heard::default());
-            tasks.spawn(rocta_health::run(
-                sock,
-                heartbeat_key.clone().into_bytes(),
-                store.clone(),
-                metrics.clone(),
-                heard.clone(),
-                shutdown.clone(),
-            ));
+            tasks.spawn(
+                "heartbeat_intake",
+                rocta_health::run(
+                    sock,
+                    heartbeat_key.clone().into_bytes(),
+                    store.clone(),
+                    metrics.clone(),
+                    heard.clone(),
+                    shutdown.clone(),
+                ),
+            );
             let metrics_file = if hm.metrics_file.is_empty() {
                 args.data_dir.join("health-manager.prom")
             } else {
                 PathBuf::from(&hm.metrics_file)
             };
-            tasks.spawn(rocta_health::stale::check_loop(
-                store.clone(),
-                rocta_health::stale::CheckConfig {
-                    heartbeat_timeout: Duration::from_secs_f64(hm.heartbeat_timeout),
-                    interval: Duration::from_secs_f64(hm.health_check_interval),
-                    failover_threshold: hm.failover_threshold,
-                    metrics_file: Some(metrics_file),
-                },
-                metrics,
-                heard,
-                wake.clone(),
-                shutdown.clone(),
-            ));
+            tasks.spawn(
+                "stale_check",
+                rocta_health::stale::check_loop(
+                    store.clone(),
+                    rocta_health::stale::CheckConfig {
+                        heartbeat_timeout: Duration::from_secs_f64(hm.heartbeat_timeout),
+                        interval: Duration::from_secs_f64(hm.health_check_interval),
+                        failover_threshold: hm.failover_threshold,
+                        metrics_file: Some(metrics_file),
+                    },
+                    metrics,
+                    heard,
+                    wake.clone(),
+                    Default::default(),
+                    shutdown.clone(),
+                ),
+            );
         }
         if with_housekeeping {
             let hk = &cfg.house_keeping;
             let secs = Duration::from_secs_f64;
-            tasks.spawn(rocta_housekeeping::run(
-                store.clone(),
-                rocta_housekeeping::Settings {
-                    spare_pool_size: hk.spare_amphora_pool_size,
-                    spare_check_interval: secs(hk.spare_check_interval),
-                    cleanup_interval: secs(hk.cleanup_interval),
-                    amphora_expiry_age: secs(hk.amphora_expiry_age),
-                    load_balancer_expiry_age: secs(hk.load_balancer_expiry_age),
-                    cert_interval: secs(hk.cert_interval),
-                    cert_expiry_buffer: secs(hk.cert_expiry_buffer),
-                    vip_allocation_grace: secs(hk.vip_allocation_grace),
-                },
-                wake.clone(),
-                shutdown.clone(),
-            ));
+            tasks.spawn(
+                "housekeeping",
+                rocta_housekeeping::run(
+                    store.clone(),
+                    rocta_housekeeping::Settings {
+                        spare_pool_size: hk.spare_amphora_pool_size,
+                        spare_check_interval: secs(hk.spare_check_interval),
+                        cleanup_interval: secs(hk.cleanup_interval),
+                        amphora_expiry_age: secs(hk.amphora_expiry_age),
+                        load_balancer_expiry_age: secs(hk.load_balancer_expiry_age),
+                        cert_interval: secs(hk.cert_interval),
+                        cert_expiry_buffer: secs(hk.cert_expiry_buffer),
+                        vip_allocation_grace: secs(hk.vip_allocation_grace),
+                    },
+                    wake.clone(),
+                    Default::default(),
+                    shutdown.clone(),
+                ),
+            );
         }
         if with_worker {
             let w = &cfg.controller_worker;
@@ -340,17 +355,16 @@ fn run(role: &str, args: RoleArgs) -> Result<(), Fatal> {
                 },
                 wake.clone(),
             );
-            tasks.spawn(worker.run(shutdown.clone()));
+            tasks.spawn("worker", worker.run(shutdown.clone()));
         }
-        shutdown.cancelled().await;
-        let grace = Duration::from_secs(10);
-        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
-            .await
-            .is_err()
-        {
-            tracing::warn!(
+        let grace = Duration::from_secs_f64(cfg.default.graceful_shutdown_timeout);
+        match tasks.run(shutdown, grace).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
                 "grace period over; exiting with work in flight (it resumes on restart)"
-            );
+            ),
+            // EX_SOFTWARE: a supervisor restarts the role whole.
+            Err(e) => return Err(Fatal(70, e.to_string())),
         }
         Ok(())
     })

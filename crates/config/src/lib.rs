@@ -28,6 +28,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[DEFAULT]`: process-wide options (oslo.service's names).
+    #[serde(rename = "DEFAULT")]
+    pub default: Defaults,
     pub api_settings: ApiSettings,
     pub database: Database,
     pub controller_worker: ControllerWorker,
@@ -37,6 +40,23 @@ pub struct Config {
     pub health_manager: HealthManager,
     pub house_keeping: HouseKeeping,
     pub logging: Logging,
+}
+
+/// `[DEFAULT]`: what every process shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// Seconds a stopping process gives its tasks (requests in flight, a job's current step,
+    /// a duty's round) before it exits anyway; unfinished jobs resume on restart.
+    pub graceful_shutdown_timeout: f64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            graceful_shutdown_timeout: 10.0,
+        }
+    }
 }
 
 /// `[house_keeping]` (Octavia's section name): spare pool, purge, certificate rotation.
@@ -232,6 +252,13 @@ impl Config {
                 "health_manager",
                 "health_check_interval",
                 "must be 0.05 .. 3600 seconds",
+            ));
+        }
+        if !(0.0..=3600.0).contains(&self.default.graceful_shutdown_timeout) {
+            return Err(invalid(
+                "DEFAULT",
+                "graceful_shutdown_timeout",
+                "must be 0 .. 3600 seconds",
             ));
         }
         let hk = &self.house_keeping;

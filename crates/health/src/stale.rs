@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rocta_model::*;
+use rocta_service::tasks::{periodic, DutyStats};
 use rocta_store::{Entity, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -63,35 +64,48 @@ pub async fn check_loop(
     metrics: Arc<Metrics>,
     heard: Arc<Heard>,
     wake: Arc<Notify>,
+    stats: Arc<DutyStats>,
     shutdown: CancellationToken,
 ) {
-    let mut judge_after = Instant::now() + cfg.heartbeat_timeout;
+    let judge_after = std::sync::Mutex::new(Instant::now() + cfg.heartbeat_timeout);
     tracing::info!(
         grace_s = cfg.heartbeat_timeout.as_secs_f64(),
         "stale-amphora checks start after a grace period"
     );
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(cfg.interval) => {}
-        }
-        if Instant::now() >= judge_after {
-            match check_once(&store, &cfg, &metrics, &heard).await {
-                Ok(n) if n > 0 => wake.notify_one(),
-                Ok(_) => {}
-                Err(e) => {
-                    // As Octavia: after a database outage amphorae get a new grace period.
-                    tracing::error!(error = %e, "stale-amphora check failed");
-                    judge_after = Instant::now() + cfg.heartbeat_timeout;
-                }
-            }
-        }
+    let due = || {
+        judge_after
+            .lock()
+            .map(|t| Instant::now() >= *t)
+            .unwrap_or(false)
+    };
+    let round = || async {
+        let result = if due() {
+            check_once(&store, &cfg, &metrics, &heard).await
+        } else {
+            Ok(0)
+        };
         if let Some(path) = &cfg.metrics_file {
             if let Err(e) = write_metrics(path, &metrics) {
                 tracing::debug!(error = %e, "writing the metrics file failed");
             }
         }
-    }
+        match result {
+            Ok(n) => {
+                if n > 0 {
+                    wake.notify_one();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // As Octavia: after a database outage amphorae get a new grace period.
+                if let Ok(mut t) = judge_after.lock() {
+                    *t = Instant::now() + cfg.heartbeat_timeout;
+                }
+                Err(e)
+            }
+        }
+    };
+    periodic("stale_check", cfg.interval, stats, shutdown, round).await;
 }
 
 /// One round; returns how many failovers were started.

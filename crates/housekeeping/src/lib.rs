@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocta_model::*;
+use rocta_service::tasks::{periodic, DutyStats};
 use rocta_store::{Filter, Store, StoreError, Tx};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -30,61 +31,73 @@ pub struct Settings {
     pub vip_allocation_grace: Duration,
 }
 
-/// Runs the three duties until `shutdown`; `wake` tells an in-process worker about new jobs.
-pub async fn run(store: Store, s: Settings, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let spares = every(s.spare_check_interval, &shutdown, || async {
-        match fill_spares(&store, s.spare_pool_size).await {
-            Ok(n) if n > 0 => {
+/// How each duty has fared (rounds, errors), for logs and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub spares: Arc<DutyStats>,
+    pub purge: Arc<DutyStats>,
+    pub certs: Arc<DutyStats>,
+}
+
+/// Runs the three duties until `shutdown` (each through `rocta_service::tasks::periodic`:
+/// error counts, back-off while failing); `wake` tells an in-process worker about new jobs.
+pub async fn run(
+    store: Store,
+    s: Settings,
+    wake: Arc<Notify>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let spares = periodic(
+        "spare_pool",
+        s.spare_check_interval,
+        stats.spares.clone(),
+        shutdown.clone(),
+        || async {
+            let n = fill_spares(&store, s.spare_pool_size).await?;
+            if n > 0 {
                 tracing::info!(booting = n, "refilling the spare amphora pool");
                 wake.notify_one();
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "spare pool check failed"),
-        }
-    });
-    let purge = every(s.cleanup_interval, &shutdown, || async {
-        match purge(&store, s.amphora_expiry_age, s.load_balancer_expiry_age).await {
-            Ok((0, 0)) => {}
-            Ok((a, l)) => tracing::info!(amphorae = a, loadbalancers = l, "purged deleted records"),
-            Err(e) => tracing::warn!(error = %e, "purge failed"),
-        }
-        match release_abandoned_vips(&store, s.vip_allocation_grace).await {
-            Ok(0) => {}
-            Ok(n) => {
+            Ok::<_, StoreError>(())
+        },
+    );
+    let purge = periodic(
+        "purge",
+        s.cleanup_interval,
+        stats.purge.clone(),
+        shutdown.clone(),
+        || async {
+            let (a, l) = purge(&store, s.amphora_expiry_age, s.load_balancer_expiry_age).await?;
+            if a + l > 0 {
+                tracing::info!(amphorae = a, loadbalancers = l, "purged deleted records");
+            }
+            let n = release_abandoned_vips(&store, s.vip_allocation_grace).await?;
+            if n > 0 {
                 tracing::warn!(
                     loadbalancers = n,
                     "releasing VIPs of load balancers never recorded"
                 );
                 wake.notify_one();
             }
-            Err(e) => tracing::warn!(error = %e, "abandoned VIP check failed"),
-        }
-    });
-    let certs = every(s.cert_interval, &shutdown, || async {
-        match rotate_expiring(&store, s.cert_expiry_buffer).await {
-            Ok(n) if n > 0 => {
+            Ok::<_, StoreError>(())
+        },
+    );
+    let certs = periodic(
+        "cert_rotation",
+        s.cert_interval,
+        stats.certs.clone(),
+        shutdown.clone(),
+        || async {
+            let n = rotate_expiring(&store, s.cert_expiry_buffer).await?;
+            if n > 0 {
                 tracing::info!(amphorae = n, "rotating amphora certificates");
                 wake.notify_one();
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "certificate rotation check failed"),
-        }
-    });
+            Ok::<_, StoreError>(())
+        },
+    );
     tokio::join!(spares, purge, certs);
-}
-
-async fn every<F, Fut>(interval: Duration, shutdown: &CancellationToken, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    loop {
-        f().await;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-    }
 }
 
 fn post(tx: &Tx<'_>, job: &Job) -> Result<(), StoreError> {

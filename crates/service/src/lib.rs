@@ -3,9 +3,12 @@
 //!
 //! Layout: `fs` (`atomic_write`: the one way rocta writes a file that must survive a crash
 //! whole, with the mode it must have), `net` (`serve`: HTTP on a TCP listener with handshakes,
-//! connections, idle time and accept errors bounded; the agent and the API use it).
+//! connections, idle time and accept errors bounded; the agent and the API use it), `tasks`
+//! (`periodic`: the contract of periodic duties; `Tasks`: a process's named tasks, an early
+//! exit or panic of one being a fault that ends the process non-zero).
 
 pub mod fs;
 pub mod net;
+pub mod tasks;
 
 pub use fs::atomic_write;
