@@ -388,13 +388,73 @@ pub struct ControllerWorker {
     /// How often a worker looks for jobs posted by another process, in milliseconds.
     pub job_poll_interval_ms: u64,
     /// `local` (an agent process per amphora on this host) or `noop` (records only; tests).
-    pub compute_driver: String,
+    pub compute_driver: ComputeDriver,
     /// `loopback` (VIPs in 127.10.0.0/16 from subnet `public`) or `noop` (any subnet id).
-    pub network_driver: String,
+    pub network_driver: NetworkDriver,
     /// `rest` (the agent API over mutual TLS) or `noop`.
-    pub amphora_driver: String,
+    pub amphora_driver: AmphoraDriver,
     /// `local` (rocta's own CAs in the data dir) or `noop`.
-    pub cert_manager: String,
+    pub cert_manager: CertManager,
+}
+
+/// Declares a driver choice: parsed from its name, with the names available in the error.
+macro_rules! driver_choice {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        #[serde(try_from = "String")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                match s.as_str() {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown driver {other:?} (available: {})",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+driver_choice!(
+    /// Where amphorae run.
+    ComputeDriver { Local = "local", Noop = "noop" }
+);
+driver_choice!(
+    /// VIPs and ports.
+    NetworkDriver { Loopback = "loopback", Noop = "noop" }
+);
+driver_choice!(
+    /// How the controller talks to the agents.
+    AmphoraDriver { Rest = "rest", Noop = "noop" }
+);
+driver_choice!(
+    /// rocta's PKI.
+    CertManager { Local = "local", Noop = "noop" }
+);
+
+impl ControllerWorker {
+    /// Every driver `noop` (`--drivers noop`: tests and control-plane benchmarks).
+    pub fn all_noop(&mut self) {
+        self.compute_driver = ComputeDriver::Noop;
+        self.network_driver = NetworkDriver::Noop;
+        self.amphora_driver = AmphoraDriver::Noop;
+        self.cert_manager = CertManager::Noop;
+    }
 }
 
 impl Default for ControllerWorker {
@@ -404,10 +464,10 @@ impl Default for ControllerWorker {
             workers: 8,
             job_lease_seconds: 30,
             job_poll_interval_ms: 200,
-            compute_driver: "local".into(),
-            network_driver: "loopback".into(),
-            amphora_driver: "rest".into(),
-            cert_manager: "local".into(),
+            compute_driver: ComputeDriver::Local,
+            network_driver: NetworkDriver::Loopback,
+            amphora_driver: AmphoraDriver::Rest,
+            cert_manager: CertManager::Local,
         }
     }
 }

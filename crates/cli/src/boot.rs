@@ -1,0 +1,286 @@
+//! The boot steps of every role, each with its typed error and exit code (sozu's one variant per
+//! step): configuration → data directory → logging → database → preflight → heartbeat key →
+//! drivers. Nothing is bound before all of them succeed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocta_config::{AmphoraDriver, CertManager, ComputeDriver, Config, NetworkDriver};
+use rocta_drivers::Drivers;
+use rocta_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::RoleArgs;
+
+/// A failed boot step (or a role's task ending early): one line on stderr and its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The config file or the arguments (64, EX_USAGE).
+    #[error("{0}")]
+    LoadConfig(String),
+    /// The data directory cannot be created or written (73, EX_CANTCREAT).
+    #[error("{0}")]
+    DataDir(String),
+    /// The database cannot be opened or migrated (74, EX_IOERR).
+    #[error("{0}")]
+    OpenDatabase(String),
+    /// What the drivers need on this host is missing (69, EX_UNAVAILABLE).
+    #[error("{0}")]
+    Preflight(String),
+    /// The system's randomness cannot be read for the heartbeat key (71, EX_OSERR).
+    #[error("{0}")]
+    Randomness(String),
+    /// The generated heartbeat key cannot be stored (73).
+    #[error("{0}")]
+    HeartbeatKey(String),
+    /// A driver's state (PKI, amphora or VIP directories) cannot be prepared (73).
+    #[error("{0}")]
+    BuildDrivers(String),
+    /// The async runtime cannot start (70, EX_SOFTWARE).
+    #[error("{0}")]
+    Runtime(String),
+    /// The API (or agent) port cannot be bound (69).
+    #[error("{0}")]
+    BindApi(String),
+    /// The heartbeat port cannot be bound (69).
+    #[error("{0}")]
+    BindHeartbeats(String),
+    /// The amphora agent could not serve (73).
+    #[error("{0}")]
+    Agent(String),
+    /// A task of the role ended or panicked before shutdown (70): a supervisor restarts it.
+    #[error(transparent)]
+    TaskEnded(#[from] rocta_service::tasks::TaskEnded),
+}
+
+impl BootError {
+    /// The process exit code (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BootError::LoadConfig(_) => 64,
+            BootError::Preflight(_) | BootError::BindApi(_) | BootError::BindHeartbeats(_) => 69,
+            BootError::Runtime(_) | BootError::TaskEnded(_) => 70,
+            BootError::Randomness(_) => 71,
+            BootError::DataDir(_)
+            | BootError::HeartbeatKey(_)
+            | BootError::BuildDrivers(_)
+            | BootError::Agent(_) => 73,
+            BootError::OpenDatabase(_) => 74,
+        }
+    }
+}
+
+pub fn load_config(args: &RoleArgs) -> Result<Config, BootError> {
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                BootError::LoadConfig(format!("cannot read config {}: {e}", p.display()))
+            })?;
+            Config::from_toml(&text)
+                .map_err(|e| BootError::LoadConfig(format!("{}: {e}", p.display())))?
+        }
+        None => Config::default(),
+    };
+    match args.drivers.as_deref() {
+        None => {}
+        Some("noop") => cfg.controller_worker.all_noop(),
+        Some(other) => {
+            return Err(BootError::LoadConfig(format!(
+                "--drivers: unknown driver {other:?} (available: noop)"
+            )))
+        }
+    }
+    if let Some(a) = args.api_bind {
+        cfg.api_settings.bind_host = a.ip().to_string();
+        cfg.api_settings.bind_port = a.port();
+    }
+    Ok(cfg)
+}
+
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.logging.level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.logging.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+pub fn prepare_data_dir(dir: &Path) -> Result<(), BootError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        BootError::DataDir(format!("cannot create data dir {}: {e}", dir.display()))
+    })?;
+    let probe = dir.join(".rocta-write-test");
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| BootError::DataDir(format!("data dir {} is not writable: {e}", dir.display())))
+}
+
+pub fn open_store(cfg: &Config, dir: &Path) -> Result<Store, BootError> {
+    let conn = &cfg.database.connection;
+    let path = if conn.is_empty() {
+        dir.join("rocta.db")
+    } else if let Some(p) = conn.strip_prefix("sqlite://") {
+        PathBuf::from(p)
+    } else {
+        return Err(BootError::LoadConfig(format!(
+            "invalid configuration: [database] connection: unsupported {conn:?} (sqlite://PATH)"
+        )));
+    };
+    Store::open_sqlite(&path, &cfg.database.sqlite_synchronous)
+        .map_err(|e| BootError::OpenDatabase(e.to_string()))
+}
+
+/// Checks what the chosen drivers need on this host, before anything is bound.
+pub fn preflight(cfg: &Config) -> Result<(), BootError> {
+    let w = &cfg.controller_worker;
+    let real = w.compute_driver != ComputeDriver::Noop || w.amphora_driver != AmphoraDriver::Noop;
+    if real {
+        let hx = &cfg.haproxy_amphora.haproxy_cmd;
+        let ok = std::process::Command::new(hx)
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return Err(BootError::Preflight(format!("HAProxy ({hx}) is needed by the local amphorae: install it with `apt-get install -y haproxy iputils-ping`, or run with --drivers noop"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The composition root of the drivers: each `[controller_worker]` driver by name.
+pub fn build_drivers(
+    cfg: &Config,
+    data: &Path,
+    heartbeat: rocta_drivers::local::HeartbeatTarget,
+) -> Result<Drivers, BootError> {
+    use rocta_drivers::{local, loopback, noop, pki, rest};
+    let w = &cfg.controller_worker;
+    let dir_err = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| BootError::BuildDrivers(format!("cannot create {p}: {e}"))
+    };
+    let noop_dir = data.join("noop");
+    let noop = noop::drivers(&noop_dir).map_err(dir_err(&noop_dir))?;
+    let pki_dir = data.join("pki");
+    let pki = if w.cert_manager == CertManager::Local || w.amphora_driver == AmphoraDriver::Rest {
+        Some(Arc::new(pki::Pki::open(&pki_dir).map_err(|e| {
+            BootError::BuildDrivers(format!("PKI in {}: {e}", pki_dir.display()))
+        })?))
+    } else {
+        None
+    };
+    let compute: Arc<dyn rocta_drivers::Compute> = if w.compute_driver == ComputeDriver::Local {
+        let root = data.join("amphorae");
+        let exe = std::env::current_exe()
+            .map_err(|e| BootError::BuildDrivers(format!("cannot find the rocta binary: {e}")))?;
+        Arc::new(
+            local::LocalCompute::new(&root, &exe, &cfg.haproxy_amphora.haproxy_cmd, heartbeat)
+                .map_err(dir_err(&root))?,
+        )
+    } else {
+        noop.compute.clone()
+    };
+    let network: Arc<dyn rocta_drivers::Network> = if w.network_driver == NetworkDriver::Loopback {
+        let root = data.join("loopback");
+        Arc::new(loopback::LoopbackNetwork::new(&root).map_err(dir_err(&root))?)
+    } else {
+        noop.network.clone()
+    };
+    let certs: Arc<dyn rocta_drivers::CertManager> = match (&pki, w.cert_manager) {
+        (Some(p), CertManager::Local) => {
+            let storage = if cfg.certificates.storage_path.is_empty() {
+                data.join("certificates")
+            } else {
+                PathBuf::from(&cfg.certificates.storage_path)
+            };
+            std::fs::create_dir_all(&storage).map_err(dir_err(&storage))?;
+            Arc::new(pki::LocalCerts {
+                pki: p.clone(),
+                storage,
+            })
+        }
+        _ => noop.certs.clone(),
+    };
+    let amphora: Arc<dyn rocta_drivers::AmphoraDriver> = match (&pki, w.amphora_driver) {
+        (Some(p), AmphoraDriver::Rest) => Arc::new(
+            rest::RestAmphora::new(
+                certs.clone(),
+                p.server_ca_pem(),
+                &p.controller_identity,
+                cfg.haproxy_amphora.default_connection_limit,
+                cfg.haproxy_amphora.connection_logging,
+            )
+            .map_err(|e| BootError::BuildDrivers(format!("controller TLS identity: {e}")))?,
+        ),
+        _ => noop.amphora.clone(),
+    };
+    Ok(Drivers {
+        compute,
+        network,
+        amphora,
+        certs,
+    })
+}
+
+/// The heartbeat key: the configured one, else one generated once into the data dir.
+pub fn heartbeat_key(cfg: &Config, data: &Path) -> Result<String, BootError> {
+    if !cfg.health_manager.heartbeat_key.is_empty() {
+        return Ok(cfg.health_manager.heartbeat_key.clone());
+    }
+    let path = data.join("pki").join("heartbeat_key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        if !k.trim().is_empty() {
+            return Ok(k.trim().to_string());
+        }
+    }
+    let key = random_hex()?;
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(data.join("pki"))?;
+        rocta_service::atomic_write(&path, key.as_bytes(), 0o600)
+    };
+    write()
+        .map_err(|e| BootError::HeartbeatKey(format!("cannot write {}: {e}", path.display())))?;
+    Ok(key)
+}
+
+/// A random 256-bit key, hex, from the system's randomness; never a weak one: when that
+/// cannot be read, startup fails (exit 71, EX_OSERR).
+fn random_hex() -> Result<String, BootError> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| {
+        BootError::Randomness(format!(
+            "cannot read the system's randomness for the heartbeat key: {e}"
+        ))
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}

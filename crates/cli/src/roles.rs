@@ -1,0 +1,265 @@
+//! The roles of the `rocta` binary (`serve`, `api`, `worker`, `health-manager`,
+//! `housekeeping`, `amphora-agent`): each composes the boot steps, binds, then runs its tasks
+//! under one supervisor until shutdown (`rocta_service::tasks::Tasks`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocta_worker::{Worker, WorkerConfig};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::boot::*;
+use crate::{AgentArgs, RoleArgs};
+
+/// A control-plane role and the parts it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Serve,
+    Api,
+    Worker,
+    HealthManager,
+    Housekeeping,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::HealthManager => "health-manager",
+            Role::Housekeeping => "housekeeping",
+        }
+    }
+    fn api(self) -> bool {
+        matches!(self, Role::Serve | Role::Api)
+    }
+    fn worker(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+    fn health(self) -> bool {
+        matches!(self, Role::Serve | Role::HealthManager)
+    }
+    fn housekeeping(self) -> bool {
+        matches!(self, Role::Serve | Role::Housekeeping)
+    }
+}
+
+/// Boots `role` and runs it until SIGTERM or SIGINT.
+pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
+    let cfg = load_config(&args)?;
+    prepare_data_dir(&args.data_dir)?;
+    init_logging(&cfg);
+    let store = open_store(&cfg, &args.data_dir)?;
+    preflight(&cfg)?;
+    let heartbeat_key = heartbeat_key(&cfg, &args.data_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BootError::Runtime(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let (with_api, with_worker, with_health, with_housekeeping) = (
+            role.api(),
+            role.worker(),
+            role.health(),
+            role.housekeeping(),
+        );
+        let listener = if with_api {
+            let addr = format!(
+                "{}:{}",
+                cfg.api_settings.bind_host, cfg.api_settings.bind_port
+            );
+            Some(
+                tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| BootError::BindApi(format!("cannot listen on {addr}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let hm = cfg.health_manager.clone();
+        let hm_addr = format!("{}:{}", hm.bind_ip, hm.bind_port);
+        let (udp, controllers) = if with_health {
+            let sock = tokio::net::UdpSocket::bind(&hm_addr).await.map_err(|e| {
+                BootError::BindHeartbeats(format!("cannot listen for heartbeats on {hm_addr}: {e}"))
+            })?;
+            let actual = sock
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or(hm_addr.clone());
+            (Some(sock), vec![actual])
+        } else {
+            (None, vec![hm_addr.clone()])
+        };
+        let drivers = build_drivers(
+            &cfg,
+            &args.data_dir,
+            rocta_drivers::local::HeartbeatTarget {
+                controllers,
+                interval: hm.heartbeat_interval,
+                key: heartbeat_key.clone(),
+            },
+        )?;
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        let wake = Arc::new(Notify::new());
+        let cfg = Arc::new(cfg);
+        // Every task runs until shutdown; one that ends or panics first ends the process.
+        let mut tasks = rocta_service::tasks::Tasks::new();
+        if let Some(listener) = listener {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            // Tests and scripts read this line to learn an ephemeral port.
+            println!("rocta {}: API listening on http://{addr}", role.name());
+            tracing::info!(%addr, "API listening");
+            let state = rocta_api::AppState {
+                store: store.clone(),
+                cfg: cfg.clone(),
+                network: drivers.network.clone(),
+                certs: drivers.certs.clone(),
+                wake: wake.clone(),
+            };
+            let app = rocta_api::router(state);
+            let stop = shutdown.clone();
+            // Bounded: connections, idle time (slow-loris) and accept errors; no handshake.
+            let limits = rocta_service::net::Limits {
+                handshakes: 1024,
+                handshake_timeout: Duration::from_secs(10),
+                connections: 4096,
+                idle_timeout: Duration::from_secs(60),
+            };
+            tasks.spawn(
+                "api",
+                rocta_service::net::serve(
+                    listener,
+                    limits,
+                    |tcp| async move { Ok(tcp) },
+                    app,
+                    Default::default(),
+                    stop,
+                ),
+            );
+        }
+        if let Some(sock) = udp {
+            tracing::info!(addr = ?sock.local_addr().ok(), "health manager listening");
+            let metrics = Arc::new(rocta_health::Metrics::default());
+            let heard = Arc::new(rocta_health::stale::Heard::default());
+            tasks.spawn(
+                "heartbeat_intake",
+                rocta_health::run(
+                    sock,
+                    heartbeat_key.clone().into_bytes(),
+                    store.clone(),
+                    metrics.clone(),
+                    heard.clone(),
+                    shutdown.clone(),
+                ),
+            );
+            let metrics_file = if hm.metrics_file.is_empty() {
+                args.data_dir.join("health-manager.prom")
+            } else {
+                PathBuf::from(&hm.metrics_file)
+            };
+            tasks.spawn(
+                "stale_check",
+                rocta_health::stale::check_loop(
+                    store.clone(),
+                    rocta_health::stale::CheckConfig {
+                        heartbeat_timeout: Duration::from_secs_f64(hm.heartbeat_timeout),
+                        interval: Duration::from_secs_f64(hm.health_check_interval),
+                        failover_threshold: hm.failover_threshold,
+                        metrics_file: Some(metrics_file),
+                    },
+                    metrics,
+                    heard,
+                    wake.clone(),
+                    Default::default(),
+                    shutdown.clone(),
+                ),
+            );
+        }
+        if with_housekeeping {
+            let hk = &cfg.house_keeping;
+            let secs = Duration::from_secs_f64;
+            tasks.spawn(
+                "housekeeping",
+                rocta_housekeeping::run(
+                    store.clone(),
+                    rocta_housekeeping::Settings {
+                        spare_pool_size: hk.spare_amphora_pool_size,
+                        spare_check_interval: secs(hk.spare_check_interval),
+                        cleanup_interval: secs(hk.cleanup_interval),
+                        amphora_expiry_age: secs(hk.amphora_expiry_age),
+                        load_balancer_expiry_age: secs(hk.load_balancer_expiry_age),
+                        cert_interval: secs(hk.cert_interval),
+                        cert_expiry_buffer: secs(hk.cert_expiry_buffer),
+                        vip_allocation_grace: secs(hk.vip_allocation_grace),
+                    },
+                    wake.clone(),
+                    Default::default(),
+                    shutdown.clone(),
+                ),
+            );
+        }
+        if with_worker {
+            let w = &cfg.controller_worker;
+            let worker = Worker::new(
+                store.clone(),
+                drivers.clone(),
+                WorkerConfig {
+                    concurrency: w.workers,
+                    lease: Duration::from_secs(w.job_lease_seconds),
+                    poll: Duration::from_millis(w.job_poll_interval_ms),
+                },
+                wake.clone(),
+            );
+            tasks.spawn("worker", worker.run(shutdown.clone()));
+        }
+        let grace = Duration::from_secs_f64(cfg.default.graceful_shutdown_timeout);
+        match tasks.run(shutdown, grace).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "grace period over; exiting with work in flight (it resumes on restart)"
+            ),
+            // EX_SOFTWARE: a supervisor restarts the role whole.
+            Err(e) => return Err(BootError::TaskEnded(e)),
+        }
+        Ok(())
+    })
+}
+
+/// `rocta amphora-agent`: the agent of one amphora.
+pub fn run_agent(args: &AgentArgs) -> Result<(), BootError> {
+    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+        BootError::LoadConfig(format!("cannot read config {}: {e}", args.config.display()))
+    })?;
+    let cfg = rocta_agent::AgentConfig::from_toml(&text)
+        .map_err(|e| BootError::LoadConfig(format!("{}: {e}", args.config.display())))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BootError::Runtime(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.bind)
+            .await
+            .map_err(|e| BootError::BindApi(format!("cannot listen on {}: {e}", cfg.bind)))?;
+        tracing::info!(bind = %cfg.bind, amphora_id = %cfg.amphora_id, "amphora agent listening");
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        rocta_agent::serve(listener, cfg, shutdown)
+            .await
+            .map_err(|e| BootError::Agent(e.to_string()))
+    })
+}
