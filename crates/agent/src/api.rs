@@ -3,7 +3,6 @@
 //! first), start/stop/reload, load balancer and listener status, per-load-balancer certificate
 //! files, and the agent's own server certificate.
 
-use rocta_service::atomic_write;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -13,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use md5::{Digest, Md5};
+use rocta_service::atomic_write;
 use serde_json::json;
 
 use crate::haproxy::{HaproxyError, Supervisor};
@@ -65,7 +65,32 @@ pub fn router(state: State) -> Router {
         .route("/1.0/certificate", put(rotate))
         .route("/1.0/config", put(update_config))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not Found", "") })
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// The framework's own refusals (a path segment that is not UTF-8, a wrong method, a body
+/// that cannot be read) are plain text: they get the agent's `{"message", "details"}` body
+/// like every other error.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let allow = resp.headers().get("allow").cloned();
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut out = err(status, reason, String::from_utf8_lossy(&body).trim());
+    if let Some(a) = allow {
+        out.headers_mut().insert("allow", a);
+    }
+    out
 }
 
 /// `{"message", "details"}` with a status.

@@ -786,3 +786,23 @@ fn clock_ticks_per_second() -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
 }
+
+/// The framework's refusals (a path that is not UTF-8, a wrong method) carry the agent's JSON
+/// error body like every other error (found by the agent_requests fuzz target).
+#[test]
+fn framework_refusals_are_json() {
+    let a = start();
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/1.0/loadbalancer/%FF", 400),
+        (reqwest::Method::POST, "/1.0/info", 405),
+    ] {
+        let r = a
+            .client
+            .request(method, format!("{}{path}", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let body: serde_json::Value = r.json().unwrap();
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+}
