@@ -7,7 +7,6 @@
 //! file neither starts a second agent nor leaves the first behind. Delete ends the whole process
 //! group of every such agent (agent and HAProxy) and removes the directory.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -115,22 +114,13 @@ impl LocalCompute {
             let n = (start + k - 2) % 65_000 + 2;
             let ip = Ipv4Addr::new(127, 20, (n >> 8) as u8, (n & 0xff) as u8);
             let p = self.root.join("mgmt").join(ip.to_string());
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&p)
+            // Whole or absent: a crash never leaves an address reserved for nobody.
+            let owner = amp.to_string();
+            if rocta_service::fs::create_exclusive(&p, owner.as_bytes(), 0o644)
+                .map_err(io("reserve management address"))?
+                || std::fs::read_to_string(&p).is_ok_and(|o| o == owner)
             {
-                Ok(mut f) => {
-                    f.write_all(amp.to_string().as_bytes())
-                        .map_err(io("reserve management address"))?;
-                    return Ok(ip);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if std::fs::read_to_string(&p).is_ok_and(|o| o == amp.to_string()) {
-                        return Ok(ip);
-                    }
-                }
-                Err(e) => return Err(io("reserve management address")(e)),
+                return Ok(ip);
             }
         }
         Err(DriverError::fatal(
@@ -197,6 +187,10 @@ impl Compute for LocalCompute {
         // it if it ends while we run.
         drop(child);
         Ok(instance)
+    }
+
+    async fn alive(&self, amp: Id) -> DriverResult<bool> {
+        Ok(self.agent_pid(amp).is_some())
     }
 
     async fn delete(&self, amp: Id) -> DriverResult<()> {

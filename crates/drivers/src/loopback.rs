@@ -28,26 +28,15 @@ impl LoopbackNetwork {
         })
     }
 
+    /// Reserves `ip` for `lb`: the file appears with its owner in it or not at all, so a crash
+    /// never leaves a reservation nobody can release.
     fn reserve(&self, ip: Ipv4Addr, lb: Id) -> std::io::Result<bool> {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.dir.join("vips").join(ip.to_string()))
-        {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(lb.to_string().as_bytes())?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // Idempotent for the same load balancer (a retried allocation).
-                Ok(
-                    std::fs::read_to_string(self.dir.join("vips").join(ip.to_string()))
-                        .is_ok_and(|o| o == lb.to_string()),
-                )
-            }
-            Err(e) => Err(e),
+        let path = self.dir.join("vips").join(ip.to_string());
+        if rocta_service::fs::create_exclusive(&path, lb.to_string().as_bytes(), 0o644)? {
+            return Ok(true);
         }
+        // Idempotent for the same load balancer (a retried allocation).
+        Ok(std::fs::read_to_string(&path).is_ok_and(|o| o == lb.to_string()))
     }
 }
 

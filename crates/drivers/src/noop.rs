@@ -46,7 +46,8 @@ impl NoopState {
         if id.is_empty() || id.contains(['/', '.']) {
             return Err(DriverError::fatal(op, format!("invalid id {id:?}")));
         }
-        std::fs::write(self.root.join(kind).join(id), body)
+        // Whole or absent after a crash: a record's owner is always readable.
+        rocta_service::fs::replace(&self.root.join(kind).join(id), body.as_bytes(), 0o644)
             .map_err(|e| DriverError::transient(op, e.to_string()))
     }
 
@@ -67,6 +68,8 @@ impl NoopState {
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    // Temporary files of a write a crash interrupted are not records.
+                    .filter(|n| !n.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default();
@@ -100,6 +103,15 @@ impl Compute for NoopCompute {
     async fn delete(&self, amphora_id: Id) -> DriverResult<()> {
         self.0
             .remove("compute delete", "compute", &compute_id(amphora_id))
+    }
+
+    async fn alive(&self, amphora_id: Id) -> DriverResult<bool> {
+        Ok(self
+            .0
+            .root
+            .join("compute")
+            .join(compute_id(amphora_id))
+            .exists())
     }
 }
 

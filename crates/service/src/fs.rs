@@ -29,6 +29,41 @@ fn temp_path(path: &Path) -> PathBuf {
 /// `path`, then the directory fsynced so the rename itself is durable. On error `path` is left
 /// as it was and the temporary file is removed.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_via_temp(path, bytes, mode, Place::Replace, true)
+}
+
+/// `atomic_write` without the fsyncs: whole or absent after a process crash (a reader never
+/// sees it half written), not after a power loss. For bookkeeping records that only tests read
+/// back (the noop drivers), where an fsync per record would slow every benchmark.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_via_temp(path, bytes, mode, Place::Replace, false)
+}
+
+/// Creates `path` with `bytes` only if it does not exist (`Ok(false)` if it does), atomically:
+/// the file appears with its whole content or not at all, so a crash can never leave an empty
+/// reservation whose owner is unknown. Durable (fsynced) like `atomic_write`.
+pub fn create_exclusive(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
+    match write_via_temp(path, bytes, mode, Place::Exclusive, true) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+enum Place {
+    /// Rename over whatever is there.
+    Replace,
+    /// Hard-link under the name, which fails if the name exists.
+    Exclusive,
+}
+
+fn write_via_temp(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    place: Place,
+    durable: bool,
+) -> std::io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -38,18 +73,26 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             .open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
-        std::fs::rename(&tmp, path)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)?.sync_all()
+        match place {
+            Place::Replace => std::fs::rename(&tmp, path)?,
+            Place::Exclusive => std::fs::hard_link(&tmp, path)?,
+        }
+        if durable {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    // After a rename there is nothing left to remove; after a link (or an error), the temporary
+    // name goes.
+    let _ = std::fs::remove_file(&tmp);
     result
 }
 
@@ -75,6 +118,16 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn an_exclusive_create_is_whole_and_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("10.0.0.1");
+        assert!(create_exclusive(&p, b"owner-a", 0o644).unwrap());
+        assert!(!create_exclusive(&p, b"owner-b", 0o644).unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"owner-a");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -418,6 +418,13 @@ impl Task<Ctx> for WaitAmphora {
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let id = amphora_id(ctx, self.slot).await?;
         let amp = load_amphora(ctx, id).await?;
+        // An instance that died while booting will never answer: give up now (the flow
+        // reverts) rather than after every retry, as Octavia does for a VM gone to ERROR.
+        if !ctx.drivers.compute.alive(id).await.map_err(drv)? {
+            return Err(TaskError::fatal(format!(
+                "amphora {id} stopped while booting"
+            )));
+        }
         ctx.drivers.amphora.wait_ready(&amp).await.map_err(drv)?;
         Ok(Value::Null)
     }
