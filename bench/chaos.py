@@ -46,6 +46,11 @@ P.add_argument("--seconds", type=float, default=600, help="longest chaos phase p
 P.add_argument("--clients", type=int, default=4)
 P.add_argument("--seed", type=int, default=None)
 P.add_argument("--bin", default=None)
+P.add_argument("--aimed", type=float, default=0.0,
+               help="share of restarts that start the process with ROCTA_CRASH_AT set to one "
+                    "of the points between two writes (a binary built with the fault-injection "
+                    "features: cargo build --bin rocta --features "
+                    "rocta-worker/fault-injection,rocta-drivers/fault-injection)")
 P.add_argument("--compat", action="store_true",
                help="leave out config keys newer than the hardening fixes, to run the suite "
                     "against an older binary and show the faults it finds there")
@@ -70,6 +75,24 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# The crash points a restarted process may be aimed at (rocta-flow's flow:step:when and the
+# drivers' driver:point): each sits between a side effect and its record.
+WORKER_POINTS = [
+    "create_loadbalancer:mark_lb_active:executed",
+    "update_loadbalancer:mark_lb_active:executed",
+    "child:finalize:executed",
+    "delete_loadbalancer:mark_lb_deleted:executed",
+    "create_loadbalancer:create_amphora:executed",
+    "delete_loadbalancer:delete_amphorae:executed",
+    "create_loadbalancer:lb_error_on_revert:revert",
+]
+AIM = {
+    "api": ["driver:allocate_vip"],
+    "worker": WORKER_POINTS,
+    "serve": ["driver:allocate_vip", "driver:spawn_agent"] + WORKER_POINTS,
+}
 
 
 def visible(d):
@@ -118,6 +141,8 @@ class Run:
         self.five_xx = []
         self.kills = 0
         self.kill_log = {}
+        self.aimed_log = {}
+        self.aims = {}
         self.requests = 0
         self.gone = set()  # load balancers a client saw deleted (404 after its 204)
         self.created = 0
@@ -133,7 +158,7 @@ class Run:
                       if mode == "roles" else ["serve"])
 
     # ---- processes ----
-    def start(self, name):
+    def start(self, name, aim=None):
         role = "worker" if name.startswith("worker") else name
         cmd = [BIN, role, "--config", self.config, "--data-dir", self.data]
         if role in ("api", "serve"):
@@ -142,15 +167,19 @@ class Run:
             cmd += ["--drivers", "noop"]
         log = open(os.path.join(self.work, f"{name}.log"), "ab")
         env = dict(os.environ, RUST_LOG="warn")
+        env.pop("ROCTA_CRASH_AT", None)
+        if aim:
+            env["ROCTA_CRASH_AT"] = aim
         p = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
         self.procs[name] = p
         if role in ("api", "serve"):
-            self.wait_api()
+            self.wait_api(p)
 
-    def wait_api(self, within=20):
+    def wait_api(self, proc, within=20):
         t = time.time()
         while time.time() - t < within:
-            if self.api.req("GET", "/")[0] is not None:
+            # An aimed process may reach its crash point before this sees it answer.
+            if self.api.req("GET", "/")[0] is not None or proc.poll() is not None:
                 return
             time.sleep(0.02)
         self.findings.append("the API did not come back within %ss" % within)
@@ -198,9 +227,24 @@ class Run:
                     target = random.choice(self.roles)
                     self.kill(target)
                     time.sleep(random.uniform(0, 0.2))
-                    self.start(target)
+                    self.restart(target)
                 self.kills += 1
                 self.kill_log[target] = self.kill_log.get(target, 0) + 1
+                # A process aimed at a crash point that reached it has ended by itself.
+                for name, p in list(self.procs.items()):
+                    if p.poll() is not None:
+                        self.aimed_log[self.aims.get(name, "?")] = \
+                            self.aimed_log.get(self.aims.get(name, "?"), 0) + 1
+                        self.kills += 1
+                        self.restart(name)
+
+    def restart(self, name):
+        """Starts `name` again, aimed at a random crash point with probability --aimed."""
+        role = "worker" if name.startswith("worker") else name
+        points = AIM.get(role, [])
+        aim = random.choice(points) if points and random.random() < ARGS.aimed else None
+        self.aims[name] = aim
+        self.start(name, aim)
 
     # ---- clients ----
     def call(self, method, path, body=None):
@@ -332,7 +376,7 @@ class Run:
         random.seed(ARGS.seed)
         t0 = time.time()
         for r in self.roles:
-            self.start(r)
+            self.restart(r)
         clients = [threading.Thread(target=self.client, args=(i,), daemon=True)
                    for i in range(ARGS.clients)]
         for c in clients:
@@ -342,7 +386,15 @@ class Run:
         for c in clients:
             c.join(timeout=60)
         chaos = time.time() - t0
-        # Every process up (a killed amphora is left to the health manager's failover).
+        # Every process up and unaimed (a killed amphora is left to the health manager's
+        # failover).
+        with self.lock:
+            for name, p in list(self.procs.items()):
+                if p.poll() is not None or self.aims.get(name):
+                    if p.poll() is None:
+                        self.kill(name)
+                    self.aims[name] = None
+                    self.start(name)
         if not self.settle():
             self.findings.append(f"not settled: pending {self.pending()[:5]}, "
                                  f"jobs {self.unfinished_jobs()[:5]}")
@@ -385,6 +437,7 @@ class Run:
             self.findings.append(f"after deleting all, {len(leaked)} leaks: {leaked[:8]}")
         return {
             "mode": self.mode, "kills": self.kills, "by_target": self.kill_log,
+            "crash_points_reached": self.aimed_log,
             "chaos_seconds": round(chaos, 1), "requests": self.requests,
             "load_balancers_created": self.created, "deleted_and_checked": len(self.gone),
             "five_xx": len(self.five_xx), "findings": self.findings,

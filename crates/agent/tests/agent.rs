@@ -536,6 +536,14 @@ fn md5_of(b: &[u8]) -> u128 {
     u128::from_be_bytes(md5::Md5::digest(b).into())
 }
 
+/// A valid agent configuration for `a` (its identity and address unchanged).
+fn agent_toml(a: &Agent) -> String {
+    format!(
+        "bind = \"127.0.0.1:0\"\namphora_id = \"{AMP}\"\nbase_dir = \"{b}/lb\"\nserver_cert = \"{b}/server.pem\"\nclient_ca = \"{b}/client_ca.pem\"\nhaproxy_bin = \"/usr/sbin/haproxy\"\n",
+        b = a.dir.path().display()
+    )
+}
+
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -584,10 +592,7 @@ fn server_certificate_rotation() {
 fn agent_configuration_update() {
     let a = start();
     let path = a.dir.path().join("agent.toml");
-    let good = format!(
-        "bind = \"127.0.0.1:0\"\namphora_id = \"{AMP}\"\nbase_dir = \"{b}/lb\"\nserver_cert = \"{b}/server.pem\"\nclient_ca = \"{b}/client_ca.pem\"\nhaproxy_bin = \"/usr/sbin/haproxy\"\n",
-        b = a.dir.path().display()
-    );
+    let good = agent_toml(&a);
     let r = a
         .client
         .put(format!("{}/1.0/config", a.url))
@@ -737,10 +742,7 @@ fn hostile_connections_do_not_keep_the_controller_out() {
         .unwrap();
     assert!(r.status().is_success());
     let path = a.dir.path().join("agent.toml");
-    let cfg = format!(
-        "bind = \"127.0.0.1:0\"\namphora_id = \"{AMP}\"\nbase_dir = \"{b}/lb\"\nserver_cert = \"{b}/server.pem\"\nclient_ca = \"{b}/client_ca.pem\"\nhaproxy_bin = \"/usr/sbin/haproxy\"\n",
-        b = a.dir.path().display()
-    );
+    let cfg = agent_toml(&a);
     let r = controller
         .put(format!("{}/1.0/config", a.url))
         .body(cfg.clone())

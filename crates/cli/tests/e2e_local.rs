@@ -101,14 +101,7 @@ fn traffic_through_a_real_amphora() {
     // Delete frees the VIP and ends the amphora's processes.
     let data = dir.path().join("data").display().to_string();
     assert!(processes(&data) >= 2, "agent and haproxy should run");
-    assert_eq!(
-        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
-            .0,
-        204
-    );
-    eventually("load balancer not deleted", || {
-        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
-    });
+    delete_lb(&r, &id);
     eventually("amphora processes left behind", || processes(&data) == 0);
     assert!(get(&url).is_none(), "the VIP still answers");
     assert_eq!(
@@ -149,14 +142,7 @@ fn source_ip_persistence_sticks_and_unknown_subnets_are_refused() {
     for _ in 0..6 {
         assert_eq!(get(&url).unwrap().1, first, "SOURCE_IP persistence");
     }
-    assert_eq!(
-        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
-            .0,
-        204
-    );
-    eventually("load balancer not deleted", || {
-        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
-    });
+    delete_lb(&r, &id);
 }
 
 #[test]
@@ -205,14 +191,7 @@ fn a_failed_create_leaves_no_amphora_behind() {
             .count(),
         1
     );
-    assert_eq!(
-        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
-            .0,
-        204
-    );
-    eventually("load balancer not deleted", || {
-        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
-    });
+    delete_lb(&r, &id);
     assert_eq!(
         std::fs::read_dir(data.join("loopback/vips"))
             .unwrap()
@@ -263,14 +242,7 @@ fn an_agent_spawned_before_a_crash_is_adopted_and_ended() {
     let id = lbs["loadbalancers"][0]["id"].as_str().unwrap().to_string();
     r.wait_active(&id);
     assert_eq!(agents(), 1, "the resumed create started a second agent");
-    assert_eq!(
-        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
-            .0,
-        204
-    );
-    eventually("load balancer not deleted", || {
-        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
-    });
+    delete_lb(&r, &id);
     eventually("amphora processes left after the delete", || {
         processes(&needle) == 0
     });
@@ -352,14 +324,7 @@ fn terminated_https_with_a_generated_certificate() {
             .is_ok_and(|r| r.status().is_success())
     });
     assert_eq!(client.get(&url).send().unwrap().text().unwrap(), "A");
-    assert_eq!(
-        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
-            .0,
-        204
-    );
-    eventually("load balancer not deleted", || {
-        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
-    });
+    delete_lb(&r, &id);
 }
 #[test]
 fn source_ip_port_hashing_and_ping_monitors() {

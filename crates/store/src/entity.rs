@@ -337,22 +337,10 @@ impl Tx<'_> {
         from: &[&str],
         to: &str,
     ) -> Result<usize, StoreError> {
-        let now = time::now();
-        let mut st = self.conn.prepare_cached(&format!(
-            "UPDATE {table} SET provisioning_status = ?3, updated_at = ?4, \
-             body = json_set(body, '$.provisioning_status', ?3, '$.updated_at', ?5) \
-             WHERE id = ?1 AND provisioning_status = ?2"
-        ))?;
         let mut n = 0;
         for id in ids {
             for f in from {
-                n += st.execute(params![
-                    id.to_string(),
-                    f,
-                    to,
-                    fmt_ts(&now),
-                    time::render(&now)
-                ])?;
+                n += self.move_status(table, "id", *id, f, to)?;
             }
         }
         Ok(n)
@@ -366,14 +354,26 @@ impl Tx<'_> {
         from: &str,
         to: &str,
     ) -> Result<usize, StoreError> {
+        self.move_status(table, "lb_id", lb_id, from, to)
+    }
+
+    /// `provisioning_status` from `from` to `to` where `column` (`id` or `lb_id`) is `key`.
+    fn move_status(
+        &self,
+        table: &str,
+        column: &str,
+        key: Id,
+        from: &str,
+        to: &str,
+    ) -> Result<usize, StoreError> {
         let now = time::now();
         let mut st = self.conn.prepare_cached(&format!(
             "UPDATE {table} SET provisioning_status = ?3, updated_at = ?4, \
              body = json_set(body, '$.provisioning_status', ?3, '$.updated_at', ?5) \
-             WHERE lb_id = ?1 AND provisioning_status = ?2"
+             WHERE {column} = ?1 AND provisioning_status = ?2"
         ))?;
         Ok(st.execute(params![
-            lb_id.to_string(),
+            key.to_string(),
             from,
             to,
             fmt_ts(&now),

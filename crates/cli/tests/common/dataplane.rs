@@ -90,6 +90,18 @@ pub fn processes(needle: &str) -> usize {
 }
 
 /// Waits until `f` holds (the data plane converges after the API says ACTIVE at most a reload later).
+/// Deletes a load balancer with everything on it and waits until it is gone (404).
+pub fn delete_lb(r: &super::Rocta, id: &str) {
+    assert_eq!(
+        r.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"))
+            .0,
+        204
+    );
+    eventually("load balancer not deleted", || {
+        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+}
+
 pub fn eventually(what: &str, f: impl Fn() -> bool) {
     let t = Instant::now();
     while !f() {
