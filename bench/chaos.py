@@ -51,6 +51,8 @@ P.add_argument("--aimed", type=float, default=0.0,
                     "of the points between two writes (a binary built with the fault-injection "
                     "features: cargo build --bin rocta --features "
                     "rocta-worker/fault-injection,rocta-drivers/fault-injection)")
+P.add_argument("--points", default=None,
+               help="comma-separated crash points to aim at instead of all of them")
 P.add_argument("--compat", action="store_true",
                help="leave out config keys newer than the hardening fixes, to run the suite "
                     "against an older binary and show the faults it finds there")
@@ -233,8 +235,9 @@ class Run:
                 # A process aimed at a crash point that reached it has ended by itself.
                 for name, p in list(self.procs.items()):
                     if p.poll() is not None:
-                        self.aimed_log[self.aims.get(name, "?")] = \
-                            self.aimed_log.get(self.aims.get(name, "?"), 0) + 1
+                        # Reached its crash point; or ended unaimed, which is reported too.
+                        what = self.aims.get(name) or f"{name} exited unaimed ({p.returncode})"
+                        self.aimed_log[what] = self.aimed_log.get(what, 0) + 1
                         self.kills += 1
                         self.restart(name)
 
@@ -242,6 +245,8 @@ class Run:
         """Starts `name` again, aimed at a random crash point with probability --aimed."""
         role = "worker" if name.startswith("worker") else name
         points = AIM.get(role, [])
+        if ARGS.points:
+            points = [p for p in points if p in ARGS.points.split(",")]
         aim = random.choice(points) if points and random.random() < ARGS.aimed else None
         self.aims[name] = aim
         self.start(name, aim)

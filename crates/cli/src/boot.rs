@@ -114,7 +114,8 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), BootError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         BootError::DataDir(format!("cannot create data dir {}: {e}", dir.display()))
     })?;
-    let probe = dir.join(".rocta-write-test");
+    // Per process: roles starting together must not remove each other's probe.
+    let probe = dir.join(format!(".rocta-write-test.{}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| BootError::DataDir(format!("data dir {} is not writable: {e}", dir.display())))
@@ -240,13 +241,16 @@ pub fn heartbeat_key(cfg: &Config, data: &Path) -> Result<String, BootError> {
         }
     }
     let key = random_hex()?;
-    let write = || -> std::io::Result<()> {
+    // Exclusive: roles starting together on one data dir must share one key (a second key
+    // would make the health manager drop every heartbeat as forged). A loser reads the winner's.
+    let write = || -> std::io::Result<String> {
         std::fs::create_dir_all(data.join("pki"))?;
-        rocta_service::atomic_write(&path, key.as_bytes(), 0o600)
+        if rocta_service::fs::create_exclusive(&path, key.as_bytes(), 0o600)? {
+            return Ok(key.clone());
+        }
+        Ok(std::fs::read_to_string(&path)?.trim().to_string())
     };
-    write()
-        .map_err(|e| BootError::HeartbeatKey(format!("cannot write {}: {e}", path.display())))?;
-    Ok(key)
+    write().map_err(|e| BootError::HeartbeatKey(format!("cannot write {}: {e}", path.display())))
 }
 
 /// A random 256-bit key, hex, from the system's randomness; never a weak one: when that

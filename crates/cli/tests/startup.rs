@@ -94,3 +94,60 @@ fn api_and_worker_run_as_separate_processes() {
     let _worker = common::Rocta::start_in(d.path(), "worker", common::TEST_CONFIG, &[]);
     api.wait_active(&id);
 }
+
+/// Roles started together on a fresh data directory (real drivers: each opens the PKI) all
+/// come up and share one heartbeat key and one set of CAs: what one creates first, the others
+/// read (before, two could each write their own, and one removed the other's write probe).
+#[test]
+fn roles_started_together_share_their_data_dir() {
+    for _ in 0..5 {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("rocta.toml");
+        std::fs::write(&cfg, common::TEST_CONFIG).unwrap();
+        let data = d.path().join("data");
+        let mut children: Vec<std::process::Child> =
+            ["api", "worker", "health-manager", "housekeeping"]
+                .iter()
+                .map(|role| {
+                    let mut c = Command::new(common::bin());
+                    c.arg(role)
+                        .arg("--config")
+                        .arg(&cfg)
+                        .arg("--data-dir")
+                        .arg(&data)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped());
+                    if *role == "api" {
+                        c.arg("--api-bind").arg("127.0.0.1:0");
+                    }
+                    c.spawn().unwrap()
+                })
+                .collect();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let mut exited = Vec::new();
+        for c in &mut children {
+            if let Some(status) = c.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                exited.push(format!("{status}: {err}"));
+            }
+        }
+        for c in &mut children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(exited.is_empty(), "roles exited: {exited:?}");
+        let key = std::fs::read_to_string(data.join("pki/heartbeat_key")).unwrap();
+        assert_eq!(key.trim().len(), 64);
+        for f in [
+            "server_ca.pem",
+            "server_ca.key",
+            "client_ca.pem",
+            "client_ca.key",
+            "controller.pem",
+        ] {
+            assert!(data.join("pki").join(f).exists(), "{f}");
+        }
+    }
+}

@@ -44,14 +44,6 @@ pub struct Pki {
 /// Validity of amphora certificates (Octavia's `cert_validity_time`: 30 days).
 pub const AMPHORA_CERT_DAYS: i64 = 30;
 
-fn write_private(path: &Path, body: &str) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    rocta_service::atomic_write(path, body.as_bytes(), 0o600).map_err(io)
-}
-
 fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
@@ -80,28 +72,44 @@ fn ca_params(name: &str) -> Result<CertificateParams, PkiError> {
     Ok(p)
 }
 
+/// The content of `path`, made by `make` and written (0600) if absent. Processes starting
+/// together on one data directory (api, workers) all end up with the first one's content: the
+/// file is created exclusively and whole, and a loser reads the winner's.
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> Result<String, PkiError>,
+) -> Result<String, PkiError> {
+    if let Some(s) = read(path)? {
+        return Ok(s);
+    }
+    let made = make()?;
+    let created =
+        rocta_service::fs::create_exclusive(path, made.as_bytes(), 0o600).map_err(|source| {
+            PkiError::Io {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    if created {
+        return Ok(made);
+    }
+    read(path)?.ok_or_else(|| PkiError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other("vanished after another process created it"),
+    })
+}
+
 /// Loads a CA from `dir/<stem>.pem` and `dir/<stem>.key`, creating both when absent.
 fn load_ca(dir: &Path, stem: &str, name: &str) -> Result<Ca, PkiError> {
     let (cp, kp) = (
         dir.join(format!("{stem}.pem")),
         dir.join(format!("{stem}.key")),
     );
-    let key = match read(&kp)? {
-        Some(k) => KeyPair::from_pem(&k)?,
-        None => {
-            let k = KeyPair::generate()?;
-            write_private(&kp, &k.serialize_pem())?;
-            k
-        }
-    };
+    let key = KeyPair::from_pem(&read_or_create(&kp, || {
+        Ok(KeyPair::generate()?.serialize_pem())
+    })?)?;
     let cert = ca_params(name)?.self_signed(&key)?;
-    let pem = match read(&cp)? {
-        Some(p) => p,
-        None => {
-            write_private(&cp, &cert.pem())?;
-            cert.pem()
-        }
-    };
+    let pem = read_or_create(&cp, || Ok(cert.pem()))?;
     Ok(Ca { pem, cert, key })
 }
 
@@ -145,15 +153,9 @@ impl Pki {
         })?;
         let server_ca = load_ca(dir, "server_ca", "rocta amphora server CA")?;
         let client_ca = load_ca(dir, "client_ca", "rocta controller client CA")?;
-        let id_path = dir.join("controller.pem");
-        let controller_identity = match read(&id_path)? {
-            Some(p) => p,
-            None => {
-                let p = leaf(&client_ca, "rocta-controller", vec![], false, 3650)?;
-                write_private(&id_path, &p)?;
-                p
-            }
-        };
+        let controller_identity = read_or_create(&dir.join("controller.pem"), || {
+            leaf(&client_ca, "rocta-controller", vec![], false, 3650)
+        })?;
         Ok(Pki {
             dir: dir.to_path_buf(),
             server_ca,

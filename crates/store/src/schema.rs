@@ -54,10 +54,24 @@ CREATE TABLE job_steps (
 );
 ";
 
+/// Brings the schema to the newest version, in one `BEGIN IMMEDIATE` transaction that also
+/// reads the version: processes opening one new database together (api, workers) migrate it
+/// once, the others wait for the lock and then find it done.
 pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match migrate_locked(c) {
+        Ok(()) => Ok(c.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_locked(c: &Connection) -> Result<(), StoreError> {
     let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1 {
-        let mut sql = String::from("BEGIN;\n");
+        let mut sql = String::new();
         for t in ENTITY_TABLES {
             sql.push_str(&format!(
                 "CREATE TABLE {t} (
@@ -78,34 +92,30 @@ pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
             ));
         }
         sql.push_str(V1_OTHER);
-        sql.push_str("PRAGMA user_version = 1;\nCOMMIT;");
+        sql.push_str("PRAGMA user_version = 1;");
         c.execute_batch(&sql)?;
     }
     if version < 2 {
         c.execute_batch(
-            "BEGIN;
-             CREATE TABLE amphora_health (
+            "             CREATE TABLE amphora_health (
                  amphora_id TEXT PRIMARY KEY,
                  last_update INTEGER NOT NULL,
                  seq INTEGER NOT NULL,
                  busy INTEGER NOT NULL DEFAULT 0
              );
-             PRAGMA user_version = 2;
-             COMMIT;",
+             PRAGMA user_version = 2;",
         )?;
     }
     if version < 3 {
         c.execute_batch(
-            "BEGIN;
-             CREATE TABLE amphora_claims (
+            "             CREATE TABLE amphora_claims (
                  job_id TEXT NOT NULL,
                  slot TEXT NOT NULL,
                  amphora_id TEXT NOT NULL,
                  PRIMARY KEY (job_id, slot)
              );
              CREATE INDEX amphorae_status ON amphorae (provisioning_status);
-             PRAGMA user_version = 3;
-             COMMIT;",
+             PRAGMA user_version = 3;",
         )?;
     }
     if version < 4 {
@@ -114,15 +124,13 @@ pub(crate) fn migrate(c: &Connection) -> Result<(), StoreError> {
         // allocated for a load balancer not yet committed (the API's intent, see
         // `Tx::vip_intent`).
         c.execute_batch(
-            "BEGIN;
-             ALTER TABLE jobs ADD COLUMN locks_lb INTEGER NOT NULL DEFAULT 1;
+            "             ALTER TABLE jobs ADD COLUMN locks_lb INTEGER NOT NULL DEFAULT 1;
              CREATE INDEX jobs_lb ON jobs (lb_id, seq);
              CREATE TABLE vip_allocations (
                  lb_id TEXT PRIMARY KEY,
                  created_ms INTEGER NOT NULL
              );
-             PRAGMA user_version = 4;
-             COMMIT;",
+             PRAGMA user_version = 4;",
         )?;
     }
     Ok(())
