@@ -31,15 +31,6 @@ struct World {
 
 const PROJECT: &str = "fuzz";
 const SUBNET: &str = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b";
-const TABLES: [&str; 7] = [
-    "load_balancers",
-    "listeners",
-    "pools",
-    "members",
-    "health_monitors",
-    "l7policies",
-    "l7rules",
-];
 
 impl World {
     fn send(&self, method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
@@ -66,7 +57,7 @@ impl World {
         self.rt.block_on(async {
             self.store
                 .write(|tx| {
-                    for t in TABLES {
+                    for t in rocta_store::ENTITY_TABLES {
                         for from in ["PENDING_CREATE", "PENDING_UPDATE"] {
                             tx.set_status_where(t, lb, from, "ACTIVE")?;
                         }

@@ -30,6 +30,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub use entity::{Cols, Entity, Filter};
 pub use jobs::{JobRow, JobState, StepRow};
+pub use schema::ENTITY_TABLES;
 
 /// Store errors. A caller maps them to "try again later" (busy) or an internal error.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Entity tables (all of the same shape).
-pub(crate) const ENTITY_TABLES: &[&str] = &[
+pub const ENTITY_TABLES: &[&str] = &[
     "load_balancers",
     "listeners",
     "pools",
