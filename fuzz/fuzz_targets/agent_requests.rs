@@ -97,9 +97,18 @@ fuzz_target!(|data: &[u8]| {
     let (method, path) = match op % 10 {
         0 => (Method::POST, format!("/1.0/plug/vip/{a}")),
         1 => (Method::POST, "/1.0/plug/network".to_string()),
-        2 => (Method::PUT, format!("/1.0/loadbalancer/{a}/certificates/{b}")),
-        3 => (Method::GET, format!("/1.0/loadbalancer/{a}/certificates/{b}")),
-        4 => (Method::DELETE, format!("/1.0/loadbalancer/{a}/certificates/{b}")),
+        2 => (
+            Method::PUT,
+            format!("/1.0/loadbalancer/{a}/certificates/{b}"),
+        ),
+        3 => (
+            Method::GET,
+            format!("/1.0/loadbalancer/{a}/certificates/{b}"),
+        ),
+        4 => (
+            Method::DELETE,
+            format!("/1.0/loadbalancer/{a}/certificates/{b}"),
+        ),
         5 => (Method::PUT, "/1.0/certificate".into()),
         6 => (Method::PUT, "/1.0/config".into()),
         7 => (Method::GET, format!("/1.0/loadbalancer/{a}")),
@@ -125,7 +134,10 @@ fuzz_target!(|data: &[u8]| {
         "not JSON for {path}: {answer:?}"
     );
     assert!(
-        std::fs::read_dir(&w.outside).expect("outside").next().is_none(),
+        std::fs::read_dir(&w.outside)
+            .expect("outside")
+            .next()
+            .is_none(),
         "{path} wrote outside the agent's directory"
     );
 });

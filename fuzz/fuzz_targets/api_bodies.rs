@@ -47,7 +47,10 @@ impl World {
             let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
                 .await
                 .expect("a body");
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
         })
     }
 
@@ -57,12 +60,16 @@ impl World {
         self.rt.block_on(async {
             self.store
                 .write(|tx| {
-                    for t in rocta_store::ENTITY_TABLES {
-                        for from in ["PENDING_CREATE", "PENDING_UPDATE"] {
-                            tx.set_status_where(t, lb, from, "ACTIVE")?;
-                        }
+                    use rocta_model::ProvisioningStatus as P;
+                    for t in rocta_store::Table::ALL {
+                        tx.transition_lb(t, lb, &[P::PendingCreate, P::PendingUpdate], P::Active)?;
                     }
-                    tx.set_status("load_balancers", &[lb], Some("ACTIVE"), None)
+                    tx.set_status(
+                        rocta_store::Table::LoadBalancers,
+                        &[lb],
+                        Some(P::Active),
+                        None,
+                    )
                 })
                 .await
                 .expect("settle");
@@ -129,28 +136,54 @@ fn world() -> &'static std::sync::Mutex<World> {
         let (s, b) = w.send(
             Method::POST,
             "/v2/lbaas/loadbalancers",
-            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}).to_string().into_bytes(),
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET}})
+                .to_string()
+                .into_bytes(),
         );
         assert_eq!(s, 201, "{b}");
         w.ids[0].1 = b["loadbalancer"]["id"].as_str().expect("an id").to_string();
         w.settle();
         let lb = w.ids[0].1.clone();
-        w.create("$LI", "/v2/lbaas/listeners", "listener",
-            json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}}));
+        w.create(
+            "$LI",
+            "/v2/lbaas/listeners",
+            "listener",
+            json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}}),
+        );
         let li = w.ids[1].1.clone();
-        w.create("$PO", "/v2/lbaas/pools", "pool",
-            json!({"pool": {"listener_id": li, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}));
+        w.create(
+            "$PO",
+            "/v2/lbaas/pools",
+            "pool",
+            json!({"pool": {"listener_id": li, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}),
+        );
         let po = w.ids[2].1.clone();
-        w.create("$ME", &format!("/v2/lbaas/pools/{po}/members"), "member",
-            json!({"member": {"address": "192.0.2.1", "protocol_port": 80}}));
-        w.create("$HM", "/v2/lbaas/healthmonitors", "healthmonitor",
+        w.create(
+            "$ME",
+            &format!("/v2/lbaas/pools/{po}/members"),
+            "member",
+            json!({"member": {"address": "192.0.2.1", "protocol_port": 80}}),
+        );
+        w.create(
+            "$HM",
+            "/v2/lbaas/healthmonitors",
+            "healthmonitor",
             json!({"healthmonitor": {"pool_id": po, "type": "HTTP", "delay": 5, "timeout": 3,
-                "max_retries": 3}}));
-        w.create("$PL", "/v2/lbaas/l7policies", "l7policy",
-            json!({"l7policy": {"listener_id": li, "action": "REJECT"}}));
+                "max_retries": 3}}),
+        );
+        w.create(
+            "$PL",
+            "/v2/lbaas/l7policies",
+            "l7policy",
+            json!({"l7policy": {"listener_id": li, "action": "REJECT"}}),
+        );
         let pl = w.ids[5].1.clone();
-        w.create("$RU", &format!("/v2/lbaas/l7policies/{pl}/rules"), "rule",
-            json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/a"}}));
+        w.create(
+            "$RU",
+            &format!("/v2/lbaas/l7policies/{pl}/rules"),
+            "rule",
+            json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/a"}}),
+        );
         std::sync::Mutex::new(w)
     })
 }

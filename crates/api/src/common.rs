@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use rocta_model::*;
-use rocta_store::{Entity, Filter, Tx};
+use rocta_store::{Entity, Filter, Table, Tx};
 use serde_json::Value;
 
 use crate::context::Context;
@@ -67,13 +67,37 @@ pub fn lock_lb_for_child(tx: &Tx<'_>, ctx: &Context, lb_id: Id) -> ApiResult<Loa
     if lb.provisioning_status != ProvisioningStatus::Active {
         return Err(ApiError::immutable(lb_id));
     }
-    tx.set_status(LoadBalancer::TABLE, &[lb_id], Some("PENDING_UPDATE"), None)?;
+    lock_lb(
+        tx,
+        lb_id,
+        &[ProvisioningStatus::Active],
+        ProvisioningStatus::PendingUpdate,
+    )?;
     Ok(lb)
 }
 
+/// Moves a load balancer from one of `from` to `to` in one conditional update: of two requests
+/// racing for it (on any API process), one wins and the other is refused as if it had seen the
+/// status the winner set.
+pub fn lock_lb(
+    tx: &Tx<'_>,
+    lb_id: Id,
+    from: &[ProvisioningStatus],
+    to: ProvisioningStatus,
+) -> ApiResult<()> {
+    if tx.transition(Table::LoadBalancers, &[lb_id], from, to)? == 1 {
+        return Ok(());
+    }
+    match tx.get::<LoadBalancer>(lb_id)? {
+        Some(lb) if lb.provisioning_status.is_pending() => Err(ApiError::immutable(lb_id)),
+        Some(lb) => Err(ApiError::lb_state(lb.provisioning_status, lb_id)),
+        None => Err(ApiError::not_found("Load Balancer", lb_id)),
+    }
+}
+
 /// Marks parents `PENDING_UPDATE` (listeners of a pool, the pool of a member, ...).
-pub fn mark_pending_update(tx: &Tx<'_>, table: &str, ids: &[Id]) -> ApiResult<()> {
-    tx.set_status(table, ids, Some("PENDING_UPDATE"), None)?;
+pub fn mark_pending_update(tx: &Tx<'_>, table: Table, ids: &[Id]) -> ApiResult<()> {
+    tx.set_status(table, ids, Some(ProvisioningStatus::PendingUpdate), None)?;
     Ok(())
 }
 
@@ -102,6 +126,8 @@ pub fn check_quota<E: Entity>(
     if limit < 0 {
         return Ok(());
     }
+    // Creates in one project count one after the other, on every API process.
+    tx.quota_lock(project)?;
     let used = tx.count::<E>(&Filter {
         project: Some(project),
         live_only: true,

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use rocta_config::{AmphoraDriver, CertManager, ComputeDriver, Config, NetworkDriver};
 use rocta_drivers::Drivers;
-use rocta_store::Store;
+use rocta_store::{Options as StoreOptions, SchemaState, Store, Target};
 use tokio_util::sync::CancellationToken;
 
-use crate::RoleArgs;
+use crate::{DbArgs, RoleArgs};
 
 /// A failed boot step (or a role's task ending early): one line on stderr and its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -121,19 +121,82 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), BootError> {
         .map_err(|e| BootError::DataDir(format!("data dir {} is not writable: {e}", dir.display())))
 }
 
+/// Where `[database] connection` points (SQLite in the data dir when empty).
+pub fn db_target(cfg: &Config, dir: &Path) -> Result<Target, BootError> {
+    Target::parse(&cfg.database.connection, &dir.join("rocta.db"))
+        .map_err(|e| BootError::LoadConfig(format!("invalid configuration: [database] {e}")))
+}
+
+pub fn db_options(cfg: &Config) -> StoreOptions {
+    StoreOptions {
+        sqlite_synchronous: cfg.database.sqlite_synchronous.clone(),
+        max_pool_size: cfg.database.max_pool_size,
+    }
+}
+
+/// Opens the store for a role: refused (74) when its schema is not this build's, with the
+/// command that fixes it.
 pub fn open_store(cfg: &Config, dir: &Path) -> Result<Store, BootError> {
-    let conn = &cfg.database.connection;
-    let path = if conn.is_empty() {
-        dir.join("rocta.db")
-    } else if let Some(p) = conn.strip_prefix("sqlite://") {
-        PathBuf::from(p)
+    let target = db_target(cfg, dir)?;
+    Store::open(&target, &db_options(cfg)).map_err(|e| {
+        BootError::OpenDatabase(match e {
+            rocta_store::StoreError::Schema(m) => m,
+            e => format!("{}: {e}", target.display()),
+        })
+    })
+}
+
+fn db_connect(args: &DbArgs) -> Result<(Store, Target), BootError> {
+    let cfg = load_config(&RoleArgs {
+        config: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+        api_bind: None,
+        drivers: None,
+    })?;
+    let target = db_target(&cfg, &args.data_dir)?;
+    if let Target::Sqlite(p) = &target {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            prepare_data_dir(dir)?;
+        }
+    }
+    let store = Store::connect(&target, &db_options(&cfg))
+        .map_err(|e| BootError::OpenDatabase(format!("{}: {e}", target.display())))?;
+    Ok((store, target))
+}
+
+/// `rocta db upgrade`: the schema to this release's version, under the backend's lock.
+pub fn db_upgrade(args: &DbArgs) -> Result<(), BootError> {
+    let (store, target) = db_connect(args)?;
+    let (from, to) = store
+        .upgrade()
+        .map_err(|e| BootError::OpenDatabase(format!("{}: {e}", target.display())))?;
+    if from == to {
+        println!("{}: schema version {to}, already current", target.display());
+    } else if from == 0 {
+        println!("{}: schema created at version {to}", target.display());
     } else {
-        return Err(BootError::LoadConfig(format!(
-            "invalid configuration: [database] connection: unsupported {conn:?} (sqlite://PATH)"
-        )));
+        println!(
+            "{}: schema upgraded from version {from} to {to}",
+            target.display()
+        );
+    }
+    Ok(())
+}
+
+/// `rocta db version`: what the database holds and what this release needs.
+pub fn db_version(args: &DbArgs) -> Result<(), BootError> {
+    let (store, target) = db_connect(args)?;
+    let state = store
+        .schema_state()
+        .map_err(|e| BootError::OpenDatabase(format!("{}: {e}", target.display())))?;
+    let need = rocta_store::SCHEMA_VERSION;
+    let line = match state {
+        SchemaState::Current => format!("schema version {need} (current)"),
+        SchemaState::Empty => format!("no schema yet (this release creates version {need})"),
+        other => other.explain(),
     };
-    Store::open_sqlite(&path, &cfg.database.sqlite_synchronous)
-        .map_err(|e| BootError::OpenDatabase(e.to_string()))
+    println!("{}: {line}", target.display());
+    Ok(())
 }
 
 /// Checks what the chosen drivers need on this host, before anything is bound.

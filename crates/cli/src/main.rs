@@ -43,6 +43,28 @@ enum Cmd {
     Housekeeping(RoleArgs),
     /// The amphora agent (started by the `local` compute driver, one per amphora).
     AmphoraAgent(AgentArgs),
+    /// The database schema (Octavia's `octavia-db-manage`).
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Brings the schema to this release's version (`octavia-db-manage upgrade head`); run it
+    /// once, before starting the new release's processes.
+    Upgrade(DbArgs),
+    /// Prints the database's schema version and the one this release needs.
+    Version(DbArgs),
+}
+
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// TOML configuration file (its `[database] connection`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data directory (the SQLite database when `[database] connection` is empty).
+    #[arg(long, default_value = "./rocta-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -87,6 +109,8 @@ fn main() -> ExitCode {
         Cmd::HealthManager(a) => ("health-manager", roles::run(Role::HealthManager, a.clone())),
         Cmd::Housekeeping(a) => ("housekeeping", roles::run(Role::Housekeeping, a.clone())),
         Cmd::AmphoraAgent(a) => ("amphora-agent", roles::run_agent(a)),
+        Cmd::Db(DbCmd::Upgrade(a)) => ("db upgrade", boot::db_upgrade(a)),
+        Cmd::Db(DbCmd::Version(a)) => ("db version", boot::db_version(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

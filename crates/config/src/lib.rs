@@ -230,6 +230,9 @@ impl Config {
                 "must be off, normal or full",
             ));
         }
+        if self.database.max_pool_size == 0 {
+            return Err(invalid("database", "max_pool_size", "must be at least 1"));
+        }
         if !(0.05..=3600.0).contains(&self.health_manager.heartbeat_interval) {
             return Err(invalid(
                 "health_manager",
@@ -359,8 +362,12 @@ impl Default for ApiSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    /// `sqlite://PATH`; empty = `<data-dir>/rocta.db`.
+    /// Octavia's SQLAlchemy URL: `sqlite:///PATH`, `postgresql://USER:PASS@HOST:5432/DB`
+    /// (also `postgresql+psycopg2://`), `mysql://USER:PASS@HOST:3306/DB` (also
+    /// `mysql+pymysql://`). Empty: SQLite at `<data-dir>/rocta.db`.
     pub connection: String,
+    /// Connections each process keeps to PostgreSQL or MySQL (oslo.db's option).
+    pub max_pool_size: usize,
     /// SQLite `synchronous` in WAL mode: `normal` survives any process crash (a power loss may
     /// lose the last commits); `full` also survives power loss at a cost per commit.
     pub sqlite_synchronous: String,
@@ -370,6 +377,7 @@ impl Default for Database {
     fn default() -> Self {
         Database {
             connection: String::new(),
+            max_pool_size: 8,
             sqlite_synchronous: "normal".into(),
         }
     }

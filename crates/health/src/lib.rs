@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rocta_model::*;
 use rocta_proto::heartbeat::{decode, DecodeError, Heartbeat};
-use rocta_store::{Entity, Filter, Store, StoreError};
+use rocta_store::{Entity, Filter, Store, StoreError, Table};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -387,13 +387,13 @@ fn write_statuses(
     hb: &Heartbeat,
 ) -> Result<(), StoreError> {
     let d = derive::derive(tree, hb);
-    let set = |table: &str,
+    let set = |table: Table,
                id: Id,
                cur: &mut OperatingStatus,
                new: OperatingStatus|
      -> Result<(), StoreError> {
         if *cur != new {
-            tx.set_status(table, &[id], None, Some(new.as_str()))?;
+            tx.set_status(table, &[id], None, Some(new))?;
             *cur = new;
         }
         Ok(())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rocta_model::*;
 use rocta_service::tasks::{periodic, DutyStats};
-use rocta_store::{Entity, Store, StoreError};
+use rocta_store::{Store, StoreError, Table};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -146,16 +146,17 @@ pub async fn check_once(
         };
         let posted = store
             .write(|tx| -> Result<bool, StoreError> {
-                let Some(l) = tx.get::<LoadBalancer>(lb)? else {
-                    return Ok(false);
-                };
-                if !matches!(
-                    l.provisioning_status,
-                    ProvisioningStatus::Active | ProvisioningStatus::Error
-                ) {
+                // Conditional: of two health managers judging the same amphora, one locks
+                // the load balancer and posts the failover, the other finds it locked.
+                let locked = tx.transition(
+                    Table::LoadBalancers,
+                    &[lb],
+                    &[ProvisioningStatus::Active, ProvisioningStatus::Error],
+                    ProvisioningStatus::PendingUpdate,
+                )?;
+                if locked != 1 {
                     return Ok(false);
                 }
-                tx.set_status(LoadBalancer::TABLE, &[lb], Some("PENDING_UPDATE"), None)?;
                 tx.job_post(&job)?;
                 Ok(true)
             })

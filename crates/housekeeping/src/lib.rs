@@ -112,9 +112,7 @@ pub async fn fill_spares(store: &Store, size: usize) -> Result<usize, StoreError
     }
     store
         .write(|tx| {
-            let ready = tx
-                .amphorae_in(AmphoraStatus::Ready.as_str(), size as i64)?
-                .len();
+            let ready = tx.amphorae_in(AmphoraStatus::Ready, size as i64)?.len();
             let building = tx.jobs_named(Job::CreateSpareAmphora.name())? as usize;
             let missing = size.saturating_sub(ready + building);
             for _ in 0..missing {

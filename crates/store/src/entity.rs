@@ -2,11 +2,68 @@
 
 use rocta_model::time::{self, Timestamp};
 use rocta_model::*;
-use rusqlite::{params, OptionalExtension, ToSql};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::sql::{args, Row, Value};
 use crate::{StoreError, Tx};
+
+/// The entity tables, all of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    LoadBalancers,
+    Listeners,
+    Pools,
+    Members,
+    HealthMonitors,
+    L7Policies,
+    L7Rules,
+    Amphorae,
+}
+
+impl Table {
+    pub const ALL: [Table; 8] = [
+        Table::LoadBalancers,
+        Table::Listeners,
+        Table::Pools,
+        Table::Members,
+        Table::HealthMonitors,
+        Table::L7Policies,
+        Table::L7Rules,
+        Table::Amphorae,
+    ];
+
+    /// The children of a load balancer.
+    pub const CHILDREN: [Table; 6] = [
+        Table::Listeners,
+        Table::Pools,
+        Table::Members,
+        Table::HealthMonitors,
+        Table::L7Policies,
+        Table::L7Rules,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::LoadBalancers => "load_balancers",
+            Table::Listeners => "listeners",
+            Table::Pools => "pools",
+            Table::Members => "members",
+            Table::HealthMonitors => "health_monitors",
+            Table::L7Policies => "l7policies",
+            Table::L7Rules => "l7rules",
+            Table::Amphorae => "amphorae",
+        }
+    }
+
+    /// The document keys whose values live in columns (put back on read).
+    fn status_keys(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Table::Amphorae => ("status", None),
+            _ => ("provisioning_status", Some("operating_status")),
+        }
+    }
+}
 
 /// The column values of an entity row besides its document.
 #[derive(Debug, Clone)]
@@ -20,7 +77,7 @@ pub struct Cols {
 
 /// An entity kept in an entity table.
 pub trait Entity: Serialize + DeserializeOwned {
-    const TABLE: &'static str;
+    const TABLE: Table;
     fn id(&self) -> Id;
     fn project(&self) -> &str;
     fn created(&self) -> Timestamp;
@@ -38,9 +95,9 @@ fn parse_op(s: &str) -> OperatingStatus {
 }
 
 macro_rules! lb_child_entity {
-    ($ty:ty, $table:literal, |$s:ident| parent = $parent:expr, |$m:ident, $c:ident| $set:block) => {
+    ($ty:ty, $table:expr, |$s:ident| parent = $parent:expr, |$m:ident, $c:ident| $set:block) => {
         impl Entity for $ty {
-            const TABLE: &'static str = $table;
+            const TABLE: Table = $table;
             fn id(&self) -> Id {
                 self.id
             }
@@ -73,7 +130,7 @@ macro_rules! lb_child_entity {
 }
 
 impl Entity for LoadBalancer {
-    const TABLE: &'static str = "load_balancers";
+    const TABLE: Table = Table::LoadBalancers;
     fn id(&self) -> Id {
         self.id
     }
@@ -99,14 +156,19 @@ impl Entity for LoadBalancer {
     }
 }
 
-lb_child_entity!(Listener, "listeners", |s| parent = s.lb_id, |_m, _c| {});
-lb_child_entity!(Pool, "pools", |s| parent = s.lb_id, |_m, _c| {});
-lb_child_entity!(Member, "members", |s| parent = s.pool_id, |m, c| {
+lb_child_entity!(
+    Listener,
+    Table::Listeners,
+    |s| parent = s.lb_id,
+    |_m, _c| {}
+);
+lb_child_entity!(Pool, Table::Pools, |s| parent = s.lb_id, |_m, _c| {});
+lb_child_entity!(Member, Table::Members, |s| parent = s.pool_id, |m, c| {
     m.pool_id = c.parent_id;
 });
 lb_child_entity!(
     HealthMonitor,
-    "health_monitors",
+    Table::HealthMonitors,
     |s| parent = s.pool_id,
     |m, c| {
         m.pool_id = c.parent_id;
@@ -114,16 +176,21 @@ lb_child_entity!(
 );
 lb_child_entity!(
     L7Policy,
-    "l7policies",
+    Table::L7Policies,
     |s| parent = s.listener_id,
     |_m, _c| {}
 );
-lb_child_entity!(L7Rule, "l7rules", |s| parent = s.l7policy_id, |m, c| {
-    m.l7policy_id = c.parent_id;
-});
+lb_child_entity!(
+    L7Rule,
+    Table::L7Rules,
+    |s| parent = s.l7policy_id,
+    |m, c| {
+        m.l7policy_id = c.parent_id;
+    }
+);
 
 impl Entity for Amphora {
-    const TABLE: &'static str = "amphorae";
+    const TABLE: Table = Table::Amphorae;
     fn id(&self) -> Id {
         self.id
     }
@@ -163,31 +230,80 @@ pub(crate) fn fmt_ts(t: &Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 
-fn parse_ts(s: Option<String>) -> Option<Timestamp> {
-    s.and_then(|s| Timestamp::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").ok())
-}
-
-fn uuid_col(s: &str) -> Id {
-    Id::parse_str(s).unwrap_or(Id::nil())
+fn parse_ts(s: Option<&str>) -> Option<Timestamp> {
+    s.and_then(|s| Timestamp::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok())
 }
 
 const SELECT: &str =
     "SELECT id, lb_id, parent_id, provisioning_status, operating_status, updated_at, body";
 
-fn decode<E: Entity>(row: &rusqlite::Row<'_>) -> Result<E, StoreError> {
-    let id: String = row.get(0)?;
-    let body: String = row.get(6)?;
-    let mut e: E = serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-        table: E::TABLE,
-        id,
+/// `?, ?, ?` for `n` values.
+pub(crate) fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// The document of an entity without the values that live in columns.
+fn encode<E: Entity>(e: &E) -> Result<String, StoreError> {
+    let enc = |err| StoreError::Encode(E::TABLE.name(), err);
+    let mut v = serde_json::to_value(e).map_err(enc)?;
+    if let Some(m) = v.as_object_mut() {
+        let (p, o) = E::TABLE.status_keys();
+        m.remove(p);
+        if let Some(o) = o {
+            m.remove(o);
+        }
+        m.remove("updated_at");
+    }
+    serde_json::to_string(&v).map_err(enc)
+}
+
+/// A stored document with its column values put back in (as the first keys), in the wire form
+/// (`updated_at` in Octavia's format). `None` if the document is not a JSON object.
+fn with_cols(
+    t: Table,
+    body: &str,
+    prov: &str,
+    op: &str,
+    updated_at: Option<&str>,
+) -> Option<String> {
+    let rest = body.trim_start().strip_prefix('{')?;
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let (pk, ok) = t.status_keys();
+    let mut out = String::with_capacity(body.len() + 112);
+    out.push('{');
+    out.push_str(&format!("\"{pk}\":{},", quote(prov)));
+    if let Some(ok) = ok {
+        out.push_str(&format!("\"{ok}\":{},", quote(op)));
+    }
+    match parse_ts(updated_at) {
+        Some(ts) => out.push_str(&format!("\"updated_at\":\"{}\"", time::render(&ts))),
+        None => out.push_str("\"updated_at\":null"),
+    }
+    if !rest.trim_start().starts_with('}') {
+        out.push(',');
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn decode<E: Entity>(row: &Row) -> Result<E, StoreError> {
+    let id = row.text(0)?;
+    let corrupt = |source| StoreError::Corrupt {
+        table: E::TABLE.name(),
+        id: id.clone(),
         source,
-    })?;
+    };
+    let (prov, op, updated) = (row.text(3)?, row.text(4)?, row.opt_text(5)?);
+    let body = row.text(6)?;
+    let doc = with_cols(E::TABLE, &body, &prov, &op, updated.as_deref())
+        .ok_or_else(|| corrupt(serde::de::Error::custom("not a JSON object")))?;
+    let mut e: E = serde_json::from_str(&doc).map_err(corrupt)?;
     e.set_cols(Cols {
-        lb_id: uuid_col(&row.get::<_, String>(1)?),
-        parent_id: uuid_col(&row.get::<_, String>(2)?),
-        provisioning_status: row.get(3)?,
-        operating_status: row.get(4)?,
-        updated_at: parse_ts(row.get(5)?),
+        lb_id: row.id(1)?,
+        parent_id: row.id(2)?,
+        provisioning_status: prov,
+        operating_status: op,
+        updated_at: parse_ts(updated.as_deref()),
     });
     Ok(e)
 }
@@ -195,134 +311,129 @@ fn decode<E: Entity>(row: &rusqlite::Row<'_>) -> Result<E, StoreError> {
 impl Tx<'_> {
     /// One entity by id (whatever its status).
     pub fn get<E: Entity>(&self, id: Id) -> Result<Option<E>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("{SELECT} FROM {} WHERE id = ?1", E::TABLE))?;
-        let mut rows = st.query(params![id.to_string()])?;
-        match rows.next()? {
-            Some(r) => Ok(Some(decode(r)?)),
-            None => Ok(None),
-        }
+        let sql = format!("{SELECT} FROM {} WHERE id = ?", E::TABLE.name());
+        self.row(&sql, args![id])?.map(|r| decode(&r)).transpose()
     }
 
     /// Entities matching `f`, in creation order.
     pub fn list<E: Entity>(&self, f: &Filter<'_>) -> Result<Vec<E>, StoreError> {
-        let (cond, args) = where_clause(f);
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("{SELECT} FROM {}{cond} ORDER BY seq", E::TABLE))?;
-        let refs: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
-        let mut rows = st.query(refs.as_slice())?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(decode(r)?);
-        }
-        Ok(out)
+        let (cond, a) = where_clause(f);
+        let sql = format!("{SELECT} FROM {}{cond} ORDER BY seq", E::TABLE.name());
+        self.rows(&sql, &a)?.iter().map(decode).collect()
     }
 
     /// `(parent_id, id)` of the rows of `table` matching `f`, in creation order: child links
     /// without decoding documents.
-    pub fn links(&self, table: &str, f: &Filter<'_>) -> Result<Vec<(Id, Id)>, StoreError> {
-        let (cond, args) = where_clause(f);
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT parent_id, id FROM {table}{cond} ORDER BY seq"
-        ))?;
-        let refs: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
-        let rows = st.query_map(refs.as_slice(), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (p, i) = r?;
-            out.push((uuid_col(&p), uuid_col(&i)));
-        }
-        Ok(out)
+    pub fn links(&self, table: Table, f: &Filter<'_>) -> Result<Vec<(Id, Id)>, StoreError> {
+        let (cond, a) = where_clause(f);
+        let sql = format!(
+            "SELECT parent_id, id FROM {}{cond} ORDER BY seq",
+            table.name()
+        );
+        self.rows(&sql, &a)?
+            .iter()
+            .map(|r| Ok((r.id(0)?, r.id(1)?)))
+            .collect()
     }
 
     /// Rows of `E` matching `f`.
     pub fn count<E: Entity>(&self, f: &Filter<'_>) -> Result<i64, StoreError> {
-        let (cond, args) = where_clause(f);
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM {}{cond}", E::TABLE))?;
-        let refs: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
-        Ok(st.query_row(refs.as_slice(), |r| r.get(0))?)
+        let (cond, a) = where_clause(f);
+        let sql = format!("SELECT COUNT(*) FROM {}{cond}", E::TABLE.name());
+        match self.row(&sql, &a)? {
+            Some(r) => r.int(0),
+            None => Ok(0),
+        }
     }
 
     pub fn insert<E: Entity>(&self, e: &E) -> Result<(), StoreError> {
         let c = e.cols();
-        let body = serde_json::to_string(e).map_err(|err| StoreError::Encode(E::TABLE, err))?;
-        let mut st = self.conn.prepare_cached(&format!(
+        let body = encode(e)?;
+        let sql = format!(
             "INSERT INTO {} (id, project_id, lb_id, parent_id, provisioning_status, \
-             operating_status, created_at, updated_at, body) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-            E::TABLE
-        ))?;
-        st.execute(params![
-            e.id().to_string(),
-            e.project(),
-            c.lb_id.to_string(),
-            c.parent_id.to_string(),
-            c.provisioning_status,
-            c.operating_status,
-            fmt_ts(&e.created()),
-            c.updated_at.as_ref().map(fmt_ts),
-            body
-        ])?;
+             operating_status, created_at, updated_at, body) VALUES ({})",
+            E::TABLE.name(),
+            marks(9)
+        );
+        self.exec(
+            &sql,
+            args![
+                e.id(),
+                e.project(),
+                c.lb_id,
+                c.parent_id,
+                c.provisioning_status,
+                c.operating_status,
+                fmt_ts(&e.created()),
+                c.updated_at.as_ref().map(fmt_ts),
+                body
+            ],
+        )?;
         Ok(())
     }
 
     /// Rewrites the whole entity (document and columns).
     pub fn update<E: Entity>(&self, e: &E) -> Result<bool, StoreError> {
         let c = e.cols();
-        let body = serde_json::to_string(e).map_err(|err| StoreError::Encode(E::TABLE, err))?;
-        let mut st = self.conn.prepare_cached(&format!(
-            "UPDATE {} SET lb_id=?2, parent_id=?3, provisioning_status=?4, operating_status=?5, \
-             updated_at=?6, body=?7 WHERE id=?1",
-            E::TABLE
-        ))?;
-        let n = st.execute(params![
-            e.id().to_string(),
-            c.lb_id.to_string(),
-            c.parent_id.to_string(),
-            c.provisioning_status,
-            c.operating_status,
-            c.updated_at.as_ref().map(fmt_ts),
-            body
-        ])?;
+        let body = encode(e)?;
+        let sql = format!(
+            "UPDATE {} SET lb_id = ?, parent_id = ?, provisioning_status = ?, \
+             operating_status = ?, updated_at = ?, body = ? WHERE id = ?",
+            E::TABLE.name()
+        );
+        let n = self.exec(
+            &sql,
+            args![
+                c.lb_id,
+                c.parent_id,
+                c.provisioning_status,
+                c.operating_status,
+                c.updated_at.as_ref().map(fmt_ts),
+                body,
+                e.id()
+            ],
+        )?;
         Ok(n == 1)
     }
 
-    /// Sets the provisioning and/or operating status of rows of `table` (by id), bumping
-    /// `updated_at`. Returns the rows changed.
+    /// Sets the provisioning and/or operating status of rows of `table` (by id), whatever they
+    /// were, bumping `updated_at`. Returns the rows changed. The API uses it on rows it just
+    /// locked; the worker and the health manager use `transition`.
     pub fn set_status(
         &self,
-        table: &str,
+        table: Table,
         ids: &[Id],
-        prov: Option<&str>,
-        op: Option<&str>,
+        prov: Option<ProvisioningStatus>,
+        op: Option<OperatingStatus>,
     ) -> Result<usize, StoreError> {
-        let now = time::now();
-        let mut st = self.conn.prepare_cached(&format!(
-            "UPDATE {table} SET provisioning_status = COALESCE(?2, provisioning_status), \
-             operating_status = COALESCE(?3, operating_status), updated_at = ?4, \
-             body = json_set(body, '$.{}', COALESCE(?2, provisioning_status), \
-                 '$.operating_status', COALESCE(?3, operating_status), '$.updated_at', ?5) \
-             WHERE id = ?1",
-            if table == "amphorae" {
-                "status"
-            } else {
-                "provisioning_status"
-            }
-        ))?;
+        let now = fmt_ts(&time::now());
         let mut n = 0;
         for id in ids {
-            n += st.execute(params![
-                id.to_string(),
-                prov,
-                op,
-                fmt_ts(&now),
-                time::render(&now)
-            ])?;
+            let (sql, a) = match (prov, op) {
+                (None, None) => return Ok(0),
+                (Some(p), None) => (
+                    "provisioning_status = ?",
+                    vec![Value::from(p.as_str()), now.clone().into(), id.into()],
+                ),
+                (None, Some(o)) => (
+                    "operating_status = ?",
+                    vec![o.as_str().into(), now.clone().into(), id.into()],
+                ),
+                (Some(p), Some(o)) => (
+                    "provisioning_status = ?, operating_status = ?",
+                    vec![
+                        p.as_str().into(),
+                        o.as_str().into(),
+                        now.clone().into(),
+                        id.into(),
+                    ],
+                ),
+            };
+            let sql = format!(
+                "UPDATE {} SET {sql}, updated_at = ? WHERE id = ?",
+                table.name()
+            );
+            n += self.exec(&sql, &a)? as usize;
         }
         Ok(n)
     }
@@ -332,134 +443,149 @@ impl Tx<'_> {
     /// overwrites a status someone else set since). Returns the rows changed.
     pub fn transition(
         &self,
-        table: &str,
+        table: Table,
         ids: &[Id],
-        from: &[&str],
-        to: &str,
+        from: &[ProvisioningStatus],
+        to: ProvisioningStatus,
     ) -> Result<usize, StoreError> {
         let mut n = 0;
         for id in ids {
-            for f in from {
-                n += self.move_status(table, "id", *id, f, to)?;
-            }
+            n += self.move_status(table, "id", *id, from, to.as_str())?;
         }
         Ok(n)
     }
 
-    /// Sets the provisioning status of every row of `table` in `lb_id` whose status is `from`.
-    pub fn set_status_where(
+    /// `transition` of every row of `table` in load balancer `lb_id`.
+    pub fn transition_lb(
         &self,
-        table: &str,
+        table: Table,
         lb_id: Id,
-        from: &str,
-        to: &str,
+        from: &[ProvisioningStatus],
+        to: ProvisioningStatus,
     ) -> Result<usize, StoreError> {
-        self.move_status(table, "lb_id", lb_id, from, to)
+        self.move_status(table, "lb_id", lb_id, from, to.as_str())
     }
 
-    /// `provisioning_status` from `from` to `to` where `column` (`id` or `lb_id`) is `key`.
+    /// Moves amphora `id` to `to` if its status is one of `from`; `false` if it was not.
+    pub fn amphora_transition(
+        &self,
+        id: Id,
+        from: &[AmphoraStatus],
+        to: AmphoraStatus,
+    ) -> Result<bool, StoreError> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        Ok(self.move_status_str(Table::Amphorae, "id", id, &from, to.as_str())? == 1)
+    }
+
     fn move_status(
         &self,
-        table: &str,
+        table: Table,
         column: &str,
         key: Id,
-        from: &str,
+        from: &[ProvisioningStatus],
         to: &str,
     ) -> Result<usize, StoreError> {
-        let now = time::now();
-        let mut st = self.conn.prepare_cached(&format!(
-            "UPDATE {table} SET provisioning_status = ?3, updated_at = ?4, \
-             body = json_set(body, '$.provisioning_status', ?3, '$.updated_at', ?5) \
-             WHERE {column} = ?1 AND provisioning_status = ?2"
-        ))?;
-        Ok(st.execute(params![
-            key.to_string(),
-            from,
-            to,
-            fmt_ts(&now),
-            time::render(&now)
-        ])?)
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        self.move_status_str(table, column, key, &from, to)
     }
 
-    /// The stored documents of `table` matching `f`, as `(id, project_id, parent_id, body)`,
-    /// in creation order: the wire representation without decoding (documents are kept in step
-    /// with the status columns).
-    pub fn list_raw(
+    /// `provisioning_status` from one of `from` to `to` where `column` (`id` or `lb_id`) is
+    /// `key`, in one conditional `UPDATE`.
+    fn move_status_str(
         &self,
-        table: &str,
+        table: Table,
+        column: &str,
+        key: Id,
+        from: &[&str],
+        to: &str,
+    ) -> Result<usize, StoreError> {
+        if from.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE {} SET provisioning_status = ?, updated_at = ? \
+             WHERE {column} = ? AND provisioning_status IN ({})",
+            table.name(),
+            marks(from.len())
+        );
+        let mut a = vec![Value::from(to), fmt_ts(&time::now()).into(), key.into()];
+        a.extend(from.iter().map(|s| Value::from(*s)));
+        Ok(self.exec(&sql, &a)? as usize)
+    }
+
+    /// The documents of `E` matching `f`, as `(id, project_id, parent_id, document)` in
+    /// creation order: the wire representation (statuses put back in) without decoding.
+    pub fn list_raw<E: Entity>(
+        &self,
         f: &Filter<'_>,
     ) -> Result<Vec<(Id, String, Id, String)>, StoreError> {
-        let (cond, args) = where_clause(f);
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT id, project_id, parent_id, body FROM {table}{cond} ORDER BY seq"
-        ))?;
-        let refs: Vec<&dyn ToSql> = args.iter().map(|a| a as &dyn ToSql).collect();
-        let mut rows = st.query(refs.as_slice())?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push((
-                uuid_col(&r.get::<_, String>(0)?),
-                r.get(1)?,
-                uuid_col(&r.get::<_, String>(2)?),
-                r.get(3)?,
-            ));
-        }
-        Ok(out)
+        let (cond, a) = where_clause(f);
+        let sql = format!(
+            "SELECT id, project_id, parent_id, provisioning_status, operating_status, \
+             updated_at, body FROM {}{cond} ORDER BY seq",
+            E::TABLE.name()
+        );
+        self.rows(&sql, &a)?
+            .iter()
+            .map(|r| {
+                let (prov, op, updated, body) =
+                    (r.text(3)?, r.text(4)?, r.opt_text(5)?, r.text(6)?);
+                let doc = with_cols(E::TABLE, &body, &prov, &op, updated.as_deref()).ok_or_else(
+                    || StoreError::Corrupt {
+                        table: E::TABLE.name(),
+                        id: r.text(0).unwrap_or_default(),
+                        source: serde::de::Error::custom("not a JSON object"),
+                    },
+                )?;
+                Ok((r.id(0)?, r.text(1)?, r.id(2)?, doc))
+            })
+            .collect()
     }
 
     /// Deletes rows of `table` by id.
-    pub fn delete(&self, table: &str, ids: &[Id]) -> Result<usize, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?;
+    pub fn delete(&self, table: Table, ids: &[Id]) -> Result<usize, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE id = ?", table.name());
         let mut n = 0;
         for id in ids {
-            n += st.execute(params![id.to_string()])?;
+            n += self.exec(&sql, args![id])? as usize;
         }
         Ok(n)
     }
 
     /// Deletes every row of `table` belonging to a load balancer.
-    pub fn delete_by_lb(&self, table: &str, lb_id: Id) -> Result<usize, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE lb_id = ?1"))?;
-        Ok(st.execute(params![lb_id.to_string()])?)
+    pub fn delete_by_lb(&self, table: Table, lb_id: Id) -> Result<usize, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE lb_id = ?", table.name());
+        Ok(self.exec(&sql, args![lb_id])? as usize)
     }
 
     /// Whether a row with this id exists in `table`.
-    pub fn exists(&self, table: &str, id: Id) -> Result<bool, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?;
-        Ok(st
-            .query_row(params![id.to_string()], |_| Ok(()))
-            .optional()?
-            .is_some())
+    pub fn exists(&self, table: Table, id: Id) -> Result<bool, StoreError> {
+        let sql = format!("SELECT 1 FROM {} WHERE id = ?", table.name());
+        Ok(self.row(&sql, args![id])?.is_some())
     }
 }
 
-fn where_clause(f: &Filter<'_>) -> (String, Vec<String>) {
+fn where_clause(f: &Filter<'_>) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
-    let mut args = Vec::new();
+    let mut a = Vec::new();
     if let Some(p) = f.project {
-        args.push(p.to_string());
-        conds.push(format!("project_id = ?{}", args.len()));
+        a.push(p.into());
+        conds.push("project_id = ?");
     }
     if let Some(l) = f.lb_id {
-        args.push(l.to_string());
-        conds.push(format!("lb_id = ?{}", args.len()));
+        a.push(l.into());
+        conds.push("lb_id = ?");
     }
     if let Some(p) = f.parent_id {
-        args.push(p.to_string());
-        conds.push(format!("parent_id = ?{}", args.len()));
+        a.push(p.into());
+        conds.push("parent_id = ?");
     }
     if f.live_only {
-        conds.push("provisioning_status != 'DELETED'".to_string());
+        conds.push("provisioning_status <> 'DELETED'");
     }
     if conds.is_empty() {
-        (String::new(), args)
+        (String::new(), a)
     } else {
-        (format!(" WHERE {}", conds.join(" AND ")), args)
+        (format!(" WHERE {}", conds.join(" AND ")), a)
     }
 }

@@ -7,9 +7,9 @@
 
 use rocta_model::time;
 use rocta_model::{new_id, Id, Job};
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
+use crate::sql::args;
 use crate::{StoreError, Tx};
 
 /// Where a job is in its life.
@@ -22,7 +22,7 @@ pub enum JobState {
 }
 
 impl JobState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             JobState::Pending => "pending",
             JobState::Running => "running",
@@ -74,19 +74,19 @@ impl Tx<'_> {
         let id = new_id();
         let payload = serde_json::to_string(job).map_err(|e| StoreError::Encode("jobs", e))?;
         let now = now_text();
-        self.conn
-            .prepare_cached(
-                "INSERT INTO jobs (id, name, lb_id, payload, state, locks_lb, created_at, \
-                 updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
-            )?
-            .execute(params![
-                id.to_string(),
+        self.exec(
+            "INSERT INTO jobs (id, name, lb_id, payload, state, locks_lb, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+            args![
+                id,
                 job.name(),
-                job.lb_id().to_string(),
+                job.lb_id(),
                 payload,
                 job.locks_lb(),
+                now.clone(),
                 now
-            ])?;
+            ],
+        )?;
         Ok(id)
     }
 
@@ -94,74 +94,75 @@ impl Tx<'_> {
     /// earlier unfinished job of the same load balancer precedes: the jobs of one load balancer
     /// run one at a time, in order, so a resumed job never races a newer one (a job whose
     /// worker died blocks the later ones until its lease lapses and it is resumed).
+    ///
+    /// Several workers claim at once safely on every backend: the candidate row is locked
+    /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL, the single writer on SQLite), and the
+    /// claim itself is a conditional `UPDATE` that only one transaction can win.
     pub fn job_claim(
         &self,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<JobRow>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT j.id, j.name, j.payload, j.state, j.attempts, j.failed_step, j.error \
-                 FROM jobs j WHERE j.state IN ('pending', 'running', 'reverting') \
-                 AND (j.owner IS NULL OR j.lease_until < ?1) \
-                 AND (j.lb_id = ?2 OR NOT EXISTS (SELECT 1 FROM jobs e \
-                     WHERE e.lb_id = j.lb_id AND e.seq < j.seq \
-                     AND e.state IN ('pending', 'running', 'reverting'))) \
-                 ORDER BY j.seq LIMIT 1",
-            )?
-            .query_row(params![now_ms, Id::nil().to_string()], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ))
-            })
-            .optional()?;
-        let Some((id, name, payload, state, attempts, failed_step, error)) = row else {
+        let sql = format!(
+            "SELECT j.id, j.name, j.payload, j.state, j.attempts, j.failed_step, j.error \
+             FROM jobs j WHERE j.state IN ('pending', 'running', 'reverting') \
+             AND (j.owner IS NULL OR j.lease_until < ?) \
+             AND (j.lb_id = ? OR NOT EXISTS (SELECT 1 FROM jobs e \
+                 WHERE e.lb_id = j.lb_id AND e.seq < j.seq \
+                 AND e.state IN ('pending', 'running', 'reverting'))) \
+             ORDER BY j.seq LIMIT 1{}",
+            self.dialect.lock_rows()
+        );
+        let Some(r) = self.row(&sql, args![now_ms, Id::nil()])? else {
             return Ok(None);
         };
-        self.conn
-            .prepare_cached(
-                "UPDATE jobs SET owner = ?2, lease_until = ?3, attempts = attempts + 1, \
-                 state = CASE state WHEN 'pending' THEN 'running' ELSE state END, updated_at = ?4 \
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, owner, now_ms + lease_ms, now_text()])?;
+        let (id, state, attempts) = (r.text(0)?, r.text(3)?, r.int(4)?);
+        let won = self.exec(
+            "UPDATE jobs SET owner = ?, lease_until = ?, attempts = attempts + 1, \
+             state = CASE state WHEN 'pending' THEN 'running' ELSE state END, updated_at = ? \
+             WHERE id = ? AND state = ? AND attempts = ? AND (owner IS NULL OR lease_until < ?)",
+            args![
+                owner,
+                now_ms + lease_ms,
+                now_text(),
+                &id,
+                &state,
+                attempts,
+                now_ms
+            ],
+        )?;
+        if won != 1 {
+            return Ok(None);
+        }
         let state = match JobState::parse(&state) {
             JobState::Pending => JobState::Running,
             s => s,
         };
         Ok(Some(JobRow {
             id: Id::parse_str(&id).unwrap_or(Id::nil()),
-            name,
-            payload,
+            name: r.text(1)?,
+            payload: r.text(2)?,
             state,
             attempts: attempts + 1,
-            failed_step: failed_step.map(|s| s as usize),
-            error,
+            failed_step: r.opt_int(5)?.map(|s| s as usize),
+            error: r.opt_text(6)?,
         }))
     }
 
     /// Extends the lease; `false` if the job is no longer ours.
     pub fn job_renew(&self, id: Id, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND owner = ?2")?
-            .execute(params![id.to_string(), owner, until_ms])?
-            == 1)
+        Ok(self.exec(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ?",
+            args![until_ms, id, owner],
+        )? == 1)
     }
 
     fn check_owner(&self, id: Id, owner: &str) -> Result<(), StoreError> {
-        let n = self
-            .conn
-            .prepare_cached("UPDATE jobs SET updated_at = ?3 WHERE id = ?1 AND owner = ?2")?
-            .execute(params![id.to_string(), owner, now_text()])?;
+        let n = self.exec(
+            "UPDATE jobs SET updated_at = ? WHERE id = ? AND owner = ?",
+            args![now_text(), id, owner],
+        )?;
         if n == 1 {
             Ok(())
         } else {
@@ -171,28 +172,20 @@ impl Tx<'_> {
 
     /// The journal of a job.
     pub fn job_steps(&self, id: Id) -> Result<Vec<StepRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT step, name, output, reverted FROM job_steps WHERE job_id = ?1 ORDER BY step",
-        )?;
-        let rows = st.query_map(params![id.to_string()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (step, name, output, reverted) = r?;
-            out.push(StepRow {
-                step: step as usize,
-                name,
-                output: serde_json::from_str(&output).unwrap_or(Value::Null),
-                reverted,
-            });
-        }
-        Ok(out)
+        self.rows(
+            "SELECT step, name, output, reverted FROM job_steps WHERE job_id = ? ORDER BY step",
+            args![id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(StepRow {
+                step: r.int(0)? as usize,
+                name: r.text(1)?,
+                output: serde_json::from_str(&r.text(2)?).unwrap_or(Value::Null),
+                reverted: r.int(3)? != 0,
+            })
+        })
+        .collect()
     }
 
     /// Records a completed step.
@@ -205,17 +198,17 @@ impl Tx<'_> {
         output: &Value,
     ) -> Result<(), StoreError> {
         self.check_owner(id, owner)?;
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO job_steps (job_id, step, name, output, reverted) \
-                 VALUES (?1, ?2, ?3, ?4, 0)",
-            )?
-            .execute(params![
-                id.to_string(),
-                step as i64,
-                name,
-                output.to_string()
-            ])?;
+        let sql = self.dialect.upsert(
+            "job_steps",
+            &["job_id", "step", "name", "output", "reverted"],
+            &["job_id", "step"],
+            &[
+                "name = {new}.name",
+                "output = {new}.output",
+                "reverted = {new}.reverted",
+            ],
+        );
+        self.exec(&sql, args![id, step, name, output.to_string(), 0i64])?;
         Ok(())
     }
 
@@ -228,24 +221,23 @@ impl Tx<'_> {
         error: &str,
     ) -> Result<(), StoreError> {
         self.check_owner(id, owner)?;
-        self.conn
-            .prepare_cached(
-                "UPDATE jobs SET state = 'reverting', failed_step = ?2, error = ?3 WHERE id = ?1",
-            )?
-            .execute(params![id.to_string(), step as i64, error])?;
+        self.exec(
+            "UPDATE jobs SET state = 'reverting', failed_step = ?, error = ? WHERE id = ?",
+            args![step, error, id],
+        )?;
         Ok(())
     }
 
     /// Records a reverted step.
     pub fn job_step_reverted(&self, id: Id, owner: &str, step: usize) -> Result<(), StoreError> {
         self.check_owner(id, owner)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO job_steps (job_id, step, name, output, reverted) \
-                 VALUES (?1, ?2, '', 'null', 1) \
-                 ON CONFLICT (job_id, step) DO UPDATE SET reverted = 1",
-            )?
-            .execute(params![id.to_string(), step as i64])?;
+        let sql = self.dialect.upsert(
+            "job_steps",
+            &["job_id", "step", "name", "output", "reverted"],
+            &["job_id", "step"],
+            &["reverted = {new}.reverted"],
+        );
+        self.exec(&sql, args![id, step, "", "null", 1i64])?;
         Ok(())
     }
 
@@ -253,23 +245,14 @@ impl Tx<'_> {
     /// `failed` (with its error) for the operator, without its journal.
     pub fn job_finish(&self, id: Id, owner: &str, error: Option<&str>) -> Result<(), StoreError> {
         self.check_owner(id, owner)?;
-        self.conn
-            .prepare_cached("DELETE FROM job_steps WHERE job_id = ?1")?
-            .execute(params![id.to_string()])?;
+        self.exec("DELETE FROM job_steps WHERE job_id = ?", args![id])?;
         match error {
-            None => {
-                self.conn
-                    .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-                    .execute(params![id.to_string()])?;
-            }
-            Some(e) => {
-                self.conn
-                    .prepare_cached(
-                        "UPDATE jobs SET state = ?2, owner = NULL, error = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id.to_string(), JobState::Failed.as_str(), e])?;
-            }
-        }
+            None => self.exec("DELETE FROM jobs WHERE id = ?", args![id])?,
+            Some(e) => self.exec(
+                "UPDATE jobs SET state = ?, owner = NULL, error = ? WHERE id = ?",
+                args![JobState::Failed.as_str(), e, id],
+            )?,
+        };
         Ok(())
     }
 
@@ -278,41 +261,37 @@ impl Tx<'_> {
     /// load balancer (a worker killed after its last status step, before journaling it), so a
     /// resumed job must not change the load balancer's statuses again.
     pub fn job_holds_lb(&self, job: Id, lb_id: Id) -> Result<bool, StoreError> {
-        let later: i64 = self
-            .conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM jobs e WHERE e.lb_id = ?2 AND e.locks_lb = 1 \
+        let later = self
+            .row(
+                "SELECT COUNT(*) FROM jobs e WHERE e.lb_id = ? AND e.locks_lb = 1 \
                  AND e.state IN ('pending', 'running', 'reverting') \
-                 AND e.seq > (SELECT seq FROM jobs WHERE id = ?1)",
+                 AND e.seq > (SELECT j.seq FROM jobs j WHERE j.id = ?)",
+                args![lb_id, job],
             )?
-            .query_row(params![job.to_string(), lb_id.to_string()], |r| r.get(0))?;
+            .map_or(Ok(0), |r| r.int(0))?;
         Ok(later == 0)
     }
 
     /// Jobs not yet finished (pending, running or reverting).
     pub fn jobs_unfinished(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row(
+        self.row(
             "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running', 'reverting')",
-            [],
-            |r| r.get(0),
-        )?)
+            &[],
+        )?
+        .map_or(Ok(0), |r| r.int(0))
     }
-}
 
-impl Tx<'_> {
     /// The failing step and error of a reverting job.
     pub fn job_failure(&self, id: Id) -> Result<Option<(usize, String)>, StoreError> {
-        let r: Option<(Option<i64>, Option<String>, String)> = self
-            .conn
-            .prepare_cached("SELECT failed_step, error, state FROM jobs WHERE id = ?1")?
-            .query_row(params![id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        Ok(match r {
-            Some((Some(step), err, state)) if state == "reverting" => {
-                Some((step as usize, err.unwrap_or_default()))
-            }
+        let Some(r) = self.row(
+            "SELECT failed_step, error, state FROM jobs WHERE id = ?",
+            args![id],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(match (r.opt_int(0)?, r.text(2)?.as_str()) {
+            (Some(step), "reverting") => Some((step as usize, r.opt_text(1)?.unwrap_or_default())),
             _ => None,
         })
     }
@@ -320,9 +299,18 @@ impl Tx<'_> {
     /// Gives up the leases of `owner` (a worker shutting down cleanly), so another worker or the
     /// next start resumes its jobs at once instead of after the lease.
     pub fn jobs_release(&self, owner: &str) -> Result<usize, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("UPDATE jobs SET owner = NULL, lease_until = 0 WHERE owner = ?1")?
-            .execute(params![owner])?)
+        Ok(self.exec(
+            "UPDATE jobs SET owner = NULL, lease_until = 0 WHERE owner = ?",
+            args![owner],
+        )? as usize)
+    }
+
+    /// Unfinished jobs of one kind (by name).
+    pub fn jobs_named(&self, name: &str) -> Result<i64, StoreError> {
+        self.row(
+            "SELECT COUNT(*) FROM jobs WHERE name = ? AND state IN ('pending', 'running', 'reverting')",
+            args![name],
+        )?
+        .map_or(Ok(0), |r| r.int(0))
     }
 }

@@ -1,42 +1,62 @@
 //! rocta's store: the desired state of every load balancer, the job queue and its step journal,
 //! quotas and statistics, in one database so that a state change and its job commit together.
 //!
+//! One contract, three backends: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB,
+//! chosen by Octavia's `[database] connection` URL (`Target::parse`). Queries are written once
+//! in the SQL the three share (`sql`); migrations are per dialect (`schema`).
+//!
 //! Each entity table has the same shape: indexed columns (`id`, `project_id`, `lb_id`,
-//! `parent_id`, the two statuses, `created_at`, `updated_at`) and the entity itself as a JSON
-//! document (`body`). Statuses and `updated_at` live in columns so the worker and the health
-//! manager change them without rewriting documents; they override the document's copy on read.
-//! Attribute filtering and sorting happen above the store (the API filters on wire names), so the
-//! SQL stays a portable subset for the PostgreSQL/MySQL backends to come.
+//! `parent_id`, the two statuses, `created_at`, `updated_at`) and the rest of the entity as a
+//! JSON document (`body`). Statuses and `updated_at` live only in their columns: the worker and
+//! the health manager move them with conditional `UPDATE`s, and reads put them back into the
+//! entity (`entity`). Attribute filtering and sorting happen above the store (the API filters
+//! on wire names).
 //!
-//! Concurrency: one writer connection (SQLite has one writer; write transactions are `BEGIN
-//! IMMEDIATE`, so two processes on one file queue instead of deadlocking) and a few reader
-//! connections (WAL lets readers run beside the writer). Queries take microseconds, so they run
-//! inline on the calling task instead of paying a thread hand-off.
+//! Concurrency: SQLite has one writer connection (write transactions are `BEGIN IMMEDIATE`, so
+//! two processes on one file queue instead of deadlocking) and a few readers (WAL); its
+//! queries take microseconds and run inline on the calling task. PostgreSQL and MySQL use a
+//! bounded pool of connections; their transactions run under `block_in_place`, so a network
+//! round trip never stalls the other tasks of an async worker thread (see ARCHITECTURE.md).
+//! Reads are one snapshot (`REPEATABLE READ`); writes see the latest committed rows.
 //!
-//! Layout: `Store` (connections, `read`/`write` transactions), `Tx` (queries, in `entity`,
-//! `jobs` and `misc`), `schema` (migrations).
+//! Layout: `Store` (backends, `read`/`write` transactions), `sql` (`Tx`, values, dialects),
+//! `pg` (PostgreSQL connections), queries in `entity`, `jobs` and `misc`, `schema`
+//! (migrations and the schema version), `testing` (throw-away databases for tests).
 
 mod entity;
 mod jobs;
 mod misc;
+mod pg;
 mod schema;
+mod sql;
+pub mod testing;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub use entity::{Cols, Entity, Filter};
+pub use entity::{Cols, Entity, Filter, Table};
 pub use jobs::{JobRow, JobState, StepRow};
-pub use schema::ENTITY_TABLES;
+pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};
+pub use sql::{Dialect, Tx};
 
 /// Store errors. A caller maps them to "try again later" (busy) or an internal error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("postgresql: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("mysql: {0}")]
+    Mysql(#[from] mysql::Error),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected value from the database: {0}")]
+    Decode(String),
     #[error("stored document of {table} {id} is unreadable: {source}")]
     Corrupt {
         table: &'static str,
@@ -54,65 +74,262 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("{0}")]
+    Schema(String),
+    #[error("invalid [database] connection {url:?}: {reason}")]
+    Url { url: String, reason: String },
 }
 
 impl StoreError {
-    /// Lock contention with another process: retrying later can succeed.
+    /// Lock contention with another transaction, or the database out of reach: retrying later
+    /// can succeed.
     pub fn is_busy(&self) -> bool {
-        matches!(self, StoreError::Db(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+        match self {
+            StoreError::Db(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Postgres(e) => match e.code() {
+                None => true,
+                Some(c) => {
+                    use tokio_postgres::error::SqlState;
+                    [
+                        SqlState::T_R_SERIALIZATION_FAILURE,
+                        SqlState::T_R_DEADLOCK_DETECTED,
+                        SqlState::LOCK_NOT_AVAILABLE,
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                        SqlState::TOO_MANY_CONNECTIONS,
+                    ]
+                    .contains(c)
+                }
+            },
+            // 1205: lock wait timeout; 1213: deadlock; 1040: too many connections.
+            StoreError::Mysql(mysql::Error::MySqlError(e)) => {
+                matches!(e.code, 1205 | 1213 | 1040)
+            }
+            StoreError::Mysql(_) | StoreError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Where the store lives: Octavia's `[database] connection`.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+    Mysql(String),
+}
+
+impl Target {
+    /// Parses a SQLAlchemy-style URL as Octavia's operators write them: `sqlite:///PATH`,
+    /// `postgresql://…` (also `postgres://`, `postgresql+psycopg2://`), `mysql://…` (also
+    /// `mysql+pymysql://`). Empty: SQLite at `default_sqlite`.
+    pub fn parse(url: &str, default_sqlite: &Path) -> Result<Target, StoreError> {
+        let bad = |reason: &str| StoreError::Url {
+            url: redact(url),
+            reason: reason.to_string(),
+        };
+        if url.is_empty() {
+            return Ok(Target::Sqlite(default_sqlite.to_path_buf()));
+        }
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected SCHEME://… (sqlite, postgresql or mysql)"))?;
+        let dialect = scheme.split('+').next().unwrap_or_default();
+        // SQLAlchemy query options that mean nothing to the Rust drivers.
+        let rest = strip_params(
+            rest,
+            &["charset", "client_encoding", "plugin", "read_timeout"],
+        );
+        match dialect {
+            "sqlite" => {
+                if rest.is_empty() || rest == "/" {
+                    return Err(bad("sqlite:///PATH needs a path"));
+                }
+                Ok(Target::Sqlite(PathBuf::from(rest)))
+            }
+            "postgresql" | "postgres" => {
+                let u = format!("postgresql://{rest}");
+                u.parse::<tokio_postgres::Config>()
+                    .map_err(|e| bad(&e.to_string()))?;
+                Ok(Target::Postgres(u))
+            }
+            "mysql" | "mariadb" => {
+                let u = format!("mysql://{rest}");
+                mysql::Opts::from_url(&u).map_err(|e| bad(&e.to_string()))?;
+                Ok(Target::Mysql(u))
+            }
+            _ => Err(bad("unsupported database (sqlite, postgresql or mysql)")),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Target::Sqlite(_) => Dialect::Sqlite,
+            Target::Postgres(_) => Dialect::Postgres,
+            Target::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    /// The URL or path without its password, for logs.
+    pub fn display(&self) -> String {
+        match self {
+            Target::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Target::Postgres(u) | Target::Mysql(u) => redact(u),
+        }
+    }
+}
+
+fn strip_params(rest: &str, drop: &[&str]) -> String {
+    let Some((base, query)) = rest.split_once('?') else {
+        return rest.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !drop.contains(&kv.split('=').next().unwrap_or_default()))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// `scheme://user:secret@host` as `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((cred, host)) if cred.contains(':') => {
+            let user = cred.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// SQLite `synchronous`: `off`, `normal` or `full` (`[database] sqlite_synchronous`).
+    pub sqlite_synchronous: String,
+    /// Connections per process to PostgreSQL or MySQL (`[database] max_pool_size`).
+    pub max_pool_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sqlite_synchronous: "normal".into(),
+            max_pool_size: 8,
+        }
     }
 }
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Arc<Backend>,
 }
 
-struct Inner {
+enum Backend {
+    Sqlite(SqliteDb),
+    Postgres(Box<pg::PgDb>),
+    Mysql(mysql::Pool),
+}
+
+struct SqliteDb {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
 
-/// Queries inside one transaction.
-pub struct Tx<'a> {
-    conn: &'a Connection,
-}
-
 const READERS: usize = 4;
 
+/// How long opening waits for other processes opening the same new SQLite file.
+const SQLITE_OPEN_WAIT: Duration = Duration::from_secs(30);
+
 impl Store {
-    /// Opens (creating and migrating if needed) the SQLite database at `path`.
-    /// `synchronous` is `off`, `normal` or `full` (see `[database] sqlite_synchronous`).
-    pub fn open_sqlite(path: &Path, synchronous: &str) -> Result<Store, StoreError> {
-        let open = |write: bool| -> Result<Connection, StoreError> {
-            let c = Connection::open(path).map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-            c.busy_timeout(Duration::from_secs(10))?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", synchronous)?;
-            c.pragma_update(None, "foreign_keys", "OFF")?;
-            if write {
-                schema::migrate(&c)?;
+    /// Opens the store for a role: an empty database gets the current schema; a database of
+    /// another schema version is refused with what to run (`rocta db upgrade`).
+    pub fn open(target: &Target, opts: &Options) -> Result<Store, StoreError> {
+        let s = Store::connect(target, opts)?;
+        match s.schema_state()? {
+            SchemaState::Current => Ok(s),
+            SchemaState::Empty => {
+                s.upgrade()?;
+                Ok(s)
             }
-            c.set_prepared_statement_cache_capacity(128);
-            Ok(c)
+            other => Err(StoreError::Schema(other.explain())),
+        }
+    }
+
+    /// Connects without looking at the schema (`rocta db upgrade`, `rocta db version`).
+    pub fn connect(target: &Target, opts: &Options) -> Result<Store, StoreError> {
+        let backend = match target {
+            Target::Sqlite(path) => {
+                Backend::Sqlite(SqliteDb::open(path, &opts.sqlite_synchronous)?)
+            }
+            Target::Postgres(url) => {
+                let cfg = url
+                    .parse::<tokio_postgres::Config>()
+                    .map_err(StoreError::from)?;
+                let db = pg::PgDb::new(cfg, opts.max_pool_size)?;
+                Backend::Postgres(Box::new(db))
+            }
+            Target::Mysql(url) => {
+                let base = mysql::Opts::from_url(url).map_err(|e| StoreError::Url {
+                    url: redact(url),
+                    reason: e.to_string(),
+                })?;
+                let pool_opts = mysql::PoolOpts::default()
+                    .with_reset_connection(false)
+                    .with_constraints(
+                        mysql::PoolConstraints::new(0, opts.max_pool_size.max(1))
+                            .expect("0 <= max"),
+                    );
+                let o = mysql::OptsBuilder::from_opts(base)
+                    .pool_opts(pool_opts)
+                    .tcp_nodelay(true)
+                    .stmt_cache_size(256)
+                    // Matched rows, not changed rows, for conditional updates.
+                    .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
+                    .init(vec![
+                        "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+                        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    ]);
+                let pool = mysql::Pool::new(o)?;
+                Backend::Mysql(pool)
+            }
         };
-        let writer = open(true)?;
-        let readers = (0..READERS)
-            .map(|_| open(false).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                readers,
-                next_reader: AtomicUsize::new(0),
-            }),
-        })
+        let s = Store {
+            inner: Arc::new(backend),
+        };
+        // Reach the server now: a wrong URL or a server down is an error at start.
+        s.blocking(false, |tx| tx.dialect_probe())?;
+        Ok(s)
+    }
+
+    /// Opens (creating and migrating if needed) the SQLite database at `path`.
+    pub fn open_sqlite(path: &Path, synchronous: &str) -> Result<Store, StoreError> {
+        Store::open(
+            &Target::Sqlite(path.to_path_buf()),
+            &Options {
+                sqlite_synchronous: synchronous.into(),
+                ..Options::default()
+            },
+        )
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match &*self.inner {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+            Backend::Mysql(_) => Dialect::Mysql,
+        }
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
@@ -120,18 +337,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
-        let n = self.inner.readers.len();
-        // Take a free reader if there is one, else wait for the next in turn.
-        let mut guard = (0..n)
-            .find_map(|k| self.inner.readers[(start + k) % n].try_lock().ok())
-            .unwrap_or_else(|| lock(&self.inner.readers[start % n]));
-        let tx = guard
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(StoreError::from)?;
-        let out = f(&Tx { conn: &tx })?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.run(false, f)
     }
 
     /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
@@ -139,12 +345,156 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut guard = lock(&self.inner.writer);
-        let tx = guard
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        self.run(true, f)
+    }
+
+    /// A transaction from synchronous code (tools, migrations).
+    pub fn blocking<T, E: From<StoreError>>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.run(write, f)
+    }
+
+    fn run<T, E: From<StoreError>>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match &*self.inner {
+            Backend::Sqlite(db) => db.run(write, f),
+            Backend::Postgres(db) => off_runtime(|| db.run(write, f)),
+            Backend::Mysql(pool) => off_runtime(|| mysql_run(pool, write, f)),
+        }
+    }
+}
+
+/// Runs a blocking database call so that it does not stall the async runtime: on a
+/// multi-threaded runtime under `block_in_place` (the runtime hands this thread's other tasks
+/// to another thread meanwhile); elsewhere (synchronous code, single-threaded test runtimes)
+/// inline.
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A MySQL transaction, begun and ended here rather than by the driver so that a read begins in
+/// one round trip. Sessions run `READ COMMITTED` (set at connect: a write's conditional updates,
+/// locks and counts see what others committed, as on PostgreSQL); a read asks for one
+/// `REPEATABLE READ` snapshot.
+fn mysql_run<T, E: From<StoreError>>(
+    pool: &mysql::Pool,
+    write: bool,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    use mysql::prelude::Queryable;
+    let mut conn = pool
+        .try_get_conn(Duration::from_secs(30))
+        .map_err(StoreError::from)?;
+    let begin = if write {
+        "START TRANSACTION"
+    } else {
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+         START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+    };
+    conn.query_drop(begin).map_err(StoreError::from)?;
+    let mut open = OpenMysqlTx(Some(conn));
+    let tx = Tx::new(
+        sql::Session::Mysql(open.0.as_mut().expect("set above")),
+        Dialect::Mysql,
+    );
+    let out = f(&tx);
+    let mut conn = open.0.take().expect("set above");
+    let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    match conn.query_drop(end) {
+        Ok(()) => out,
+        Err(e) => match out {
+            Ok(_) => Err(StoreError::from(e).into()),
+            Err(first) => Err(first),
+        },
+    }
+}
+
+/// A MySQL connection inside a transaction; rolled back if dropped there (a panic in the
+/// transaction's closure), so the pool never hands out a connection mid-transaction.
+struct OpenMysqlTx(Option<mysql::PooledConn>);
+
+impl Drop for OpenMysqlTx {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            use mysql::prelude::Queryable;
+            let _ = c.query_drop("ROLLBACK");
+        }
+    }
+}
+
+impl SqliteDb {
+    fn open(path: &Path, synchronous: &str) -> Result<SqliteDb, StoreError> {
+        let open = |write: bool| -> Result<Connection, StoreError> {
+            let c = Connection::open(path).map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            if write {
+                c.pragma_update(None, "journal_mode", "WAL")?;
+            }
+            c.pragma_update(None, "synchronous", synchronous)?;
+            c.pragma_update(None, "foreign_keys", "OFF")?;
+            c.set_prepared_statement_cache_capacity(128);
+            Ok(c)
+        };
+        // Processes opening one new file together can find it locked while another switches
+        // it to WAL (SQLite does not wait on that lock): retry for a while.
+        let deadline = std::time::Instant::now() + SQLITE_OPEN_WAIT;
+        let writer = loop {
+            match open(true) {
+                Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r?,
+            }
+        };
+        let readers = (0..READERS)
+            .map(|_| open(false).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SqliteDb {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn run<T, E: From<StoreError>>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut guard = if write {
+            lock(&self.writer)
+        } else {
+            let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+            let n = self.readers.len();
+            // Take a free reader if there is one, else wait for the next in turn.
+            (0..n)
+                .find_map(|k| self.readers[(start + k) % n].try_lock().ok())
+                .unwrap_or_else(|| lock(&self.readers[start % n]))
+        };
+        let behavior = if write {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        };
+        let t = guard
+            .transaction_with_behavior(behavior)
             .map_err(StoreError::from)?;
-        let out = f(&Tx { conn: &tx })?;
-        tx.commit().map_err(StoreError::from)?;
+        let out = f(&Tx::new(sql::Session::Sqlite(&t), Dialect::Sqlite))?;
+        t.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 }
@@ -154,6 +504,3 @@ impl Store {
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-#[cfg(test)]
-mod tests;

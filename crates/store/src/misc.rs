@@ -1,278 +1,135 @@
 //! Quotas, listener statistics, amphora health and claims, VIP allocation intents, purge.
 
-use rocta_model::{Id, Quota, Stats};
-use rusqlite::{params, OptionalExtension};
+use rocta_model::time::Timestamp;
+use rocta_model::{AmphoraStatus, Id, Quota, Stats};
 
+use crate::entity::fmt_ts;
+use crate::sql::{args, Row};
 use crate::{StoreError, Tx};
+
+fn quota_doc(project: &str, body: &str) -> Result<Quota, StoreError> {
+    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+        table: "quotas",
+        id: project.to_string(),
+        source,
+    })
+}
+
+fn stats(r: &Row, from: usize) -> Result<Stats, StoreError> {
+    Ok(Stats {
+        bytes_in: r.int(from)?,
+        bytes_out: r.int(from + 1)?,
+        active_connections: r.int(from + 2)?,
+        total_connections: r.int(from + 3)?,
+        request_errors: r.int(from + 4)?,
+    })
+}
+
+fn ids(rows: Vec<Row>) -> Result<Vec<Id>, StoreError> {
+    Ok(rows
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .filter_map(|s| Id::parse_str(s).ok())
+        .collect())
+}
 
 impl Tx<'_> {
     /// A project's quota overrides, if it has any.
     pub fn quota_get(&self, project: &str) -> Result<Option<Quota>, StoreError> {
-        let body: Option<String> = self
-            .conn
-            .prepare_cached("SELECT body FROM quotas WHERE project_id = ?1")?
-            .query_row(params![project], |r| r.get(0))
-            .optional()?;
-        body.map(|b| {
-            serde_json::from_str(&b).map_err(|source| StoreError::Corrupt {
-                table: "quotas",
-                id: project.to_string(),
-                source,
-            })
-        })
+        self.row(
+            "SELECT body FROM quotas WHERE project_id = ?",
+            args![project],
+        )?
+        .map(|r| quota_doc(project, &r.text(0)?))
         .transpose()
     }
 
     /// Every project that has overrides.
     pub fn quota_list(&self) -> Result<Vec<(String, Quota)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT project_id, body FROM quotas ORDER BY project_id")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (p, b) = r?;
-            let q = serde_json::from_str(&b).map_err(|source| StoreError::Corrupt {
-                table: "quotas",
-                id: p.clone(),
-                source,
-            })?;
-            out.push((p, q));
-        }
-        Ok(out)
+        self.rows(
+            "SELECT project_id, body FROM quotas ORDER BY project_id",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            let p = r.text(0)?;
+            let q = quota_doc(&p, &r.text(1)?)?;
+            Ok((p, q))
+        })
+        .collect()
     }
 
     pub fn quota_set(&self, project: &str, q: &Quota) -> Result<(), StoreError> {
         let body = serde_json::to_string(q).map_err(|e| StoreError::Encode("quotas", e))?;
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO quotas (project_id, body) VALUES (?1, ?2)")?
-            .execute(params![project, body])?;
+        let sql = self.dialect.upsert(
+            "quotas",
+            &["project_id", "body"],
+            &["project_id"],
+            &["body = {new}.body"],
+        );
+        self.exec(&sql, args![project, body])?;
         Ok(())
     }
 
     pub fn quota_delete(&self, project: &str) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("DELETE FROM quotas WHERE project_id = ?1")?
-            .execute(params![project])?;
+        self.exec("DELETE FROM quotas WHERE project_id = ?", args![project])?;
+        Ok(())
+    }
+
+    /// Serializes the transactions that count a project's objects against its quota and then
+    /// create some: the second waits for the first to commit, then counts what it created. (On
+    /// SQLite the single writer already does this.)
+    pub fn quota_lock(&self, project: &str) -> Result<(), StoreError> {
+        let sql = self.dialect.upsert(
+            "quota_locks",
+            &["project_id", "n"],
+            &["project_id"],
+            &["n = {old}.n + 1"],
+        );
+        self.exec(&sql, args![project, 1i64])?;
         Ok(())
     }
 
     /// Counters of one listener summed over its amphorae.
     pub fn listener_stats(&self, listener_id: Id) -> Result<Stats, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT COALESCE(SUM(bytes_in),0), COALESCE(SUM(bytes_out),0), \
-                 COALESCE(SUM(active_connections),0), COALESCE(SUM(total_connections),0), \
-                 COALESCE(SUM(request_errors),0) FROM listener_stats WHERE listener_id = ?1",
-            )?
-            .query_row(params![listener_id.to_string()], |r| {
-                Ok(Stats {
-                    bytes_in: r.get(0)?,
-                    bytes_out: r.get(1)?,
-                    active_connections: r.get(2)?,
-                    total_connections: r.get(3)?,
-                    request_errors: r.get(4)?,
-                })
-            })?)
+        let d = self.dialect;
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, {} FROM listener_stats WHERE listener_id = ?",
+            d.sum_int("bytes_in"),
+            d.sum_int("bytes_out"),
+            d.sum_int("active_connections"),
+            d.sum_int("total_connections"),
+            d.sum_int("request_errors"),
+        );
+        match self.row(&sql, args![listener_id])? {
+            Some(r) => stats(&r, 0),
+            None => Ok(Stats::default()),
+        }
     }
 
     /// Counters of one amphora, per listener.
     pub fn amphora_stats(&self, amphora_id: Id) -> Result<Vec<(Id, Stats)>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        self.rows(
             "SELECT listener_id, bytes_in, bytes_out, active_connections, total_connections, \
-             request_errors FROM listener_stats WHERE amphora_id = ?1 ORDER BY listener_id",
-        )?;
-        let rows = st.query_map(params![amphora_id.to_string()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Stats {
-                    bytes_in: r.get(1)?,
-                    bytes_out: r.get(2)?,
-                    active_connections: r.get(3)?,
-                    total_connections: r.get(4)?,
-                    request_errors: r.get(5)?,
-                },
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (l, s) = r?;
-            out.push((Id::parse_str(&l).unwrap_or(Id::nil()), s));
-        }
-        Ok(out)
+             request_errors FROM listener_stats WHERE amphora_id = ? ORDER BY listener_id",
+            args![amphora_id],
+        )?
+        .iter()
+        .map(|r| Ok((r.id(0)?, stats(r, 1)?)))
+        .collect()
     }
 
     /// Forgets the counters of deleted listeners.
     pub fn listener_stats_delete(&self, listener_ids: &[Id]) -> Result<(), StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("DELETE FROM listener_stats WHERE listener_id = ?1")?;
         for id in listener_ids {
-            st.execute(params![id.to_string()])?;
+            self.exec(
+                "DELETE FROM listener_stats WHERE listener_id = ?",
+                args![id],
+            )?;
         }
         Ok(())
-    }
-}
-
-impl Tx<'_> {
-    /// Records a counted heartbeat of an amphora.
-    pub fn health_seen(&self, amphora: Id, now_ms: i64, seq: i64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO amphora_health (amphora_id, last_update, seq) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (amphora_id) DO UPDATE SET last_update = ?2, seq = ?3",
-            )?
-            .execute(params![amphora.to_string(), now_ms, seq])?;
-        Ok(())
-    }
-
-    /// Amphorae of load balancers whose last counted heartbeat is older than `cutoff_ms`, with
-    /// their load balancer (only allocated amphorae: deleted ones and spares are not judged).
-    pub fn stale_amphorae(&self, cutoff_ms: i64) -> Result<Vec<(Id, Id)>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT h.amphora_id, a.lb_id FROM amphora_health h JOIN amphorae a ON a.id = h.amphora_id \
-             WHERE h.last_update < ?1 AND a.provisioning_status IN ('ALLOCATED', 'FAILOVER_STOPPED') \
-             ORDER BY h.last_update",
-        )?;
-        let rows = st.query_map(params![cutoff_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (a, l) = r?;
-            if let (Ok(a), Ok(l)) = (Id::parse_str(&a), Id::parse_str(&l)) {
-                out.push((a, l));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The spare amphora a job claimed for one of its slots.
-    pub fn claim_get(&self, job: Id, slot: &str) -> Result<Option<Id>, StoreError> {
-        let a: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT amphora_id FROM amphora_claims WHERE job_id = ?1 AND slot = ?2",
-            )?
-            .query_row(params![job.to_string(), slot], |r| r.get(0))
-            .optional()?;
-        Ok(a.and_then(|a| Id::parse_str(&a).ok()))
-    }
-
-    pub fn claim_put(&self, job: Id, slot: &str, amphora: Id) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO amphora_claims (job_id, slot, amphora_id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![job.to_string(), slot, amphora.to_string()])?;
-        Ok(())
-    }
-
-    /// Ids of amphorae in `status`, oldest first.
-    pub fn amphorae_in(&self, status: &str, limit: i64) -> Result<Vec<Id>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id FROM amphorae WHERE provisioning_status = ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![status, limit], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for r in rows {
-            if let Ok(id) = Id::parse_str(&r?) {
-                out.push(id);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Records that a VIP is being allocated for `lb_id`, a load balancer not yet committed (in
-    /// its own transaction, before the allocation). The transaction that records the load
-    /// balancer ends the intent (`vip_intent_end`); an intent left behind by a process that
-    /// died in between is found by `vip_intents_before` and its VIP released.
-    pub fn vip_intent(&self, lb_id: Id, now_ms: i64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO vip_allocations (lb_id, created_ms) VALUES (?1, ?2)",
-            )?
-            .execute(params![lb_id.to_string(), now_ms])?;
-        Ok(())
-    }
-
-    /// Ends the intent of `lb_id`; `false` if it was no longer there (housekeeping took it for
-    /// an abandoned one: the VIP is being released, so the load balancer must not use it).
-    pub fn vip_intent_end(&self, lb_id: Id) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM vip_allocations WHERE lb_id = ?1")?
-            .execute(params![lb_id.to_string()])?
-            == 1)
-    }
-
-    /// Load balancers whose VIP intent was recorded before `cutoff_ms` and never ended.
-    pub fn vip_intents_before(&self, cutoff_ms: i64) -> Result<Vec<Id>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT lb_id FROM vip_allocations WHERE created_ms < ?1")?;
-        let rows = st.query_map(params![cutoff_ms], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for r in rows {
-            if let Ok(id) = Id::parse_str(&r?) {
-                out.push(id);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Unfinished jobs of one kind (by name).
-    pub fn jobs_named(&self, name: &str) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM jobs WHERE name = ?1 AND state IN ('pending', 'running', 'reverting')",
-            )?
-            .query_row(params![name], |r| r.get(0))?)
-    }
-
-    /// Removes `DELETED` amphorae and load balancers last updated before the cutoffs, with the
-    /// health records and claims that refer to them. Returns (amphorae, load balancers) purged.
-    pub fn purge_deleted(
-        &self,
-        amphora_cutoff: rocta_model::time::Timestamp,
-        lb_cutoff: rocta_model::time::Timestamp,
-    ) -> Result<(usize, usize), StoreError> {
-        let c = &self.conn;
-        let amps = c.execute(
-            "DELETE FROM amphorae WHERE provisioning_status = 'DELETED' \
-             AND COALESCE(updated_at, created_at) < ?1",
-            params![crate::entity::fmt_ts(&amphora_cutoff)],
-        )?;
-        c.execute(
-            "DELETE FROM amphora_health WHERE amphora_id NOT IN (SELECT id FROM amphorae)",
-            [],
-        )?;
-        c.execute(
-            "DELETE FROM amphora_claims WHERE amphora_id NOT IN (SELECT id FROM amphorae)",
-            [],
-        )?;
-        let lbs = c.execute(
-            "DELETE FROM load_balancers WHERE provisioning_status = 'DELETED' \
-             AND COALESCE(updated_at, created_at) < ?1",
-            params![crate::entity::fmt_ts(&lb_cutoff)],
-        )?;
-        Ok((amps, lbs))
-    }
-
-    /// The last sequence number counted per amphora.
-    pub fn health_sequences(&self) -> Result<Vec<(Id, i64)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT amphora_id, seq FROM amphora_health")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (a, s) = r?;
-            out.push((Id::parse_str(&a).unwrap_or(Id::nil()), s));
-        }
-        Ok(out)
     }
 
     /// Adds heartbeat deltas to a listener's counters on one amphora (`active_connections` is
@@ -283,23 +140,170 @@ impl Tx<'_> {
         amphora: Id,
         d: &Stats,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO listener_stats (listener_id, amphora_id, bytes_in, bytes_out, \
-                 active_connections, total_connections, request_errors) VALUES (?1,?2,?3,?4,?5,?6,?7) \
-                 ON CONFLICT (listener_id, amphora_id) DO UPDATE SET bytes_in = bytes_in + ?3, \
-                 bytes_out = bytes_out + ?4, active_connections = ?5, \
-                 total_connections = total_connections + ?6, request_errors = request_errors + ?7",
-            )?
-            .execute(params![
-                listener.to_string(),
-                amphora.to_string(),
+        let sql = self.dialect.upsert(
+            "listener_stats",
+            &[
+                "listener_id",
+                "amphora_id",
+                "bytes_in",
+                "bytes_out",
+                "active_connections",
+                "total_connections",
+                "request_errors",
+            ],
+            &["listener_id", "amphora_id"],
+            &[
+                "bytes_in = {old}.bytes_in + {new}.bytes_in",
+                "bytes_out = {old}.bytes_out + {new}.bytes_out",
+                "active_connections = {new}.active_connections",
+                "total_connections = {old}.total_connections + {new}.total_connections",
+                "request_errors = {old}.request_errors + {new}.request_errors",
+            ],
+        );
+        self.exec(
+            &sql,
+            args![
+                listener,
+                amphora,
                 d.bytes_in,
                 d.bytes_out,
                 d.active_connections,
                 d.total_connections,
                 d.request_errors
-            ])?;
+            ],
+        )?;
         Ok(())
+    }
+}
+
+impl Tx<'_> {
+    /// Records a counted heartbeat of an amphora.
+    pub fn health_seen(&self, amphora: Id, now_ms: i64, seq: i64) -> Result<(), StoreError> {
+        let sql = self.dialect.upsert(
+            "amphora_health",
+            &["amphora_id", "last_update", "seq"],
+            &["amphora_id"],
+            &["last_update = {new}.last_update", "seq = {new}.seq"],
+        );
+        self.exec(&sql, args![amphora, now_ms, seq])?;
+        Ok(())
+    }
+
+    /// The last sequence number counted per amphora.
+    pub fn health_sequences(&self) -> Result<Vec<(Id, i64)>, StoreError> {
+        self.rows("SELECT amphora_id, seq FROM amphora_health", &[])?
+            .iter()
+            .map(|r| Ok((r.id(0)?, r.int(1)?)))
+            .collect()
+    }
+
+    /// Amphorae of load balancers whose last counted heartbeat is older than `cutoff_ms`, with
+    /// their load balancer (only allocated amphorae: deleted ones and spares are not judged).
+    pub fn stale_amphorae(&self, cutoff_ms: i64) -> Result<Vec<(Id, Id)>, StoreError> {
+        let rows = self.rows(
+            "SELECT h.amphora_id, a.lb_id FROM amphora_health h \
+             JOIN amphorae a ON a.id = h.amphora_id \
+             WHERE h.last_update < ? AND a.provisioning_status IN (?, ?) \
+             ORDER BY h.last_update",
+            args![
+                cutoff_ms,
+                AmphoraStatus::Allocated.as_str(),
+                AmphoraStatus::FailoverStopped.as_str()
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let a = Id::parse_str(&r.text(0).ok()?).ok()?;
+                let l = Id::parse_str(&r.text(1).ok()?).ok()?;
+                Some((a, l))
+            })
+            .collect())
+    }
+
+    /// The spare amphora a job claimed for one of its slots.
+    pub fn claim_get(&self, job: Id, slot: &str) -> Result<Option<Id>, StoreError> {
+        Ok(self
+            .row(
+                "SELECT amphora_id FROM amphora_claims WHERE job_id = ? AND slot = ?",
+                args![job, slot],
+            )?
+            .and_then(|r| Id::parse_str(&r.text(0).ok()?).ok()))
+    }
+
+    pub fn claim_put(&self, job: Id, slot: &str, amphora: Id) -> Result<(), StoreError> {
+        let sql = self.dialect.upsert(
+            "amphora_claims",
+            &["job_id", "slot", "amphora_id"],
+            &["job_id", "slot"],
+            &["amphora_id = {new}.amphora_id"],
+        );
+        self.exec(&sql, args![job, slot, amphora])?;
+        Ok(())
+    }
+
+    /// Ids of amphorae in `status`, oldest first.
+    pub fn amphorae_in(&self, status: AmphoraStatus, limit: i64) -> Result<Vec<Id>, StoreError> {
+        ids(self.rows(
+            "SELECT id FROM amphorae WHERE provisioning_status = ? ORDER BY seq LIMIT ?",
+            args![status.as_str(), limit],
+        )?)
+    }
+
+    /// Records that a VIP is being allocated for `lb_id`, a load balancer not yet committed (in
+    /// its own transaction, before the allocation). The transaction that records the load
+    /// balancer ends the intent (`vip_intent_end`); an intent left behind by a process that
+    /// died in between is found by `vip_intents_before` and its VIP released.
+    pub fn vip_intent(&self, lb_id: Id, now_ms: i64) -> Result<(), StoreError> {
+        let sql = self.dialect.upsert(
+            "vip_allocations",
+            &["lb_id", "created_ms"],
+            &["lb_id"],
+            &["created_ms = {new}.created_ms"],
+        );
+        self.exec(&sql, args![lb_id, now_ms])?;
+        Ok(())
+    }
+
+    /// Ends the intent of `lb_id`; `false` if it was no longer there (housekeeping took it for
+    /// an abandoned one: the VIP is being released, so the load balancer must not use it).
+    pub fn vip_intent_end(&self, lb_id: Id) -> Result<bool, StoreError> {
+        Ok(self.exec("DELETE FROM vip_allocations WHERE lb_id = ?", args![lb_id])? == 1)
+    }
+
+    /// Load balancers whose VIP intent was recorded before `cutoff_ms` and never ended.
+    pub fn vip_intents_before(&self, cutoff_ms: i64) -> Result<Vec<Id>, StoreError> {
+        ids(self.rows(
+            "SELECT lb_id FROM vip_allocations WHERE created_ms < ? ORDER BY created_ms",
+            args![cutoff_ms],
+        )?)
+    }
+
+    /// Removes `DELETED` amphorae and load balancers last updated before the cutoffs, with the
+    /// health records and claims that refer to them. Returns (amphorae, load balancers) purged.
+    pub fn purge_deleted(
+        &self,
+        amphora_cutoff: Timestamp,
+        lb_cutoff: Timestamp,
+    ) -> Result<(usize, usize), StoreError> {
+        let amps = self.exec(
+            "DELETE FROM amphorae WHERE provisioning_status = 'DELETED' \
+             AND COALESCE(updated_at, created_at) < ?",
+            args![fmt_ts(&amphora_cutoff)],
+        )?;
+        self.exec(
+            "DELETE FROM amphora_health WHERE amphora_id NOT IN (SELECT id FROM amphorae)",
+            &[],
+        )?;
+        self.exec(
+            "DELETE FROM amphora_claims WHERE amphora_id NOT IN (SELECT id FROM amphorae)",
+            &[],
+        )?;
+        let lbs = self.exec(
+            "DELETE FROM load_balancers WHERE provisioning_status = 'DELETED' \
+             AND COALESCE(updated_at, created_at) < ?",
+            args![fmt_ts(&lb_cutoff)],
+        )?;
+        Ok((amps as usize, lbs as usize))
     }
 }

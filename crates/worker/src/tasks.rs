@@ -9,7 +9,7 @@ use rocta_drivers::{DriverError, Vip};
 use rocta_flow::{Outputs, RetryPolicy, Task, TaskError};
 use rocta_model::time;
 use rocta_model::*;
-use rocta_store::{Entity, Filter, StoreError, Tx};
+use rocta_store::{Entity, Filter, StoreError, Table, Tx};
 use serde_json::{json, Value};
 
 use crate::Ctx;
@@ -48,7 +48,7 @@ pub(crate) async fn amphora_id(ctx: &Ctx, slot: &'static str) -> R<Id> {
     Ok(claimed.unwrap_or_else(|| built_amphora_id(ctx, slot)))
 }
 
-pub(crate) fn table(kind: ChildKind) -> &'static str {
+pub(crate) fn table(kind: ChildKind) -> Table {
     match kind {
         ChildKind::Listener => Listener::TABLE,
         ChildKind::Pool => Pool::TABLE,
@@ -59,16 +59,11 @@ pub(crate) fn table(kind: ChildKind) -> &'static str {
     }
 }
 
-const CHILD_TABLES: [&str; 6] = [
-    "listeners",
-    "pools",
-    "members",
-    "health_monitors",
-    "l7policies",
-    "l7rules",
+const PENDING: [ProvisioningStatus; 3] = [
+    ProvisioningStatus::PendingCreate,
+    ProvisioningStatus::PendingUpdate,
+    ProvisioningStatus::PendingDelete,
 ];
-
-const PENDING: [&str; 3] = ["PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"];
 
 /// Whether this job's status steps may act on `lb_id`: it still holds the load balancer's lock.
 /// It does not when a later job already locked the load balancer, which is possible only if
@@ -89,24 +84,26 @@ fn mark_lb_active(tx: &Tx<'_>, job: Id, lb_id: Id) -> Result<(), StoreError> {
     if !holds_lock(tx, job, lb_id)? {
         return Ok(());
     }
-    for t in CHILD_TABLES {
-        for from in ["PENDING_CREATE", "PENDING_UPDATE"] {
-            tx.set_status_where(t, lb_id, from, "ACTIVE")?;
-        }
+    let created_or_updated = [
+        ProvisioningStatus::PendingCreate,
+        ProvisioningStatus::PendingUpdate,
+    ];
+    for t in Table::CHILDREN {
+        tx.transition_lb(t, lb_id, &created_or_updated, ProvisioningStatus::Active)?;
     }
-    for t in ["health_monitors", "l7policies", "l7rules"] {
+    for t in [Table::HealthMonitors, Table::L7Policies, Table::L7Rules] {
         let f = Filter {
             lb_id: Some(lb_id),
             ..Default::default()
         };
         let ids: Vec<Id> = tx.links(t, &f)?.into_iter().map(|(_, id)| id).collect();
-        tx.set_status(t, &ids, None, Some("ONLINE"))?;
+        tx.set_status(t, &ids, None, Some(OperatingStatus::Online))?;
     }
     tx.transition(
-        LoadBalancer::TABLE,
+        Table::LoadBalancers,
         &[lb_id],
-        &["PENDING_CREATE", "PENDING_UPDATE"],
-        "ACTIVE",
+        &created_or_updated,
+        ProvisioningStatus::Active,
     )?;
     Ok(())
 }
@@ -131,13 +128,16 @@ impl Task<Ctx> for LbErrorOnRevert {
                 if !holds_lock(tx, ctx.job_id, self.lb_id)? {
                     return Ok(());
                 }
-                for t in CHILD_TABLES {
-                    for from in PENDING {
-                        tx.set_status_where(t, self.lb_id, from, "ERROR")?;
-                    }
+                for t in Table::CHILDREN {
+                    tx.transition_lb(t, self.lb_id, &PENDING, ProvisioningStatus::Error)?;
                 }
-                tx.transition(LoadBalancer::TABLE, &[self.lb_id], &PENDING, "ERROR")
-                    .map(drop)
+                tx.transition(
+                    Table::LoadBalancers,
+                    &[self.lb_id],
+                    &PENDING,
+                    ProvisioningStatus::Error,
+                )
+                .map(drop)
             })
             .await
             .map_err(db)?;
@@ -167,15 +167,21 @@ impl Task<Ctx> for ChildErrorOnRevert {
                 if !holds_lock(tx, ctx.job_id, self.lb_id)? {
                     return Ok(());
                 }
-                tx.transition(table(self.kind), &self.ids, &PENDING, "ERROR")?;
-                for t in ["listeners", "pools"] {
-                    tx.set_status_where(t, self.lb_id, "PENDING_UPDATE", "ACTIVE")?;
+                let updating = [ProvisioningStatus::PendingUpdate];
+                tx.transition(
+                    table(self.kind),
+                    &self.ids,
+                    &PENDING,
+                    ProvisioningStatus::Error,
+                )?;
+                for t in [Table::Listeners, Table::Pools] {
+                    tx.transition_lb(t, self.lb_id, &updating, ProvisioningStatus::Active)?;
                 }
                 tx.transition(
-                    LoadBalancer::TABLE,
+                    Table::LoadBalancers,
                     &[self.lb_id],
-                    &["PENDING_UPDATE"],
-                    "ACTIVE",
+                    &updating,
+                    ProvisioningStatus::Active,
                 )
                 .map(drop)
             })
@@ -285,7 +291,12 @@ fn claim_spare(
     if tx.get::<Amphora>(built)?.is_some() {
         return Ok(None);
     }
-    for id in tx.amphorae_in(AmphoraStatus::Ready.as_str(), 1)? {
+    // A spare is taken by moving it out of READY: of two workers taking the same one, one
+    // moves it and the other moves on.
+    for id in tx.amphorae_in(AmphoraStatus::Ready, 4)? {
+        if !tx.amphora_transition(id, &[AmphoraStatus::Ready], AmphoraStatus::Allocated)? {
+            continue;
+        }
         if let Some(mut a) = tx.get::<Amphora>(id)? {
             a.loadbalancer_id = Some(lb);
             a.status = AmphoraStatus::Allocated;
@@ -687,19 +698,19 @@ impl Task<Ctx> for MarkLbDeleted {
                     ..Default::default()
                 };
                 let listeners: Vec<Id> = tx
-                    .links("listeners", &f)?
+                    .links(Table::Listeners, &f)?
                     .into_iter()
                     .map(|(_, id)| id)
                     .collect();
                 tx.listener_stats_delete(&listeners)?;
-                for t in CHILD_TABLES {
+                for t in Table::CHILDREN {
                     tx.delete_by_lb(t, self.lb_id)?;
                 }
                 tx.transition(
-                    LoadBalancer::TABLE,
+                    Table::LoadBalancers,
                     &[self.lb_id],
-                    &["PENDING_DELETE"],
-                    "DELETED",
+                    &[ProvisioningStatus::PendingDelete],
+                    ProvisioningStatus::Deleted,
                 )
                 .map(drop)
             })
@@ -742,7 +753,7 @@ fn delete_child(tx: &Tx<'_>, kind: ChildKind, id: Id) -> Result<(), StoreError> 
         parent_id: Some(parent),
         ..Default::default()
     };
-    let children = |t: &str, parent: Id| -> Result<Vec<Id>, StoreError> {
+    let children = |t: Table, parent: Id| -> Result<Vec<Id>, StoreError> {
         Ok(tx
             .links(t, &by_parent(parent))?
             .into_iter()
@@ -751,14 +762,14 @@ fn delete_child(tx: &Tx<'_>, kind: ChildKind, id: Id) -> Result<(), StoreError> 
     };
     match kind {
         ChildKind::Listener => {
-            for p in children("l7policies", id)? {
+            for p in children(Table::L7Policies, id)? {
                 delete_child(tx, ChildKind::L7Policy, p)?;
             }
             tx.listener_stats_delete(&[id])?;
         }
         ChildKind::Pool => {
-            tx.delete("members", &children("members", id)?)?;
-            tx.delete("health_monitors", &children("health_monitors", id)?)?;
+            tx.delete(Table::Members, &children(Table::Members, id)?)?;
+            tx.delete(Table::HealthMonitors, &children(Table::HealthMonitors, id)?)?;
             if let Some(p) = tx.get::<Pool>(id)? {
                 let f = Filter {
                     lb_id: Some(p.lb_id),
@@ -773,7 +784,7 @@ fn delete_child(tx: &Tx<'_>, kind: ChildKind, id: Id) -> Result<(), StoreError> 
             }
         }
         ChildKind::L7Policy => {
-            tx.delete("l7rules", &children("l7rules", id)?)?;
+            tx.delete(Table::L7Rules, &children(Table::L7Rules, id)?)?;
             if let Some(p) = tx.get::<L7Policy>(id)? {
                 // Keep positions contiguous from 1.
                 let mut rest: Vec<L7Policy> = tx

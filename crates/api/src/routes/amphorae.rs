@@ -4,12 +4,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rocta_model::*;
-use rocta_store::{Entity, Filter};
+use rocta_store::Filter;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::common::{base_url, post_job};
+use crate::common::{base_url, lock_lb, post_job};
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::query::{json_response, respond, respond_one, ListQuery};
@@ -113,7 +113,12 @@ pub(crate) async fn failover(
             if lb.provisioning_status != ProvisioningStatus::Active {
                 return Err(ApiError::immutable(lb_id));
             }
-            tx.set_status(LoadBalancer::TABLE, &[lb_id], Some("PENDING_UPDATE"), None)?;
+            lock_lb(
+                tx,
+                lb_id,
+                &[ProvisioningStatus::Active],
+                ProvisioningStatus::PendingUpdate,
+            )?;
             post_job(
                 tx,
                 &Job::FailoverAmphora {

@@ -341,7 +341,12 @@ pub(crate) async fn delete(
             let h: HealthMonitor = visible(tx, &ctx, id, "Health Monitor")?;
             let pool: Pool = visible(tx, &ctx, h.pool_id, "Pool")?;
             lock(tx, &ctx, &pool)?;
-            tx.set_status(HealthMonitor::TABLE, &[id], Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                HealthMonitor::TABLE,
+                &[id],
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::Child {

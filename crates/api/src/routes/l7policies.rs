@@ -388,7 +388,12 @@ pub(crate) async fn delete(
             let p: L7Policy = visible(tx, &ctx, id, "L7 Policy")?;
             let l: Listener = visible(tx, &ctx, p.listener_id, "Listener")?;
             lock(tx, &ctx, &l)?;
-            tx.set_status(L7Policy::TABLE, &[id], Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                L7Policy::TABLE,
+                &[id],
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::Child {

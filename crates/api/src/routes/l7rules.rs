@@ -332,7 +332,12 @@ pub(crate) async fn delete(
             let p = policy_of(tx, &ctx, &policy_id)?;
             let r = rule_in(tx, &ctx, &p, &id)?;
             lock(tx, &ctx, &p)?;
-            tx.set_status(L7Rule::TABLE, &[r.id], Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                L7Rule::TABLE,
+                &[r.id],
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::Child {

@@ -564,7 +564,12 @@ pub(crate) async fn delete(
         .write(|tx| -> ApiResult<_> {
             let l: Listener = visible(tx, &ctx, id, "Listener")?;
             lock_lb_for_child(tx, &ctx, l.lb_id)?;
-            tx.set_status(Listener::TABLE, &[id], Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                Listener::TABLE,
+                &[id],
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::Child {

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rocta_drivers::{VipError, VipRequest};
 use rocta_model::*;
-use rocta_store::{Entity, Filter, Tx};
+use rocta_store::{Entity, Filter, Table, Tx};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -103,7 +103,7 @@ pub(crate) async fn list(
     let (rows, (listeners, pools)) = s
         .store
         .read(|tx| -> ApiResult<_> {
-            let rows = tx.list_raw(LoadBalancer::TABLE, &f)?;
+            let rows = tx.list_raw::<LoadBalancer>(&f)?;
             let all = Filter {
                 project: scope.as_deref(),
                 ..Default::default()
@@ -169,7 +169,7 @@ pub(crate) async fn show(
                 ..Default::default()
             };
             let row = tx
-                .list_raw(LoadBalancer::TABLE, &f)?
+                .list_raw::<LoadBalancer>(&f)?
                 .into_iter()
                 .find(|(_, project, _, _)| ctx.can_read(project))
                 .ok_or_else(|| ApiError::not_found("Load Balancer", id))?;
@@ -450,15 +450,6 @@ pub(crate) async fn update(
     Ok(respond_one(&wire(&lb, &l, &p), "loadbalancer", None))
 }
 
-const CHILD_TABLES: [&str; 6] = [
-    "listeners",
-    "pools",
-    "members",
-    "health_monitors",
-    "l7policies",
-    "l7rules",
-];
-
 pub(crate) async fn delete(
     State(s): State<AppState>,
     ctx: Context,
@@ -491,11 +482,16 @@ pub(crate) async fn delete(
                     "Cannot delete Load Balancer {id} - it has children"
                 )));
             }
-            for t in CHILD_TABLES {
+            for t in Table::CHILDREN {
                 let ids: Vec<Id> = tx.links(t, &f)?.into_iter().map(|(_, c)| c).collect();
-                tx.set_status(t, &ids, Some("PENDING_DELETE"), None)?;
+                tx.set_status(t, &ids, Some(ProvisioningStatus::PendingDelete), None)?;
             }
-            tx.set_status(LoadBalancer::TABLE, &[id], Some("PENDING_DELETE"), None)?;
+            lock_lb(
+                tx,
+                id,
+                &[ProvisioningStatus::Active, ProvisioningStatus::Error],
+                ProvisioningStatus::PendingDelete,
+            )?;
             post_job(tx, &Job::DeleteLoadBalancer { lb_id: id, cascade })
         })
         .await?;
@@ -519,7 +515,12 @@ pub(crate) async fn failover(
             ) {
                 return Err(ApiError::lb_state(lb.provisioning_status, id));
             }
-            tx.set_status(LoadBalancer::TABLE, &[id], Some("PENDING_UPDATE"), None)?;
+            lock_lb(
+                tx,
+                id,
+                &[ProvisioningStatus::Active, ProvisioningStatus::Error],
+                ProvisioningStatus::PendingUpdate,
+            )?;
             post_job(tx, &Job::FailoverLoadBalancer { lb_id: id })
         })
         .await?;

@@ -284,7 +284,12 @@ pub(crate) async fn delete(
             let pool = pool_of(tx, &ctx, &pool_id)?;
             let m = member_in(tx, &ctx, &pool, &id)?;
             lock(tx, &ctx, &pool)?;
-            tx.set_status(Member::TABLE, &[m.id], Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                Member::TABLE,
+                &[m.id],
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::Child {
@@ -408,7 +413,12 @@ pub(crate) async fn batch(
                     tx.update(m)?;
                 }
             }
-            tx.set_status(Member::TABLE, &deleted, Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                Member::TABLE,
+                &deleted,
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::BatchMembers {

@@ -472,7 +472,12 @@ pub(crate) async fn delete(
             }
             lock_lb_for_child(tx, &ctx, p.lb_id)?;
             lock_pool_listeners(tx, &p)?;
-            tx.set_status(Pool::TABLE, &[id], Some("PENDING_DELETE"), None)?;
+            tx.set_status(
+                Pool::TABLE,
+                &[id],
+                Some(ProvisioningStatus::PendingDelete),
+                None,
+            )?;
             post_job(
                 tx,
                 &Job::Child {

@@ -1,0 +1,117 @@
+//! Several processes of each role on one network database (PostgreSQL, then MariaDB/MySQL):
+//! two `rocta api` and two `rocta worker` (noop drivers) share a database of their own on the
+//! server. A load balancer created through one API is updated through the other; a worker
+//! killed in the middle of a flow leaves the job to the other worker, which finishes it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Rocta, SUBNET};
+use rocta_store::testing::TempDb;
+use rocta_store::{Filter, Options, Store};
+use serde_json::json;
+
+fn config(url: &str) -> String {
+    format!(
+        "{}[database]\nconnection = \"{url}\"\nmax_pool_size = 4\n",
+        common::TEST_CONFIG
+    )
+}
+
+fn two_apis_two_workers_one_database(db: TempDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&db.url);
+    let api1 = Rocta::start_in(dir.path(), "api", &cfg, &[]);
+    let api2 = Rocta::start_in(dir.path(), "api", &cfg, &[]);
+    // Worker 1 dies right after building the amphora of the first load balancer it creates.
+    let mut w1 = Rocta::start_in(
+        dir.path(),
+        "worker",
+        &cfg,
+        &[(
+            "ROCTA_CRASH_AT",
+            "create_loadbalancer:create_amphora:executed",
+        )],
+    );
+
+    let (s, b) = api1.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"name": "one", "vip_subnet_id": SUBNET}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let id = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    assert!(
+        w1.wait_exit(Duration::from_secs(20)),
+        "worker 1 never reached its crash point"
+    );
+    // The other worker resumes the job once worker 1's lease lapses, and finishes it.
+    let _w2 = Rocta::start_in(dir.path(), "worker", &cfg, &[]);
+    let _w3 = Rocta::start_in(dir.path(), "worker", &cfg, &[]);
+    api2.wait_active(&id);
+
+    // Created through API 1, updated through API 2, seen by both.
+    let (s, b) = api2.put(
+        &format!("/v2/lbaas/loadbalancers/{id}"),
+        json!({"loadbalancer": {"name": "two"}}),
+    );
+    assert_eq!(s, 200, "{b}");
+    // A second change through the other API while the first is pending is refused (409).
+    let (s, _) = api1.put(
+        &format!("/v2/lbaas/loadbalancers/{id}"),
+        json!({"loadbalancer": {"name": "three"}}),
+    );
+    assert!(s == 409 || s == 200, "{s}");
+    api1.wait_active(&id);
+    let name = api1.get(&format!("/v2/lbaas/loadbalancers/{id}")).1["loadbalancer"]["name"].clone();
+    assert!(name == "two" || name == "three", "{name}");
+
+    // A tree of children, created through both APIs in turn.
+    let l = api1.child(
+        &id,
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 80}}),
+    );
+    let p = api2.child(&id, "/v2/lbaas/pools", json!({"pool": {"listener_id": l["listener"]["id"], "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}));
+    for i in 0..4 {
+        let api = if i % 2 == 0 { &api1 } else { &api2 };
+        api.child(
+            &id,
+            &format!(
+                "/v2/lbaas/pools/{}/members",
+                p["pool"]["id"].as_str().unwrap()
+            ),
+            json!({"member": {"address": format!("198.18.0.{}", 10 + i), "protocol_port": 80}}),
+        );
+    }
+    let (s, _) = api2.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"));
+    assert_eq!(s, 204);
+    common::dataplane::eventually("the load balancer is deleted", || {
+        api1.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
+    });
+
+    // Nothing left pending, no job unfinished.
+    let store = Store::open(&db.target, &Options::default()).unwrap();
+    let (pending, jobs) = store
+        .blocking(false, |tx| -> Result<_, rocta_store::StoreError> {
+            let lbs = tx.list::<rocta_model::LoadBalancer>(&Filter::default())?;
+            Ok((
+                lbs.iter()
+                    .filter(|l| l.provisioning_status.is_pending())
+                    .count(),
+                tx.jobs_unfinished()?,
+            ))
+        })
+        .unwrap();
+    assert_eq!((pending, jobs), (0, 0));
+}
+
+#[test]
+fn postgresql_two_apis_two_workers() {
+    two_apis_two_workers_one_database(TempDb::postgres().expect("PostgreSQL"));
+}
+
+#[test]
+fn mysql_two_apis_two_workers() {
+    two_apis_two_workers_one_database(TempDb::mysql().expect("MySQL/MariaDB"));
+}

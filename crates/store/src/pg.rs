@@ -1,0 +1,306 @@
+//! PostgreSQL over `tokio-postgres`, driven synchronously.
+//!
+//! Each connection's I/O task runs on a small runtime owned by the store (one thread,
+//! `rocta-db`); a transaction sends its statements from the calling thread and waits for the
+//! answers with `futures_executor::block_on`, so the store keeps one synchronous transaction
+//! API on every backend. The caller is kept off the async runtime's worker threads by
+//! `Store::write`/`read` (`block_in_place`), see ARCHITECTURE.md.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use futures_executor::block_on;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::sql::{numbered, Row, StatementCache, Value};
+use crate::StoreError;
+
+/// One connection with its prepared statements.
+pub(crate) struct PgConn {
+    client: Client,
+    stmts: StatementCache<Statement>,
+}
+
+/// A transaction on a `PgConn` (begun and ended by `PgDb::run`).
+pub(crate) struct PgTx<'a> {
+    conn: &'a mut PgConn,
+}
+
+impl PgTx<'_> {
+    fn stmt(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.conn.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = block_on(self.conn.client.prepare(&numbered(sql)))?;
+        self.conn.stmts.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub(crate) fn exec(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+        let st = self.stmt(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+        Ok(block_on(self.conn.client.execute(&st, &params))?)
+    }
+
+    pub(crate) fn rows(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let st = self.stmt(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+        let rows = block_on(self.conn.client.query(&st, &params))?;
+        rows.iter().map(from_pg).collect()
+    }
+}
+
+fn from_pg(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    let mut out = Vec::with_capacity(r.len());
+    for (i, c) in r.columns().iter().enumerate() {
+        let v = match *c.type_() {
+            Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)?
+                .map(|n| Value::Int(n.into())),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)?
+                .map(|n| Value::Int(n.into())),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)?
+                .map(|b| Value::Int(b.into())),
+            _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(n) => match *ty {
+                Type::INT4 => i32::try_from(*n)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
+                Type::BOOL => (*n != 0).to_sql(ty, out),
+                _ => n.to_sql(ty, out),
+            },
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A PostgreSQL database: its connection settings, the runtime driving connection I/O and a
+/// bounded pool of connections.
+pub(crate) struct PgDb {
+    rt: Option<tokio::runtime::Runtime>,
+    config: tokio_postgres::Config,
+    pool: Pool<PgConn>,
+}
+
+impl PgDb {
+    pub(crate) fn new(config: tokio_postgres::Config, max: usize) -> Result<PgDb, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rocta-db")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the database runtime: {e}"))
+            })?;
+        Ok(PgDb {
+            rt: Some(rt),
+            config,
+            pool: Pool::new(max),
+        })
+    }
+
+    fn connect(&self) -> Result<PgConn, StoreError> {
+        let rt = self.rt.as_ref().expect("runtime lives until drop");
+        let mut config = self.config.clone();
+        config.connect_timeout(Duration::from_secs(5));
+        let task = rt.spawn(async move {
+            let (client, conn) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::warn!(error = %e, "postgresql connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        });
+        let client = block_on(task)
+            .map_err(|e| StoreError::Unavailable(format!("postgresql connect task: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to postgresql: {e}")))?;
+        Ok(PgConn {
+            client,
+            stmts: StatementCache::new(),
+        })
+    }
+
+    /// Runs `f` in a transaction: `REPEATABLE READ READ ONLY` for reads (one snapshot),
+    /// `READ COMMITTED` for writes (conditional updates and row locks see the latest rows).
+    pub(crate) fn run<T, E: From<StoreError>>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&crate::Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut guard = self.pool.get(|| self.connect())?;
+        // Until the transaction ended, the connection is not fit for another (a panic in `f`
+        // drops it instead of returning it mid-transaction).
+        guard.broken = true;
+        let begin = if write {
+            "BEGIN"
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        };
+        let conn = guard.conn();
+        if let Err(e) = block_on(conn.client.batch_execute(begin)) {
+            guard.broken = conn_lost(&e);
+            return Err(StoreError::from(e).into());
+        }
+        let tx = crate::Tx::new(
+            crate::sql::Session::Postgres(PgTx { conn }),
+            crate::Dialect::Postgres,
+        );
+        let out = f(&tx);
+        let conn = guard.conn();
+        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match block_on(conn.client.batch_execute(end)) {
+            Ok(()) => {
+                guard.broken = false;
+                out
+            }
+            Err(e) => {
+                guard.broken = conn_lost(&e);
+                match out {
+                    Ok(_) => Err(StoreError::from(e).into()),
+                    Err(first) => Err(first),
+                }
+            }
+        }
+    }
+}
+
+fn conn_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.code().is_none()
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        // Connections first (their tasks end when their clients drop), then the runtime,
+        // without blocking: the store may be dropped on an async thread.
+        self.pool.clear();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A bounded pool of connections, opened on demand. Hand-written (40 lines) rather than r2d2:
+/// r2d2 pings on every check-out and runs three threads of its own, where a connection here
+/// only needs to be dropped when its server went away.
+pub(crate) struct Pool<C> {
+    state: Mutex<(Vec<C>, usize)>,
+    freed: Condvar,
+    max: usize,
+}
+
+/// How long a transaction waits for a free connection before the store answers "busy".
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+impl<C> Pool<C> {
+    pub(crate) fn new(max: usize) -> Self {
+        Pool {
+            state: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<C>, usize)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn get(
+        &self,
+        connect: impl FnOnce() -> Result<C, StoreError>,
+    ) -> Result<Pooled<'_, C>, StoreError> {
+        let mut st = self.lock();
+        loop {
+            if let Some(c) = st.0.pop() {
+                return Ok(Pooled::new(self, c));
+            }
+            if st.1 < self.max {
+                st.1 += 1;
+                drop(st);
+                return match connect() {
+                    Ok(c) => Ok(Pooled::new(self, c)),
+                    Err(e) => {
+                        self.lock().1 -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let (s, timeout) = self
+                .freed
+                .wait_timeout(st, POOL_WAIT)
+                .unwrap_or_else(|p| p.into_inner());
+            st = s;
+            if timeout.timed_out() && st.0.is_empty() && st.1 >= self.max {
+                return Err(StoreError::Unavailable(format!(
+                    "all {} database connections stayed busy for {}s",
+                    self.max,
+                    POOL_WAIT.as_secs()
+                )));
+            }
+        }
+    }
+
+    fn clear(&self) {
+        let mut st = self.lock();
+        let n = st.0.len();
+        st.0.clear();
+        st.1 -= n;
+    }
+}
+
+/// A connection taken from the pool; back into it on drop, or closed if `broken`.
+pub(crate) struct Pooled<'a, C> {
+    pool: &'a Pool<C>,
+    conn: Option<C>,
+    pub(crate) broken: bool,
+}
+
+impl<'a, C> Pooled<'a, C> {
+    fn new(pool: &'a Pool<C>, c: C) -> Self {
+        Pooled {
+            pool,
+            conn: Some(c),
+            broken: false,
+        }
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut C {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl<C> Drop for Pooled<'_, C> {
+    fn drop(&mut self) {
+        let mut st = self.pool.lock();
+        match self.conn.take() {
+            Some(c) if !self.broken => st.0.push(c),
+            _ => st.1 -= 1,
+        }
+        drop(st);
+        self.pool.freed.notify_one();
+    }
+}
