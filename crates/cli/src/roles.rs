@@ -214,6 +214,8 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                     concurrency: w.workers,
                     lease: Duration::from_secs(w.job_lease_seconds),
                     poll: Duration::from_millis(w.job_poll_interval_ms),
+                    // Jobs posted by API processes elsewhere wake this worker at once.
+                    pushed: store.listen_jobs(wake.clone()),
                 },
                 wake.clone(),
             );

@@ -115,3 +115,34 @@ fn postgresql_two_apis_two_workers() {
 fn mysql_two_apis_two_workers() {
     two_apis_two_workers_one_database(TempDb::mysql().expect("MySQL/MariaDB"));
 }
+
+/// On PostgreSQL a worker in another process learns of a new job from `LISTEN/NOTIFY`, not
+/// from its (here 10 s) polling.
+#[test]
+fn postgresql_wakes_workers_in_other_processes() {
+    let db = TempDb::postgres().expect("PostgreSQL");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 10000\n\
+         [health_manager]\nbind_port = 0\n[database]\nconnection = \"{}\"\n",
+        db.url
+    );
+    let api = Rocta::start_in(dir.path(), "api", &cfg, &[]);
+    let _worker = Rocta::start_in(dir.path(), "worker", &cfg, &[]);
+    // Let the worker settle into its long sleep.
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (s, b) = api.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+        );
+        assert_eq!(s, 201, "{b}");
+        api.wait_active(b["loadbalancer"]["id"].as_str().unwrap());
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "create -> ACTIVE took {:?}: the worker was not woken",
+            t.elapsed()
+        );
+    }
+}

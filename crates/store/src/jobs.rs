@@ -87,6 +87,13 @@ impl Tx<'_> {
                 now
             ],
         )?;
+        if self.dialect == crate::Dialect::Postgres {
+            // Delivered to the workers' LISTEN when (and only if) this transaction commits.
+            self.exec(
+                &format!("SELECT pg_notify('{}', '')", crate::pg::JOBS_CHANNEL),
+                &[],
+            )?;
+        }
         Ok(id)
     }
 

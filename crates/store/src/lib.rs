@@ -332,6 +332,23 @@ impl Store {
         }
     }
 
+    /// Subscribes `wake` to the jobs other processes post, where the backend can push them
+    /// (PostgreSQL `LISTEN/NOTIFY`). Returns the flag that says whether the subscription is up
+    /// (it reconnects by itself), or `None` where only polling finds them.
+    pub fn listen_jobs(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        match &*self.inner {
+            Backend::Postgres(db) => {
+                let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                db.listen_jobs(wake, up.clone());
+                Some(up)
+            }
+            _ => None,
+        }
+    }
+
     /// Runs `f` in a read transaction (a consistent snapshot).
     pub async fn read<T, E: From<StoreError>>(
         &self,

@@ -188,6 +188,91 @@ impl PgDb {
     }
 }
 
+/// The channel `Tx::job_post` notifies on PostgreSQL (delivered when its transaction commits).
+pub(crate) const JOBS_CHANNEL: &str = "rocta_jobs";
+
+impl PgDb {
+    /// Keeps a connection of its own `LISTEN`ing on the jobs channel and wakes `wake` at each
+    /// notification (and once per (re)connection, for jobs posted while it was away).
+    /// `listening` says whether the subscription is up; on a lost connection it reconnects with
+    /// backoff, and says so in the log once per outage.
+    pub(crate) fn listen_jobs(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        listening: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let rt = self.rt.as_ref().expect("runtime lives until drop");
+        let config = self.config.clone();
+        rt.spawn(async move {
+            let mut backoff = Duration::from_millis(250);
+            let mut warned = false;
+            loop {
+                match listen_once(&config, &wake, &listening).await {
+                    Ok(()) => backoff = Duration::from_millis(250),
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "job wake-ups: PostgreSQL LISTEN lost; polling until it is back");
+                            warned = true;
+                        }
+                    }
+                }
+                listening.store(false, Ordering::Relaxed);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if listening.load(Ordering::Relaxed) {
+                    warned = false;
+                }
+            }
+        });
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    wake: &tokio::sync::Notify,
+    listening: &std::sync::atomic::AtomicBool,
+) -> Result<(), tokio_postgres::Error> {
+    use std::sync::atomic::Ordering;
+    use tokio_postgres::AsyncMessage;
+    let mut config = config.clone();
+    config.connect_timeout(Duration::from_secs(5));
+    config.keepalives_idle(Duration::from_secs(10));
+    let (client, mut conn) = config.connect(NoTls).await?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let subscribe = async {
+        client
+            .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
+            .await?;
+        let _ = ready_tx.send(());
+        // Keep the client (and with it the connection) until the connection ends.
+        std::future::pending::<Result<(), tokio_postgres::Error>>().await
+    };
+    let drive = async {
+        let mut ready = Some(ready_rx);
+        loop {
+            if let Some(r) = ready.as_mut() {
+                if r.try_recv().is_ok() {
+                    ready = None;
+                    listening.store(true, Ordering::Relaxed);
+                    tracing::info!("job wake-ups: PostgreSQL LISTEN {JOBS_CHANNEL}");
+                    wake.notify_one();
+                }
+            }
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    };
+    tokio::select! {
+        r = subscribe => r,
+        r = drive => r,
+    }
+}
+
 fn conn_lost(e: &tokio_postgres::Error) -> bool {
     e.is_closed() || e.code().is_none()
 }

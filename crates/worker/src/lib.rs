@@ -12,6 +12,7 @@
 mod flows;
 mod tasks;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,13 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How often to look for jobs posted by other processes.
     pub poll: Duration,
+    /// Up while another process's jobs are pushed to this one (PostgreSQL `LISTEN`): the
+    /// worker then only sweeps now and then (`PUSHED_SWEEP`) for jobs nobody told it about.
+    pub pushed: Option<Arc<AtomicBool>>,
 }
+
+/// The sweep interval while jobs are pushed.
+const PUSHED_SWEEP: Duration = Duration::from_secs(1);
 
 /// What every task of a job can reach.
 pub(crate) struct Ctx {
@@ -58,6 +65,13 @@ pub struct Worker {
 pub(crate) use rocta_model::time::now_ms;
 
 impl Worker {
+    fn sweep_interval(&self) -> Duration {
+        match &self.cfg.pushed {
+            Some(up) if up.load(Ordering::Relaxed) => PUSHED_SWEEP.max(self.cfg.poll),
+            _ => self.cfg.poll,
+        }
+    }
+
     pub fn new(store: Store, drivers: Drivers, cfg: WorkerConfig, wake: Arc<Notify>) -> Self {
         let owner = format!("worker-{}-{}", std::process::id(), rocta_model::new_id());
         Worker {
@@ -104,7 +118,7 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = this.wake.notified() => {}
-                _ = tokio::time::sleep(this.cfg.poll) => {}
+                _ = tokio::time::sleep(this.sweep_interval()) => {}
             }
         }
         tracker.close();
