@@ -39,8 +39,31 @@ pub struct AppState {
     pub network: Arc<dyn Network>,
     /// Checks that TLS container references name a certificate that exists.
     pub certs: Arc<dyn rocta_drivers::CertManager>,
-    /// Wakes an in-process worker when a job is posted (other processes poll).
-    pub wake: Arc<Notify>,
+    /// Said after each committed job: wakes the workers.
+    pub wake: JobSignal,
+}
+
+/// What the API does after committing a job: wake an in-process worker, and announce the job to
+/// workers in other processes when a bus carries announcements (RabbitMQ; on PostgreSQL the
+/// commit itself notifies them).
+#[derive(Clone, Default)]
+pub struct JobSignal {
+    local: Arc<Notify>,
+    remote: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl JobSignal {
+    pub fn new(local: Arc<Notify>, remote: Option<Arc<dyn Fn() + Send + Sync>>) -> Self {
+        JobSignal { local, remote }
+    }
+
+    /// A job was committed.
+    pub fn notify_one(&self) {
+        self.local.notify_one();
+        if let Some(r) = &self.remote {
+            r();
+        }
+    }
 }
 
 /// The API's router over `state`.

@@ -199,6 +199,14 @@ pub fn db_version(args: &DbArgs) -> Result<(), BootError> {
     Ok(())
 }
 
+/// The bus for job wake-ups (`transport_url`), if one is configured.
+pub fn message_bus(cfg: &Config) -> Result<Option<rocta_messaging::Bus>, BootError> {
+    cfg.transport_url()
+        .map(|url| rocta_messaging::Bus::parse(url, &cfg.oslo_messaging.topic))
+        .transpose()
+        .map_err(|e| BootError::LoadConfig(format!("invalid configuration: {e}")))
+}
+
 /// Checks what the chosen drivers need on this host, before anything is bound.
 pub fn preflight(cfg: &Config) -> Result<(), BootError> {
     let w = &cfg.controller_worker;

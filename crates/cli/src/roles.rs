@@ -53,6 +53,7 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
     prepare_data_dir(&args.data_dir)?;
     init_logging(&cfg);
     let store = open_store(&cfg, &args.data_dir)?;
+    let bus = message_bus(&cfg)?;
     preflight(&cfg)?;
     let heartbeat_key = heartbeat_key(&cfg, &args.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -93,6 +94,12 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
         } else {
             (None, vec![hm_addr.clone()])
         };
+        // Several health managers: amphorae send to each in turn.
+        let controllers = if hm.controller_ip_port_list.is_empty() {
+            controllers
+        } else {
+            hm.controller_ip_port_list.clone()
+        };
         let drivers = build_drivers(
             &cfg,
             &args.data_dir,
@@ -121,7 +128,13 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 cfg: cfg.clone(),
                 network: drivers.network.clone(),
                 certs: drivers.certs.clone(),
-                wake: wake.clone(),
+                wake: rocta_api::JobSignal::new(
+                    wake.clone(),
+                    bus.clone().map(|b| {
+                        let p = rocta_messaging::Publisher::spawn(b);
+                        Arc::new(move || p.announce()) as Arc<dyn Fn() + Send + Sync>
+                    }),
+                ),
             };
             let app = rocta_api::router(state);
             let stop = shutdown.clone();
@@ -214,8 +227,16 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                     concurrency: w.workers,
                     lease: Duration::from_secs(w.job_lease_seconds),
                     poll: Duration::from_millis(w.job_poll_interval_ms),
-                    // Jobs posted by API processes elsewhere wake this worker at once.
-                    pushed: store.listen_jobs(wake.clone()),
+                    // Jobs posted by API processes elsewhere wake this worker at once: over
+                    // RabbitMQ when a transport_url is set, else PostgreSQL's LISTEN.
+                    pushed: match bus.clone() {
+                        Some(b) => Some(rocta_messaging::spawn_consumer(
+                            b,
+                            wake.clone(),
+                            u16::try_from(w.workers).unwrap_or(u16::MAX),
+                        )),
+                        None => store.listen_jobs(wake.clone()),
+                    },
                 },
                 wake.clone(),
             );

@@ -166,6 +166,59 @@ fn forged_malformed_and_replayed_heartbeats_change_nothing() {
     });
 }
 
+/// Two health managers on one PostgreSQL database: a datagram already counted by one and
+/// replayed to the other (which has not seen that amphora's sequence numbers) changes nothing.
+#[test]
+fn a_heartbeat_replayed_to_another_health_manager_changes_nothing() {
+    let db = rocta_store::testing::TempDb::postgres().expect("PostgreSQL");
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port1, port2) = (free_udp_port(), free_udp_port());
+    let with_db = |port| {
+        format!(
+            "{}[database]\nconnection = \"{}\"\n",
+            config(port, 3600.0, 0),
+            db.url
+        )
+    };
+    let r = Rocta::start_in(dir1.path(), "serve", &with_db(port1), &[]);
+    let _hm2 = Rocta::start_in(dir2.path(), "health-manager", &with_db(port2), &[]);
+    let (_, amp, listener, pool, member) = setup(&r);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let hb = |seq, up| {
+        encode(
+            &heartbeat(&amp, seq, &listener, &pool, &member, up),
+            KEY.as_bytes(),
+        )
+    };
+    let up_10 = hb(10, true);
+    sock.send_to(&up_10, ("127.0.0.1", port1)).unwrap();
+    until("member not ONLINE", Duration::from_secs(5), || {
+        member_status(&r, &pool, &member) == "ONLINE"
+    });
+    sock.send_to(&hb(12, false), ("127.0.0.1", port1)).unwrap();
+    until("member not ERROR", Duration::from_secs(5), || {
+        member_status(&r, &pool, &member) == "ERROR"
+    });
+    // The old "member up" datagram, replayed to the other health manager.
+    sock.send_to(&up_10, ("127.0.0.1", port2)).unwrap();
+    until(
+        "replay not counted by the second health manager",
+        Duration::from_secs(5),
+        || {
+            metric(
+                dir2.path(),
+                "rocta_heartbeats_dropped_total{reason=\"replayed\"}",
+            ) >= 1
+        },
+    );
+    assert_eq!(member_status(&r, &pool, &member), "ERROR");
+    // A genuine newer heartbeat through the second health manager is believed.
+    sock.send_to(&hb(13, true), ("127.0.0.1", port2)).unwrap();
+    until("member not ONLINE again", Duration::from_secs(5), || {
+        member_status(&r, &pool, &member) == "ONLINE"
+    });
+}
+
 #[test]
 fn stale_amphorae_are_failed_over_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();

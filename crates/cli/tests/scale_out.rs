@@ -90,20 +90,22 @@ fn two_apis_two_workers_one_database(db: TempDb) {
         api1.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
     });
 
-    // Nothing left pending, no job unfinished.
+    // Nothing left pending, no job unfinished (the delete job ends just after its last step).
     let store = Store::open(&db.target, &Options::default()).unwrap();
-    let (pending, jobs) = store
-        .blocking(false, |tx| -> Result<_, rocta_store::StoreError> {
-            let lbs = tx.list::<rocta_model::LoadBalancer>(&Filter::default())?;
-            Ok((
-                lbs.iter()
-                    .filter(|l| l.provisioning_status.is_pending())
-                    .count(),
-                tx.jobs_unfinished()?,
-            ))
-        })
-        .unwrap();
-    assert_eq!((pending, jobs), (0, 0));
+    let left = || {
+        store
+            .blocking(false, |tx| -> Result<_, rocta_store::StoreError> {
+                let lbs = tx.list::<rocta_model::LoadBalancer>(&Filter::default())?;
+                Ok((
+                    lbs.iter()
+                        .filter(|l| l.provisioning_status.is_pending())
+                        .count(),
+                    tx.jobs_unfinished()?,
+                ))
+            })
+            .unwrap()
+    };
+    common::dataplane::eventually("nothing pending, no job unfinished", || left() == (0, 0));
 }
 
 #[test]
@@ -145,4 +147,79 @@ fn postgresql_wakes_workers_in_other_processes() {
             t.elapsed()
         );
     }
+}
+
+/// RabbitMQ (`transport_url`) carries the API's job announcements to a worker in another
+/// process (here on MariaDB, which has no LISTEN of its own); with the broker unreachable the
+/// API keeps accepting changes and the worker falls back to polling.
+#[test]
+fn rabbitmq_wakes_workers_and_its_absence_only_costs_latency() {
+    let db = TempDb::mysql().expect("MySQL/MariaDB");
+    let queue = format!("rocta_test_{}", uuid_ish());
+    let _cleanup = DeleteQueue(queue.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |url: &str, poll_ms: u64| {
+        format!(
+            "[DEFAULT]\ntransport_url = \"{url}\"\n[oslo_messaging]\ntopic = \"{queue}\"\n\
+             [controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = {poll_ms}\n\
+             [health_manager]\nbind_port = 0\n[database]\nconnection = \"{}\"\n",
+            db.url
+        )
+    };
+    let pushed = cfg("rabbit://guest:guest@127.0.0.1:5672/", 10_000);
+    let create = |api: &Rocta| {
+        let t = std::time::Instant::now();
+        let (s, b) = api.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+        );
+        assert_eq!(s, 201, "{b}");
+        api.wait_active(b["loadbalancer"]["id"].as_str().unwrap());
+        t.elapsed()
+    };
+    {
+        let api = Rocta::start_in(dir.path(), "api", &pushed, &[]);
+        let _worker = Rocta::start_in(dir.path(), "worker", &pushed, &[]);
+        std::thread::sleep(Duration::from_millis(1500));
+        for _ in 0..3 {
+            let took = create(&api);
+            assert!(
+                took < Duration::from_secs(3),
+                "create -> ACTIVE took {took:?}: not woken"
+            );
+        }
+    }
+    // Nothing listens on port 1: announcements are dropped, the worker polls (every 100 ms).
+    let down = cfg("rabbit://guest:guest@127.0.0.1:1/", 100);
+    let api = Rocta::start_in(dir.path(), "api", &down, &[]);
+    let _worker = Rocta::start_in(dir.path(), "worker", &down, &[]);
+    for _ in 0..2 {
+        let took = create(&api);
+        assert!(
+            took < Duration::from_secs(5),
+            "create -> ACTIVE took {took:?} without the bus"
+        );
+    }
+}
+
+/// Removes the test's queue from RabbitMQ, even when the test fails.
+struct DeleteQueue(String);
+
+impl Drop for DeleteQueue {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_queue", &self.0])
+            .output();
+    }
+}
+
+fn uuid_ish() -> String {
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }

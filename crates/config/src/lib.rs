@@ -33,6 +33,7 @@ pub struct Config {
     pub default: Defaults,
     pub api_settings: ApiSettings,
     pub database: Database,
+    pub oslo_messaging: OsloMessaging,
     pub controller_worker: ControllerWorker,
     pub haproxy_amphora: HaproxyAmphora,
     pub quotas: Quotas,
@@ -49,13 +50,50 @@ pub struct Defaults {
     /// Seconds a stopping process gives its tasks (requests in flight, a job's current step,
     /// a duty's round) before it exits anyway; unfinished jobs resume on restart.
     pub graceful_shutdown_timeout: f64,
+    /// oslo.messaging's bus (`rabbit://USER:PASS@HOST:5672/VHOST`, several hosts separated by
+    /// commas); where Octavia keeps it. `[oslo_messaging] transport_url` wins when both are set.
+    pub transport_url: String,
 }
 
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {
             graceful_shutdown_timeout: 10.0,
+            transport_url: String::new(),
         }
+    }
+}
+
+/// `[oslo_messaging]`: the bus that carries job wake-ups between API and worker processes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OsloMessaging {
+    /// `rabbit://USER:PASS@HOST:5672/VHOST`; empty: `[DEFAULT] transport_url`, and without
+    /// either, PostgreSQL `LISTEN/NOTIFY` or polling.
+    pub transport_url: String,
+    /// The queue's name (Octavia: the RPC topic; rocta's own, so as not to meet an Octavia's).
+    pub topic: String,
+}
+
+impl Default for OsloMessaging {
+    fn default() -> Self {
+        OsloMessaging {
+            transport_url: String::new(),
+            topic: "rocta_jobs".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The bus URL in effect, if any.
+    pub fn transport_url(&self) -> Option<&str> {
+        [
+            &self.oslo_messaging.transport_url,
+            &self.default.transport_url,
+        ]
+        .into_iter()
+        .map(|s| s.trim())
+        .find(|s| !s.is_empty())
     }
 }
 
@@ -109,6 +147,9 @@ pub struct HealthManager {
     pub heartbeat_interval: f64,
     /// Shared HMAC key of heartbeats; empty: generated once into `<data-dir>/pki/heartbeat_key`.
     pub heartbeat_key: String,
+    /// Every health manager's `IP:PORT`, as amphorae are told to send heartbeats (in turn);
+    /// empty: this process's own `bind_ip:bind_port` (Octavia's option).
+    pub controller_ip_port_list: Vec<String>,
     /// Seconds without a heartbeat after which an amphora is stale and failed over. A health
     /// manager that has just started waits this long before judging (amphorae check in first).
     pub heartbeat_timeout: f64,
@@ -132,6 +173,7 @@ impl Default for HealthManager {
             bind_port: 5555,
             heartbeat_interval: 10.0,
             heartbeat_key: String::new(),
+            controller_ip_port_list: Vec::new(),
             heartbeat_timeout: 60.0,
             health_check_interval: 1.0,
             failover_threshold: 0,
@@ -228,6 +270,18 @@ impl Config {
                 "database",
                 "sqlite_synchronous",
                 "must be off, normal or full",
+            ));
+        }
+        if let Some(bad) = self
+            .health_manager
+            .controller_ip_port_list
+            .iter()
+            .find(|a| a.parse::<std::net::SocketAddr>().is_err())
+        {
+            return Err(invalid(
+                "health_manager",
+                "controller_ip_port_list",
+                &format!("{bad:?} is not IP:PORT"),
             ));
         }
         if self.database.max_pool_size == 0 {

@@ -188,7 +188,8 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
     let mut cache: HashMap<Id, Known> = HashMap::new();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         // Newest heartbeat per amphora; replays (not newer than the last counted) are dropped.
-        let mut newest: HashMap<String, Heartbeat> = HashMap::new();
+        // Sorted: health managers sharing a database lock amphorae in one order (no deadlock).
+        let mut newest: std::collections::BTreeMap<String, Heartbeat> = Default::default();
         for hb in batch.drain(..) {
             let seen = last_seq.get(&hb.id).copied().unwrap_or(0);
             if hb.seq <= seen {
@@ -219,10 +220,14 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
             .write(|tx| -> Result<Vec<(String, u64)>, StoreError> {
                 let mut counted = Vec::new();
                 for hb in newest.values() {
-                    if apply(tx, hb, now, &mut cache)? {
-                        counted.push((hb.id.clone(), hb.seq));
-                    } else {
-                        metrics.unknown_amphora.fetch_add(1, Ordering::Relaxed);
+                    match apply(tx, hb, now, &mut cache)? {
+                        Applied::Counted => counted.push((hb.id.clone(), hb.seq)),
+                        Applied::Unknown => {
+                            metrics.unknown_amphora.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Applied::Replayed => {
+                            metrics.replayed.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Ok(counted)
@@ -242,6 +247,15 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
             }
         }
     }
+}
+
+/// What became of one heartbeat in the writer.
+enum Applied {
+    Counted,
+    /// Not an amphora of a load balancer (unknown or deleted).
+    Unknown,
+    /// Not newer than the last heartbeat counted by any health manager.
+    Replayed,
 }
 
 /// What the writer knows of an amphora's load balancer: the tree with the statuses it last
@@ -322,9 +336,9 @@ fn apply(
     hb: &Heartbeat,
     now: i64,
     cache: &mut HashMap<Id, Known>,
-) -> Result<bool, StoreError> {
+) -> Result<Applied, StoreError> {
     let Ok(amp_id) = Id::parse_str(&hb.id) else {
-        return Ok(false);
+        return Ok(Applied::Unknown);
     };
     let fresh = cache
         .get(&amp_id)
@@ -345,14 +359,18 @@ fn apply(
             }
             None => {
                 cache.remove(&amp_id);
-                return Ok(false);
+                return Ok(Applied::Unknown);
             }
         }
     }
     let Some(k) = cache.get_mut(&amp_id) else {
-        return Ok(false);
+        return Ok(Applied::Unknown);
     };
-    tx.health_seen(amp_id, now, hb.seq as i64)?;
+    // Conditional in the database: a datagram replayed to another health manager (whose
+    // memory of sequence numbers is behind) still counts once at most.
+    if !tx.health_seen(amp_id, now, hb.seq as i64)? {
+        return Ok(Applied::Replayed);
+    }
     let sig = signature(hb);
     if k.signature != Some(sig) {
         write_statuses(tx, &mut k.tree, hb)?;
@@ -377,7 +395,7 @@ fn apply(
             k.conns.insert(l, s.conns);
         }
     }
-    Ok(true)
+    Ok(Applied::Counted)
 }
 
 /// Derives the operating statuses and writes those that changed (keeping the tree in step).

@@ -112,6 +112,7 @@ pub async fn fill_spares(store: &Store, size: usize) -> Result<usize, StoreError
     }
     store
         .write(|tx| {
+            tx.duty_lock("spares")?;
             let ready = tx.amphorae_in(AmphoraStatus::Ready, size as i64)?.len();
             let building = tx.jobs_named(Job::CreateSpareAmphora.name())? as usize;
             let missing = size.saturating_sub(ready + building);
@@ -143,12 +144,16 @@ pub async fn release_abandoned_vips(store: &Store, grace: Duration) -> Result<us
     let cutoff = time::now_ms() - grace.as_millis() as i64;
     store
         .write(|tx| {
-            let abandoned = tx.vip_intents_before(cutoff)?;
-            for lb_id in &abandoned {
-                tx.vip_intent_end(*lb_id)?;
-                post(tx, &Job::ReleaseVip { lb_id: *lb_id })?;
+            tx.duty_lock("vips")?;
+            let mut n = 0;
+            for lb_id in tx.vip_intents_before(cutoff)? {
+                // Only the transaction that ends the intent releases its VIP.
+                if tx.vip_intent_end(lb_id)? {
+                    post(tx, &Job::ReleaseVip { lb_id })?;
+                    n += 1;
+                }
             }
-            Ok(abandoned.len())
+            Ok(n)
         })
         .await
 }
@@ -159,6 +164,7 @@ pub async fn rotate_expiring(store: &Store, buffer: Duration) -> Result<usize, S
     let horizon = time::now() + chrono::Duration::from_std(buffer).unwrap_or(chrono::Duration::MAX);
     store
         .write(|tx| {
+            tx.duty_lock("rotation")?;
             if tx.jobs_named("rotate_amphora_cert")? > 0 {
                 return Ok(0);
             }

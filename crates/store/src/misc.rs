@@ -79,16 +79,24 @@ impl Tx<'_> {
     }
 
     /// Serializes the transactions that count a project's objects against its quota and then
-    /// create some: the second waits for the first to commit, then counts what it created. (On
-    /// SQLite the single writer already does this.)
+    /// create some: the second waits for the first to commit, then counts what it created.
     pub fn quota_lock(&self, project: &str) -> Result<(), StoreError> {
-        let sql = self.dialect.upsert(
-            "quota_locks",
-            &["project_id", "n"],
-            &["project_id"],
-            &["n = {old}.n + 1"],
-        );
-        self.exec(&sql, args![project, 1i64])?;
+        self.lock(&format!("quota:{project}"))
+    }
+
+    /// Serializes the rounds of a housekeeping duty run by several housekeeping processes: each
+    /// round (count, then post jobs) sees what the one before it did.
+    pub fn duty_lock(&self, duty: &str) -> Result<(), StoreError> {
+        self.lock(&format!("duty:{duty}"))
+    }
+
+    /// Takes the row lock `name` until this transaction ends (on SQLite the single writer
+    /// already serializes writes; the row is written all the same).
+    fn lock(&self, name: &str) -> Result<(), StoreError> {
+        let sql = self
+            .dialect
+            .upsert("locks", &["name", "n"], &["name"], &["n = {old}.n + 1"]);
+        self.exec(&sql, args![name, 1i64])?;
         Ok(())
     }
 
@@ -177,16 +185,24 @@ impl Tx<'_> {
 }
 
 impl Tx<'_> {
-    /// Records a counted heartbeat of an amphora.
-    pub fn health_seen(&self, amphora: Id, now_ms: i64, seq: i64) -> Result<(), StoreError> {
-        let sql = self.dialect.upsert(
+    /// Counts a heartbeat of an amphora if its sequence number is newer than the last one
+    /// counted, by any health manager: `false` for a replay (or one overtaken by a newer
+    /// heartbeat another health manager counted), which must then change nothing. One
+    /// conditional `UPDATE` (an `INSERT` for the amphora's first heartbeat).
+    pub fn health_seen(&self, amphora: Id, now_ms: i64, seq: i64) -> Result<bool, StoreError> {
+        let updated = self.exec(
+            "UPDATE amphora_health SET last_update = ?, seq = ? WHERE amphora_id = ? AND seq < ?",
+            args![now_ms, seq, amphora, seq],
+        )?;
+        if updated == 1 {
+            return Ok(true);
+        }
+        let sql = self.dialect.insert_ignore(
             "amphora_health",
             &["amphora_id", "last_update", "seq"],
             &["amphora_id"],
-            &["last_update = {new}.last_update", "seq = {new}.seq"],
         );
-        self.exec(&sql, args![amphora, now_ms, seq])?;
-        Ok(())
+        Ok(self.exec(&sql, args![amphora, now_ms, seq])? == 1)
     }
 
     /// The last sequence number counted per amphora.

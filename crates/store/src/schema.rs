@@ -51,7 +51,7 @@ impl SchemaState {
 /// The current schema, with type placeholders rendered per dialect by `render`.
 const TABLES: &str = "
 CREATE TABLE quotas (project_id {P} NOT NULL PRIMARY KEY, body {L} NOT NULL){END};
-CREATE TABLE quota_locks (project_id {P} NOT NULL PRIMARY KEY, n {I} NOT NULL){END};
+CREATE TABLE locks (name {P} NOT NULL PRIMARY KEY, n {I} NOT NULL){END};
 CREATE TABLE listener_stats (
     listener_id {K} NOT NULL,
     amphora_id {K} NOT NULL,
@@ -209,7 +209,7 @@ fn sqlite_legacy_steps(from: i64) -> Vec<String> {
                 .into(),
         );
     }
-    // 5: statuses only in their columns; the quota lock rows; the version table.
+    // 5: statuses only in their columns; the lock rows; the version table.
     for t in ENTITY_TABLES {
         let keys = match t {
             crate::entity::Table::Amphorae => "'$.status'",
@@ -220,10 +220,7 @@ fn sqlite_legacy_steps(from: i64) -> Vec<String> {
             t.name()
         ));
     }
-    s.push(
-        "CREATE TABLE quota_locks (project_id TEXT NOT NULL PRIMARY KEY, n INTEGER NOT NULL)"
-            .into(),
-    );
+    s.push("CREATE TABLE locks (name TEXT NOT NULL PRIMARY KEY, n INTEGER NOT NULL)".into());
     s.push("CREATE TABLE rocta_schema_version (version INTEGER NOT NULL)".into());
     s
 }

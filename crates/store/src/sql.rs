@@ -62,6 +62,20 @@ impl Dialect {
         }
     }
 
+    /// `INSERT … VALUES (…)` that does nothing when `key` already exists (0 rows).
+    pub(crate) fn insert_ignore(self, table: &str, cols: &[&str], key: &[&str]) -> String {
+        let marks = vec!["?"; cols.len()].join(", ");
+        let cols = cols.join(", ");
+        match self {
+            Dialect::Sqlite => format!("INSERT OR IGNORE INTO {table} ({cols}) VALUES ({marks})"),
+            Dialect::Postgres => format!(
+                "INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({}) DO NOTHING",
+                key.join(", ")
+            ),
+            Dialect::Mysql => format!("INSERT IGNORE INTO {table} ({cols}) VALUES ({marks})"),
+        }
+    }
+
     /// The sum of an integer column as a 64-bit integer (0 over no rows).
     pub(crate) fn sum_int(self, col: &str) -> String {
         match self {

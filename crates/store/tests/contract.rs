@@ -76,6 +76,7 @@ contract!(
     jobs_that_do_not_lock_leave_the_lock_where_it_is,
     concurrent_claimers_never_run_one_job_twice,
     quota_is_never_exceeded_by_parallel_creates,
+    duty_rounds_in_parallel_post_once,
     quotas_stats_and_health,
     a_vip_intent_ends_once,
     purge_removes_only_old_deleted_records,
@@ -581,6 +582,37 @@ async fn quota_is_never_exceeded_by_parallel_creates(db: Db) {
     assert_eq!((created, n), (QUOTA, QUOTA));
 }
 
+async fn duty_rounds_in_parallel_post_once(db: Db) {
+    let s = db.store.clone();
+    const POOL: i64 = 3;
+    let name = Job::CreateSpareAmphora.name();
+    let barrier = Arc::new(tokio::sync::Barrier::new(6));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (s, b) = (s.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                // What housekeeping's spare duty does on each of several processes.
+                write_retrying(&s, |tx| {
+                    tx.duty_lock("spares")?;
+                    let missing = (POOL - tx.jobs_named(name)?).max(0);
+                    for _ in 0..missing {
+                        tx.job_post(&Job::CreateSpareAmphora)?;
+                    }
+                    Ok(missing)
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut posted = 0;
+    for t in tasks {
+        posted += t.await.unwrap();
+    }
+    assert_eq!(posted, POOL);
+    assert_eq!(s.read(|tx| tx.jobs_named(name)).await.unwrap(), POOL);
+}
+
 async fn quotas_stats_and_health(db: Db) {
     let s = &db.store;
     let q = Quota {
@@ -649,9 +681,13 @@ async fn quotas_stats_and_health(db: Db) {
     s.write(|tx| -> Result<(), StoreError> {
         tx.insert(&amp)?;
         tx.insert(&spare)?;
-        tx.health_seen(amp.id, 1000, 7)?;
-        tx.health_seen(amp.id, 2000, 8)?;
-        tx.health_seen(spare.id, 1000, 1)
+        assert!(tx.health_seen(amp.id, 1000, 7)?);
+        assert!(tx.health_seen(amp.id, 2000, 8)?);
+        // A replay, and an older heartbeat, count for nothing (on any health manager).
+        assert!(!tx.health_seen(amp.id, 9000, 8)?);
+        assert!(!tx.health_seen(amp.id, 9000, 5)?);
+        assert!(tx.health_seen(spare.id, 1000, 1)?);
+        Ok(())
     })
     .await
     .unwrap();
@@ -722,7 +758,7 @@ async fn purge_removes_only_old_deleted_records(db: Db) {
             Some(ProvisioningStatus::Deleted),
             None,
         )?;
-        tx.health_seen(dead_amp.id, 1, 1)
+        tx.health_seen(dead_amp.id, 1, 1).map(drop)
     })
     .await
     .unwrap();

@@ -66,7 +66,8 @@ impl Rocta {
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if role != "worker" {
+        let has_api = matches!(role, "serve" | "api");
+        if has_api {
             cmd.arg("--api-bind").arg("127.0.0.1:0");
         }
         if noop {
@@ -78,7 +79,7 @@ impl Rocta {
         let mut child = cmd.spawn().expect("spawn rocta");
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut url = String::new();
-        if role != "worker" {
+        if has_api {
             let mut line = String::new();
             out.read_line(&mut line).unwrap();
             url = line
