@@ -2,6 +2,7 @@
 # Control-plane benchmark of `rocta serve --drivers noop` (issue 2 figures; BENCHMARKS.md).
 # Loopback only; every run is bounded in count and time.
 #   bench/control_plane.sh            # full run (~1 min after the release build)
+#   DB_URL=postgresql://... bench/control_plane.sh   # on another database ([database] connection)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
@@ -9,13 +10,14 @@ cargo build --release --locked --bin rocta --bin rocta-bench
 work=$(mktemp -d)
 port=${PORT:-19876}
 url=http://127.0.0.1:$port
-./target/release/rocta serve --drivers noop --data-dir "$work/data" --api-bind 127.0.0.1:$port \
-  >"$work/out" 2>"$work/err" &
+printf '[database]\nconnection = "%s"\n' "${DB_URL:-}" >"$work/rocta.toml"
+./target/release/rocta serve --drivers noop --config "$work/rocta.toml" --data-dir "$work/data" \
+  --api-bind 127.0.0.1:$port >"$work/out" 2>"$work/err" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q "listening" "$work/out" && break; sleep 0.05; done
 B="./target/release/rocta-bench --url $url"
-echo "== machine: $(nproc) cores, $(uname -r), $(date -u +%F)"
+echo "== machine: $(nproc) cores, $(uname -r), $(date -u +%F), database: ${DB_URL:-sqlite}"
 $B create --n "${N_CREATE:-200}"
 $B tree --n "${N_TREE:-50}"
 $B members --clients 1 --seconds "${SECONDS_MEMBERS:-10}"

@@ -2,7 +2,7 @@
 # Heartbeat flood (issue 4 figures): `rocta serve --drivers noop` on SQLite with a fixed
 # heartbeat port and key, 2,000 load balancers (one amphora each), then `rocta-bench flood` at
 # increasing offered rates. Reports processed/s and shed per step. Loopback only, bounded.
-# Usage: bash bench/heartbeat_flood.sh [lbs] [rates]
+# Usage: bash bench/heartbeat_flood.sh [lbs] [rates]   (DB_URL=... for another database)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lbs=${1:-2000}
@@ -16,6 +16,8 @@ bind_port = $port
 heartbeat_key = "flood-key"
 heartbeat_timeout = 3600.0
 health_check_interval = 0.1
+[database]
+connection = "${DB_URL:-}"
 CFG
 ./target/release/rocta serve --drivers noop --config "$work/rocta.toml" --data-dir "$work/data" \
   --api-bind 127.0.0.1:0 >"$work/out" 2>"$work/err" &

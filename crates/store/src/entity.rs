@@ -267,23 +267,57 @@ fn with_cols(
     updated_at: Option<&str>,
 ) -> Option<String> {
     let rest = body.trim_start().strip_prefix('{')?;
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let (pk, ok) = t.status_keys();
     let mut out = String::with_capacity(body.len() + 112);
     out.push('{');
-    out.push_str(&format!("\"{pk}\":{},", quote(prov)));
-    if let Some(ok) = ok {
-        out.push_str(&format!("\"{ok}\":{},", quote(op)));
-    }
-    match parse_ts(updated_at) {
-        Some(ts) => out.push_str(&format!("\"updated_at\":\"{}\"", time::render(&ts))),
-        None => out.push_str("\"updated_at\":null"),
-    }
-    if !rest.trim_start().starts_with('}') {
+    let mut key = |k: &str, v: Option<&str>| {
+        out.push('"');
+        out.push_str(k);
+        out.push_str("\":");
+        match v {
+            Some(v) => push_json_str(&mut out, v),
+            None => out.push_str("null"),
+        }
         out.push(',');
+    };
+    key(pk, Some(prov));
+    if let Some(ok) = ok {
+        key(ok, Some(op));
+    }
+    key("updated_at", updated_at.and_then(wire_ts));
+    if rest.trim_start().starts_with('}') {
+        out.pop();
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// A stored timestamp (`%Y-%m-%dT%H:%M:%S.ffffff`) in Octavia's wire form (whole seconds): its
+/// first 19 characters, checked.
+fn wire_ts(s: &str) -> Option<&str> {
+    let w = s.get(..19)?;
+    let b = w.as_bytes();
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    (b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && digits.iter().all(|&i| b[i].is_ascii_digit()))
+    .then_some(w)
+}
+
+/// `s` as a JSON string (statuses are plain words; anything else is escaped).
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"_-:. ".contains(&c))
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    }
 }
 
 fn decode<E: Entity>(row: &Row) -> Result<E, StoreError> {
@@ -587,5 +621,37 @@ fn where_clause(f: &Filter<'_>) -> (String, Vec<Value>) {
         (String::new(), a)
     } else {
         (format!(" WHERE {}", conds.join(" AND ")), a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_go_back_into_the_document() {
+        let d = with_cols(
+            Table::Pools,
+            r#"{"id":"x"}"#,
+            "ACTIVE",
+            "ONLINE",
+            Some("2026-12-01T20:49:54.696452"),
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            r#"{"provisioning_status":"ACTIVE","operating_status":"ONLINE","updated_at":"2026-12-01T20:49:54","id":"x"}"#
+        );
+        let d = with_cols(Table::Amphorae, "{}", "READY", "", None).unwrap();
+        assert_eq!(d, r#"{"status":"READY","updated_at":null}"#);
+        let v: serde_json::Value = serde_json::from_str(
+            &with_cols(Table::Pools, "{ }", "a\"b", "c", Some("junk")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (v["provisioning_status"].as_str(), v["updated_at"].is_null()),
+            (Some("a\"b"), true)
+        );
+        assert!(with_cols(Table::Pools, "[]", "A", "B", None).is_none());
     }
 }

@@ -25,6 +25,9 @@ pub(crate) struct PgConn {
 /// A transaction on a `PgConn` (begun and ended by `PgDb::run`).
 pub(crate) struct PgTx<'a> {
     conn: &'a mut PgConn,
+    /// The `BEGIN` not sent yet: it goes out with the transaction's first statement, in one
+    /// round trip (tokio-postgres pipelines requests polled together).
+    begin: Option<&'static str>,
 }
 
 impl PgTx<'_> {
@@ -40,14 +43,32 @@ impl PgTx<'_> {
     pub(crate) fn exec(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
         let st = self.stmt(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        Ok(block_on(self.conn.client.execute(&st, &params))?)
+        let client = &self.conn.client;
+        after_begin(client, self.begin.take(), client.execute(&st, &params))
     }
 
     pub(crate) fn rows(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         let st = self.stmt(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-        let rows = block_on(self.conn.client.query(&st, &params))?;
+        let client = &self.conn.client;
+        let rows = after_begin(client, self.begin.take(), client.query(&st, &params))?;
         rows.iter().map(from_pg).collect()
+    }
+}
+
+/// Runs `op` after `begin`, if given, both sent before waiting for either.
+fn after_begin<T>(
+    client: &Client,
+    begin: Option<&'static str>,
+    op: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    match begin {
+        None => Ok(block_on(op)?),
+        Some(begin) => {
+            let (b, r) = block_on(futures_util::future::join(client.batch_execute(begin), op));
+            b?;
+            Ok(r?)
+        }
     }
 }
 
@@ -161,15 +182,23 @@ impl PgDb {
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         };
         let conn = guard.conn();
-        if let Err(e) = block_on(conn.client.batch_execute(begin)) {
-            guard.broken = conn_lost(&e);
-            return Err(StoreError::from(e).into());
-        }
         let tx = crate::Tx::new(
-            crate::sql::Session::Postgres(PgTx { conn }),
+            crate::sql::Session::Postgres(PgTx {
+                conn,
+                begin: Some(begin),
+            }),
             crate::Dialect::Postgres,
         );
         let out = f(&tx);
+        let begun = match tx.session.into_inner() {
+            crate::sql::Session::Postgres(t) => t.begin.is_none(),
+            _ => true,
+        };
+        if !begun {
+            // No statement ran: no transaction was opened.
+            guard.broken = false;
+            return out;
+        }
         let conn = guard.conn();
         let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match block_on(conn.client.batch_execute(end)) {
