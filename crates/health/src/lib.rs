@@ -9,13 +9,13 @@
 pub mod derive;
 pub mod stale;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocta_model::*;
 use rocta_proto::heartbeat::{decode, DecodeError, Heartbeat};
-use rocta_store::{Entity, Filter, Store, StoreError, Table};
+use rocta_store::{Entity, Store, StoreError, Table};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -187,51 +187,13 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
     let mut batch = Vec::with_capacity(BATCH);
     let mut cache: HashMap<Id, Known> = HashMap::new();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        // Newest heartbeat per amphora; replays (not newer than the last counted) are dropped.
-        // Sorted: health managers sharing a database lock amphorae in one order (no deadlock).
-        let mut newest: std::collections::BTreeMap<String, Heartbeat> = Default::default();
-        for hb in batch.drain(..) {
-            let seen = last_seq.get(&hb.id).copied().unwrap_or(0);
-            if hb.seq <= seen {
-                metrics.replayed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            match newest.get(&hb.id) {
-                Some(o) if o.seq == hb.seq => {
-                    metrics.replayed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Some(o) if o.seq > hb.seq => {
-                    metrics.superseded.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Some(_) => {
-                    metrics.superseded.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {}
-            }
-            newest.insert(hb.id.clone(), hb);
-        }
+        let newest = newest_per_amphora(batch.drain(..), &last_seq, &metrics);
         if newest.is_empty() {
             continue;
         }
         let now = now_ms();
         let result = store
-            .write(|tx| -> Result<Vec<(String, u64)>, StoreError> {
-                let mut counted = Vec::new();
-                for hb in newest.values() {
-                    match apply(tx, hb, now, &mut cache)? {
-                        Applied::Counted => counted.push((hb.id.clone(), hb.seq)),
-                        Applied::Unknown => {
-                            metrics.unknown_amphora.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Applied::Replayed => {
-                            metrics.replayed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                Ok(counted)
-            })
+            .write(|tx| apply_batch(tx, &newest, now, &mut cache, &metrics))
             .await;
         match result {
             Ok(counted) => {
@@ -247,15 +209,6 @@ async fn write_loop(mut rx: mpsc::Receiver<Heartbeat>, store: Store, metrics: Ar
             }
         }
     }
-}
-
-/// What became of one heartbeat in the writer.
-enum Applied {
-    Counted,
-    /// Not an amphora of a load balancer (unknown or deleted).
-    Unknown,
-    /// Not newer than the last heartbeat counted by any health manager.
-    Replayed,
 }
 
 /// What the writer knows of an amphora's load balancer: the tree with the statuses it last
@@ -303,99 +256,190 @@ fn knows_all(t: &LbTree, hb: &Heartbeat) -> bool {
         })
 }
 
-fn load(tx: &rocta_store::Tx<'_>, amp_id: Id) -> Result<Option<LbTree>, StoreError> {
-    let Some(amp) = tx.get::<Amphora>(amp_id)? else {
-        return Ok(None);
-    };
-    if matches!(
-        amp.status,
-        AmphoraStatus::Deleted | AmphoraStatus::PendingDelete
-    ) {
-        return Ok(None);
-    }
-    let Some(lb_id) = amp.loadbalancer_id else {
-        return Ok(None);
-    };
-    let f = Filter {
-        lb_id: Some(lb_id),
-        ..Default::default()
-    };
-    let tree = LbTree {
-        loadbalancer: tx.get::<LoadBalancer>(lb_id)?,
-        listeners: tx.list(&f)?,
-        pools: tx.list(&f)?,
-        members: tx.list(&f)?,
-        ..Default::default()
-    };
-    Ok(tree.loadbalancer.is_some().then_some(tree))
-}
-
-/// Applies one heartbeat; `false` when it is not from a live amphora of a load balancer.
-fn apply(
-    tx: &rocta_store::Tx<'_>,
-    hb: &Heartbeat,
-    now: i64,
-    cache: &mut HashMap<Id, Known>,
-) -> Result<Applied, StoreError> {
-    let Ok(amp_id) = Id::parse_str(&hb.id) else {
-        return Ok(Applied::Unknown);
-    };
-    let fresh = cache
-        .get(&amp_id)
-        .is_some_and(|k| k.loaded.elapsed() < TREE_TTL && knows_all(&k.tree, hb));
-    if !fresh {
-        match load(tx, amp_id)? {
-            Some(tree) => {
-                let conns = cache.remove(&amp_id).map(|k| k.conns).unwrap_or_default();
-                cache.insert(
-                    amp_id,
-                    Known {
-                        tree,
-                        loaded: std::time::Instant::now(),
-                        signature: None,
-                        conns,
-                    },
-                );
-            }
-            None => {
-                cache.remove(&amp_id);
-                return Ok(Applied::Unknown);
-            }
-        }
-    }
-    let Some(k) = cache.get_mut(&amp_id) else {
-        return Ok(Applied::Unknown);
-    };
-    // Conditional in the database: a datagram replayed to another health manager (whose
-    // memory of sequence numbers is behind) still counts once at most.
-    if !tx.health_seen(amp_id, now, hb.seq as i64)? {
-        return Ok(Applied::Replayed);
-    }
-    let sig = signature(hb);
-    if k.signature != Some(sig) {
-        write_statuses(tx, &mut k.tree, hb)?;
-        k.signature = Some(sig);
-    }
-    for (lid, report) in &hb.listeners.0 {
-        let Ok(l) = Id::parse_str(lid) else { continue };
-        let s = &report.stats;
-        let idle = s.rx == 0 && s.tx == 0 && s.totconns == 0 && s.ereq == 0;
-        if idle && k.conns.get(&l) == Some(&s.conns) {
+/// The newest heartbeat per amphora of a batch, carrying the counter deltas of the others;
+/// replays (not newer than the last counted here) are dropped. Sorted by amphora: health
+/// managers sharing a database lock amphorae in one order (no deadlock).
+fn newest_per_amphora(
+    batch: impl Iterator<Item = Heartbeat>,
+    last_seq: &HashMap<String, u64>,
+    metrics: &Metrics,
+) -> BTreeMap<String, Heartbeat> {
+    let mut newest: BTreeMap<String, Heartbeat> = BTreeMap::new();
+    for hb in batch {
+        let seen = last_seq.get(&hb.id).copied().unwrap_or(0);
+        if hb.seq <= seen {
+            metrics.replayed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if k.tree.listeners.iter().any(|x| x.id == l) {
-            let stats = Stats {
-                bytes_in: s.rx as i64,
-                bytes_out: s.tx as i64,
-                active_connections: s.conns as i64,
-                total_connections: s.totconns as i64,
-                request_errors: s.ereq as i64,
-            };
-            tx.listener_stats_add(l, amp_id, &stats)?;
-            k.conns.insert(l, s.conns);
+        match newest.get_mut(&hb.id) {
+            Some(o) if o.seq == hb.seq => {
+                metrics.replayed.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(o) => {
+                // Two heartbeats of one amphora in a batch: the newer one's statuses count,
+                // and the counter deltas of both.
+                metrics.superseded.fetch_add(1, Ordering::Relaxed);
+                let mut hb = hb;
+                if o.seq < hb.seq {
+                    std::mem::swap(o, &mut hb);
+                }
+                add_deltas(o, &hb);
+            }
+            None => {
+                newest.insert(hb.id.clone(), hb);
+            }
         }
     }
-    Ok(Applied::Counted)
+    newest
+}
+
+/// Adds the counter deltas of `older` to those of `newer` (connections now open are
+/// `newer`'s alone).
+fn add_deltas(newer: &mut Heartbeat, older: &Heartbeat) {
+    for (id, o) in &older.listeners.0 {
+        if let Some((_, n)) = newer.listeners.0.iter_mut().find(|(x, _)| x == id) {
+            n.stats.rx += o.stats.rx;
+            n.stats.tx += o.stats.tx;
+            n.stats.totconns += o.stats.totconns;
+            n.stats.ereq += o.stats.ereq;
+        }
+    }
+}
+
+/// The trees of the load balancers of `amphorae` (live amphorae of a load balancer only),
+/// read with one query per table whatever their number.
+fn load_trees(
+    tx: &rocta_store::Tx<'_>,
+    amphorae: &[Id],
+) -> Result<HashMap<Id, LbTree>, StoreError> {
+    let amp_lb: Vec<(Id, Id)> = tx
+        .list_in::<Amphora>(false, amphorae)?
+        .into_iter()
+        .filter(|a| {
+            !matches!(
+                a.status,
+                AmphoraStatus::Deleted | AmphoraStatus::PendingDelete
+            )
+        })
+        .filter_map(|a| Some((a.id, a.loadbalancer_id?)))
+        .collect();
+    let mut lb_ids: Vec<Id> = amp_lb.iter().map(|x| x.1).collect();
+    lb_ids.sort_unstable();
+    lb_ids.dedup();
+    let mut trees: HashMap<Id, LbTree> = HashMap::new();
+    for lb in tx.list_in::<LoadBalancer>(false, &lb_ids)? {
+        let id = lb.id;
+        trees.entry(id).or_default().loadbalancer = Some(lb);
+    }
+    for l in tx.list_in::<Listener>(true, &lb_ids)? {
+        trees.entry(l.cols().lb_id).or_default().listeners.push(l);
+    }
+    for p in tx.list_in::<Pool>(true, &lb_ids)? {
+        trees.entry(p.cols().lb_id).or_default().pools.push(p);
+    }
+    for m in tx.list_in::<Member>(true, &lb_ids)? {
+        trees.entry(m.cols().lb_id).or_default().members.push(m);
+    }
+    Ok(amp_lb
+        .into_iter()
+        .filter_map(|(amp, lb)| {
+            let t = trees.get(&lb)?;
+            t.loadbalancer.is_some().then(|| (amp, t.clone()))
+        })
+        .collect())
+}
+
+/// Applies a batch of heartbeats (one per amphora) in one transaction: trees not cached (or
+/// stale) read together, the batch counted against replays together, statuses written where
+/// they changed, counters added in one statement. Returns the heartbeats counted.
+fn apply_batch(
+    tx: &rocta_store::Tx<'_>,
+    beats: &BTreeMap<String, Heartbeat>,
+    now: i64,
+    cache: &mut HashMap<Id, Known>,
+    metrics: &Metrics,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let unknown = |n: usize| {
+        metrics
+            .unknown_amphora
+            .fetch_add(n as u64, Ordering::Relaxed)
+    };
+    let mut parsed = Vec::with_capacity(beats.len());
+    for hb in beats.values() {
+        match Id::parse_str(&hb.id) {
+            Ok(id) => parsed.push((id, hb)),
+            Err(_) => {
+                unknown(1);
+            }
+        }
+    }
+    let stale: Vec<Id> = parsed
+        .iter()
+        .filter(|(id, hb)| {
+            !cache
+                .get(id)
+                .is_some_and(|k| k.loaded.elapsed() < TREE_TTL && knows_all(&k.tree, hb))
+        })
+        .map(|x| x.0)
+        .collect();
+    if !stale.is_empty() {
+        let mut trees = load_trees(tx, &stale)?;
+        for id in stale {
+            let conns = cache.remove(&id).map(|k| k.conns).unwrap_or_default();
+            if let Some(tree) = trees.remove(&id) {
+                let loaded = std::time::Instant::now();
+                let k = Known {
+                    tree,
+                    loaded,
+                    signature: None,
+                    conns,
+                };
+                cache.insert(id, k);
+            }
+        }
+    }
+    let before = parsed.len();
+    parsed.retain(|(id, _)| cache.contains_key(id));
+    unknown(before - parsed.len());
+    // Conditional in the database: a datagram replayed to another health manager (whose
+    // memory of sequence numbers is behind) still counts once at most.
+    let seqs: Vec<(Id, i64)> = parsed.iter().map(|(id, hb)| (*id, hb.seq as i64)).collect();
+    let seen = tx.health_seen_many(&seqs, now)?;
+    let mut counted = Vec::with_capacity(seen.len());
+    let mut stats = Vec::new();
+    for (amp_id, hb) in parsed {
+        let Some(k) = cache.get_mut(&amp_id).filter(|_| seen.contains(&amp_id)) else {
+            metrics.replayed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let sig = signature(hb);
+        if k.signature != Some(sig) {
+            write_statuses(tx, &mut k.tree, hb)?;
+            k.signature = Some(sig);
+        }
+        for (lid, report) in &hb.listeners.0 {
+            let Ok(l) = Id::parse_str(lid) else { continue };
+            let s = &report.stats;
+            let idle = s.rx == 0 && s.tx == 0 && s.totconns == 0 && s.ereq == 0;
+            if idle && k.conns.get(&l) == Some(&s.conns) {
+                continue;
+            }
+            if k.tree.listeners.iter().any(|x| x.id == l) {
+                let delta = Stats {
+                    bytes_in: s.rx as i64,
+                    bytes_out: s.tx as i64,
+                    active_connections: s.conns as i64,
+                    total_connections: s.totconns as i64,
+                    request_errors: s.ereq as i64,
+                };
+                stats.push((l, amp_id, delta));
+                k.conns.insert(l, s.conns);
+            }
+        }
+        counted.push((hb.id.clone(), hb.seq));
+    }
+    tx.listener_stats_add_many(&stats)?;
+    Ok(counted)
 }
 
 /// Derives the operating statuses and writes those that changed (keeping the tree in step).
@@ -445,6 +489,49 @@ fn write_statuses(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_newest_heartbeat_of_each_amphora_with_every_counter_delta() {
+        let hb = |id: &str, seq: u64, rx: u64, conns: u64, status: &str| {
+            let stats = rocta_proto::heartbeat::ListenerStats {
+                rx,
+                conns,
+                ..Default::default()
+            };
+            let r = rocta_proto::heartbeat::ListenerReport {
+                status: status.into(),
+                stats,
+            };
+            Heartbeat {
+                id: id.into(),
+                seq,
+                ver: 3,
+                listeners: rocta_proto::heartbeat::Ordered(vec![("l1".into(), r)]),
+                pools: rocta_proto::heartbeat::Ordered(Vec::new()),
+            }
+        };
+        let m = Metrics::default();
+        let last: HashMap<String, u64> = [("a".to_string(), 5)].into();
+        let batch = vec![
+            hb("a", 7, 10, 1, "OPEN"),
+            hb("a", 9, 20, 2, "FULL"),
+            hb("a", 8, 40, 3, "OPEN"),
+            hb("a", 9, 80, 2, "FULL"),  // a replay within the batch
+            hb("a", 5, 160, 9, "OPEN"), // counted before
+            hb("b", 1, 1, 1, "OPEN"),
+        ];
+        let got = newest_per_amphora(batch.into_iter(), &last, &m);
+        let a = &got["a"];
+        assert_eq!(a.seq, 9);
+        let (_, r) = &a.listeners.0[0];
+        assert_eq!(
+            (r.status.as_str(), r.stats.rx, r.stats.conns),
+            ("FULL", 70, 2)
+        );
+        assert_eq!(got["b"].seq, 1);
+        assert_eq!(m.replayed.load(Ordering::Relaxed), 2);
+        assert_eq!(m.superseded.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn kernel_drops_of_an_overflowing_socket_reach_the_metrics() {

@@ -5,7 +5,7 @@ use rocta_model::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::sql::{args, Row, Value};
+use crate::sql::{args, Row, Value, ROWS_PER_STATEMENT};
 use crate::{StoreError, Tx};
 
 /// The entity tables, all of the same shape.
@@ -354,6 +354,25 @@ impl Tx<'_> {
         let (cond, a) = where_clause(f);
         let sql = format!("{SELECT} FROM {}{cond} ORDER BY seq", E::TABLE.name());
         self.rows(&sql, &a)?.iter().map(decode).collect()
+    }
+
+    /// Entities whose id (`by_lb`: whose load balancer's id) is one of `ids`, in creation order
+    /// per [`ROWS_PER_STATEMENT`] ids.
+    pub fn list_in<E: Entity>(&self, by_lb: bool, ids: &[Id]) -> Result<Vec<E>, StoreError> {
+        let col = if by_lb { "lb_id" } else { "id" };
+        let mut out = Vec::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{SELECT} FROM {} WHERE {col} IN ({}) ORDER BY seq",
+                E::TABLE.name(),
+                marks(chunk.len())
+            );
+            let a: Vec<Value> = chunk.iter().map(Value::from).collect();
+            for r in self.rows(&sql, &a)? {
+                out.push(decode(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// `(parent_id, id)` of the rows of `table` matching `f`, in creation order: child links

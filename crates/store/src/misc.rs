@@ -3,8 +3,10 @@
 use rocta_model::time::Timestamp;
 use rocta_model::{AmphoraStatus, Id, Quota, Stats};
 
-use crate::entity::fmt_ts;
-use crate::sql::{args, Row};
+use std::collections::{HashMap, HashSet};
+
+use crate::entity::{fmt_ts, marks};
+use crate::sql::{args, Row, Value, ROWS_PER_STATEMENT};
 use crate::{StoreError, Tx};
 
 fn quota_doc(project: &str, body: &str) -> Result<Quota, StoreError> {
@@ -148,38 +150,49 @@ impl Tx<'_> {
         amphora: Id,
         d: &Stats,
     ) -> Result<(), StoreError> {
-        let sql = self.dialect.upsert(
-            "listener_stats",
-            &[
-                "listener_id",
-                "amphora_id",
-                "bytes_in",
-                "bytes_out",
-                "active_connections",
-                "total_connections",
-                "request_errors",
-            ],
-            &["listener_id", "amphora_id"],
-            &[
-                "bytes_in = {old}.bytes_in + {new}.bytes_in",
-                "bytes_out = {old}.bytes_out + {new}.bytes_out",
-                "active_connections = {new}.active_connections",
-                "total_connections = {old}.total_connections + {new}.total_connections",
-                "request_errors = {old}.request_errors + {new}.request_errors",
-            ],
-        );
-        self.exec(
-            &sql,
-            args![
-                listener,
-                amphora,
-                d.bytes_in,
-                d.bytes_out,
-                d.active_connections,
-                d.total_connections,
-                d.request_errors
-            ],
-        )?;
+        self.listener_stats_add_many(&[(listener, amphora, *d)])
+    }
+
+    /// [`Tx::listener_stats_add`] for many `(listener, amphora)` pairs (each at most once), in
+    /// one statement per [`ROWS_PER_STATEMENT`] rows.
+    pub fn listener_stats_add_many(&self, rows: &[(Id, Id, Stats)]) -> Result<(), StoreError> {
+        const COLS: [&str; 7] = [
+            "listener_id",
+            "amphora_id",
+            "bytes_in",
+            "bytes_out",
+            "active_connections",
+            "total_connections",
+            "request_errors",
+        ];
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.dialect.upsert_rows(
+                "listener_stats",
+                &COLS,
+                &["listener_id", "amphora_id"],
+                &[
+                    "bytes_in = {old}.bytes_in + {new}.bytes_in",
+                    "bytes_out = {old}.bytes_out + {new}.bytes_out",
+                    "active_connections = {new}.active_connections",
+                    "total_connections = {old}.total_connections + {new}.total_connections",
+                    "request_errors = {old}.request_errors + {new}.request_errors",
+                ],
+                chunk.len(),
+            );
+            let mut a = Vec::with_capacity(chunk.len() * COLS.len());
+            for (l, amp, d) in chunk {
+                a.extend([
+                    Value::from(l),
+                    amp.into(),
+                    d.bytes_in.into(),
+                    d.bytes_out.into(),
+                    d.active_connections.into(),
+                    d.total_connections.into(),
+                    d.request_errors.into(),
+                ]);
+            }
+            self.exec(&sql, &a)?;
+        }
         Ok(())
     }
 }
@@ -187,22 +200,86 @@ impl Tx<'_> {
 impl Tx<'_> {
     /// Counts a heartbeat of an amphora if its sequence number is newer than the last one
     /// counted, by any health manager: `false` for a replay (or one overtaken by a newer
-    /// heartbeat another health manager counted), which must then change nothing. One
-    /// conditional `UPDATE` (an `INSERT` for the amphora's first heartbeat).
+    /// heartbeat another health manager counted), which must then change nothing.
     pub fn health_seen(&self, amphora: Id, now_ms: i64, seq: i64) -> Result<bool, StoreError> {
-        let updated = self.exec(
-            "UPDATE amphora_health SET last_update = ?, seq = ? WHERE amphora_id = ? AND seq < ?",
-            args![now_ms, seq, amphora, seq],
-        )?;
-        if updated == 1 {
-            return Ok(true);
+        Ok(!self.health_seen_many(&[(amphora, seq)], now_ms)?.is_empty())
+    }
+
+    /// [`Tx::health_seen`] for a batch of heartbeats (one per amphora): the amphorae whose
+    /// heartbeat counted. Per [`ROWS_PER_STATEMENT`] amphorae: their rows read under a row lock
+    /// (health managers sharing the database take turns on an amphora; rows are locked in id
+    /// order, so two batches never deadlock), then one upsert of those that advanced. An
+    /// amphora's first heartbeat inserts its row first, so that it too is read locked.
+    pub fn health_seen_many(
+        &self,
+        beats: &[(Id, i64)],
+        now_ms: i64,
+    ) -> Result<HashSet<Id>, StoreError> {
+        let mut beats = beats.to_vec();
+        beats.sort_unstable();
+        let mut counted = HashSet::new();
+        for chunk in beats.chunks(ROWS_PER_STATEMENT) {
+            let mut stored = self.health_locked(chunk.iter().map(|b| b.0))?;
+            let missing: Vec<Id> = chunk
+                .iter()
+                .map(|b| b.0)
+                .filter(|a| !stored.contains_key(a))
+                .collect();
+            if !missing.is_empty() {
+                let sql = self.dialect.insert_ignore_rows(
+                    "amphora_health",
+                    &["amphora_id", "last_update", "seq"],
+                    &["amphora_id"],
+                    missing.len(),
+                );
+                let a: Vec<Value> = missing
+                    .iter()
+                    .flat_map(|m| [m.into(), now_ms.into(), 0i64.into()])
+                    .collect();
+                self.exec(&sql, &a)?;
+                stored.extend(self.health_locked(missing.into_iter())?);
+            }
+            let advanced: Vec<&(Id, i64)> = chunk
+                .iter()
+                .filter(|(a, seq)| stored.get(a).is_some_and(|s| s < seq))
+                .collect();
+            if advanced.is_empty() {
+                continue;
+            }
+            let sql = self.dialect.upsert_rows(
+                "amphora_health",
+                &["amphora_id", "last_update", "seq"],
+                &["amphora_id"],
+                &["last_update = {new}.last_update", "seq = {new}.seq"],
+                advanced.len(),
+            );
+            let a: Vec<Value> = advanced
+                .iter()
+                .flat_map(|(m, seq)| [m.into(), now_ms.into(), (*seq).into()])
+                .collect();
+            self.exec(&sql, &a)?;
+            counted.extend(advanced.iter().map(|b| b.0));
         }
-        let sql = self.dialect.insert_ignore(
-            "amphora_health",
-            &["amphora_id", "last_update", "seq"],
-            &["amphora_id"],
+        Ok(counted)
+    }
+
+    /// The stored sequence numbers of `amphorae` (sorted), their rows locked until commit.
+    fn health_locked(
+        &self,
+        amphorae: impl ExactSizeIterator<Item = Id>,
+    ) -> Result<HashMap<Id, i64>, StoreError> {
+        let n = amphorae.len();
+        let a: Vec<Value> = amphorae.map(Value::from).collect();
+        let sql = format!(
+            "SELECT amphora_id, seq FROM amphora_health WHERE amphora_id IN ({}) \
+             ORDER BY amphora_id{}",
+            marks(n),
+            self.dialect.lock_wait()
         );
-        Ok(self.exec(&sql, args![amphora, now_ms, seq])? == 1)
+        self.rows(&sql, &a)?
+            .iter()
+            .map(|r| Ok((r.id(0)?, r.int(1)?)))
+            .collect()
     }
 
     /// The last sequence number counted per amphora.

@@ -30,25 +30,32 @@ pub(crate) struct PgTx<'a> {
     begin: Option<&'static str>,
 }
 
+/// Statements with more parameters than this are multi-row statements whose text varies with
+/// the row count: prepared for one use (closed when dropped) rather than kept per connection,
+/// where each row count would pin one more server-side statement.
+const CACHED_MAX_PARAMS: usize = 64;
+
 impl PgTx<'_> {
-    fn stmt(&mut self, sql: &str) -> Result<Statement, StoreError> {
+    fn stmt(&mut self, sql: &str, params: usize) -> Result<Statement, StoreError> {
         if let Some(s) = self.conn.stmts.get(sql) {
             return Ok(s.clone());
         }
         let s = block_on(self.conn.client.prepare(&numbered(sql)))?;
-        self.conn.stmts.insert(sql.to_string(), s.clone());
+        if params <= CACHED_MAX_PARAMS {
+            self.conn.stmts.insert(sql.to_string(), s.clone());
+        }
         Ok(s)
     }
 
     pub(crate) fn exec(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
-        let st = self.stmt(sql)?;
+        let st = self.stmt(sql, args.len())?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
         let client = &self.conn.client;
         after_begin(client, self.begin.take(), client.execute(&st, &params))
     }
 
     pub(crate) fn rows(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let st = self.stmt(sql)?;
+        let st = self.stmt(sql, args.len())?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
         let client = &self.conn.client;
         let rows = after_begin(client, self.begin.take(), client.query(&st, &params))?;

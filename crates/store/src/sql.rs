@@ -31,8 +31,23 @@ impl Dialect {
     /// holds `column = expression` pairs where `{new}.c` is the value offered for column `c`
     /// and `{old}.c` the stored one.
     pub(crate) fn upsert(self, table: &str, cols: &[&str], key: &[&str], set: &[&str]) -> String {
-        let marks = vec!["?"; cols.len()].join(", ");
-        let head = format!("INSERT INTO {table} ({}) VALUES ({marks})", cols.join(", "));
+        self.upsert_rows(table, cols, key, set, 1)
+    }
+
+    /// [`Dialect::upsert`] of `rows` rows in one statement (no two with the same key).
+    pub(crate) fn upsert_rows(
+        self,
+        table: &str,
+        cols: &[&str],
+        key: &[&str],
+        set: &[&str],
+        rows: usize,
+    ) -> String {
+        let head = format!(
+            "INSERT INTO {table} ({}) VALUES {}",
+            cols.join(", "),
+            value_rows(cols.len(), rows)
+        );
         let set = |new: &dyn Fn(&str) -> String| -> String {
             set.iter()
                 .map(|s| {
@@ -62,17 +77,24 @@ impl Dialect {
         }
     }
 
-    /// `INSERT … VALUES (…)` that does nothing when `key` already exists (0 rows).
-    pub(crate) fn insert_ignore(self, table: &str, cols: &[&str], key: &[&str]) -> String {
-        let marks = vec!["?"; cols.len()].join(", ");
+    /// `INSERT … VALUES (…), …` of `rows` rows, each doing nothing when its `key` already
+    /// exists (not counted in the rows changed).
+    pub(crate) fn insert_ignore_rows(
+        self,
+        table: &str,
+        cols: &[&str],
+        key: &[&str],
+        rows: usize,
+    ) -> String {
+        let marks = value_rows(cols.len(), rows);
         let cols = cols.join(", ");
         match self {
-            Dialect::Sqlite => format!("INSERT OR IGNORE INTO {table} ({cols}) VALUES ({marks})"),
+            Dialect::Sqlite => format!("INSERT OR IGNORE INTO {table} ({cols}) VALUES {marks}"),
             Dialect::Postgres => format!(
-                "INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({}) DO NOTHING",
+                "INSERT INTO {table} ({cols}) VALUES {marks} ON CONFLICT ({}) DO NOTHING",
                 key.join(", ")
             ),
-            Dialect::Mysql => format!("INSERT IGNORE INTO {table} ({cols}) VALUES ({marks})"),
+            Dialect::Mysql => format!("INSERT IGNORE INTO {table} ({cols}) VALUES {marks}"),
         }
     }
 
@@ -81,6 +103,15 @@ impl Dialect {
         match self {
             Dialect::Postgres => format!("CAST(COALESCE(SUM({col}), 0) AS BIGINT)"),
             _ => format!("COALESCE(SUM({col}), 0)"),
+        }
+    }
+
+    /// What ends a `SELECT` whose rows this transaction will change, waiting for others that
+    /// hold them (so concurrent writers of one row take turns).
+    pub(crate) fn lock_wait(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
         }
     }
 
@@ -93,6 +124,16 @@ impl Dialect {
         }
     }
 }
+
+/// `(?, ?), (?, ?)`: `rows` rows of `cols` placeholders.
+fn value_rows(cols: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(", "));
+    vec![one; rows.max(1)].join(", ")
+}
+
+/// Rows per multi-row statement: well under every backend's parameter limit (SQLite 32,766,
+/// PostgreSQL and MySQL 65,535) for the widest row written this way.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// A parameter or column value.
 #[derive(Debug, Clone, PartialEq)]

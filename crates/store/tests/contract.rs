@@ -78,6 +78,7 @@ contract!(
     quota_is_never_exceeded_by_parallel_creates,
     duty_rounds_in_parallel_post_once,
     quotas_stats_and_health,
+    heartbeat_batches_of_two_health_managers_count_each_sequence_once,
     a_vip_intent_ends_once,
     purge_removes_only_old_deleted_records,
     schema_is_current_and_a_newer_one_is_refused,
@@ -791,4 +792,79 @@ async fn schema_is_current_and_a_newer_one_is_refused(db: Db) {
         SchemaState::Newer(SCHEMA_VERSION + 1)
     );
     assert!(s.upgrade().is_err());
+}
+
+/// Two health managers counting batches of heartbeats of the same 600 amphorae (more than one
+/// statement's worth) at once: every sequence number counts on one of them at most, no batch
+/// fails (no deadlock between the row locks of the two), the newest wins, and counters of many
+/// listeners add up in one call.
+async fn heartbeat_batches_of_two_health_managers_count_each_sequence_once(db: Db) {
+    let s = db.store.clone();
+    let amps: Vec<Id> = (0..600).map(|_| new_id()).collect();
+    let hm = |mut order: Vec<Id>, reverse: bool| {
+        let s = s.clone();
+        if reverse {
+            order.reverse();
+        }
+        tokio::spawn(async move {
+            let mut counted = Vec::new();
+            for seq in 1..=12i64 {
+                let beats: Vec<(Id, i64)> = order.iter().map(|a| (*a, seq)).collect();
+                let got = write_retrying(&s, |tx| tx.health_seen_many(&beats, 1000 + seq)).await;
+                counted.extend(got.into_iter().map(|a| (a, seq)));
+            }
+            counted
+        })
+    };
+    let (a, b) = (hm(amps.clone(), false), hm(amps.clone(), true));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let a: HashSet<(Id, i64)> = a.into_iter().collect();
+    let b: HashSet<(Id, i64)> = b.into_iter().collect();
+    assert!(a.is_disjoint(&b), "a heartbeat counted on both");
+    assert!(
+        a.len() + b.len() >= 600,
+        "each amphora counted at least once"
+    );
+    let seqs: std::collections::HashMap<Id, i64> = s
+        .read(|tx| tx.health_sequences())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(amps.iter().all(|x| seqs.get(x) == Some(&12)));
+    // An older batch afterwards counts nothing.
+    let old: Vec<(Id, i64)> = amps.iter().map(|x| (*x, 11)).collect();
+    assert!(s
+        .write(|tx| tx.health_seen_many(&old, 5000))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let d = Stats {
+        bytes_in: 1,
+        bytes_out: 2,
+        active_connections: 3,
+        total_connections: 4,
+        request_errors: 0,
+    };
+    let (l1, l2) = (new_id(), new_id());
+    let rows: Vec<(Id, Id, Stats)> = amps
+        .iter()
+        .flat_map(|x| [(l1, *x, d), (l2, *x, d)])
+        .collect();
+    for _ in 0..2 {
+        s.write(|tx| tx.listener_stats_add_many(&rows))
+            .await
+            .unwrap();
+    }
+    let sum = s.read(|tx| tx.listener_stats(l1)).await.unwrap();
+    assert_eq!(
+        (
+            sum.bytes_in,
+            sum.bytes_out,
+            sum.active_connections,
+            sum.total_connections
+        ),
+        (1200, 2400, 1800, 4800)
+    );
 }
