@@ -280,3 +280,77 @@ fn amphora_of_opt(r: &Rocta, lb: &str) -> Option<String> {
         .and_then(|a| a["id"].as_str())
         .map(String::from)
 }
+
+/// Two health managers on one MariaDB database (api and worker as processes of their own); the
+/// amphorae send heartbeats to both in turn, as Octavia's `controller_ip_port_list` makes
+/// them. One health manager is killed with SIGKILL: the other goes on alone. An amphora that
+/// keeps sending (half of its heartbeats now lost with the dead one) is never failed over; one
+/// that falls silent at the same moment is, by the survivor.
+#[test]
+fn a_health_manager_killed_leaves_failover_detection_to_the_other() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = rocta_store::testing::TempDb::mysql().expect("MariaDB/MySQL");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (port1, port2) = (free_udp_port(), free_udp_port());
+    let with_db = |port| {
+        format!(
+            "{}[database]\nconnection = \"{}\"\n",
+            config(port, 2.0, 0),
+            db.url
+        )
+    };
+    let api = Rocta::start_in(dirs[0].path(), "api", &with_db(0), &[]);
+    let _worker = Rocta::start_in(dirs[0].path(), "worker", &with_db(0), &[]);
+    let mut hm1 = Rocta::start_in(dirs[1].path(), "health-manager", &with_db(port1), &[]);
+    let _hm2 = Rocta::start_in(dirs[2].path(), "health-manager", &with_db(port2), &[]);
+    let (_, amp_a, l_a, p_a, m_a) = setup(&api);
+    let (lb_b, amp_b, l_b, p_b, m_b) = setup(&api);
+    let (stop, b_silent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let sender = {
+        let (stop, b_silent) = (stop.clone(), b_silent.clone());
+        let (a, b) = (
+            (amp_a.clone(), l_a, p_a, m_a),
+            (amp_b.clone(), l_b, p_b, m_b),
+        );
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut seq = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                let port = if seq.is_multiple_of(2) { port1 } else { port2 };
+                let mut amps = vec![&a];
+                if !b_silent.load(Ordering::Relaxed) {
+                    amps.push(&b);
+                }
+                for (amp, l, p, m) in amps {
+                    let hb = encode(&heartbeat(amp, seq, l, p, m, true), KEY.as_bytes());
+                    sock.send_to(&hb, ("127.0.0.1", port)).unwrap();
+                }
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(amphora_of_opt(&api, &lb_b).as_deref(), Some(amp_b.as_str()));
+    hm1.kill();
+    b_silent.store(true, Ordering::Relaxed);
+    let killed = Instant::now();
+    until(
+        "the silent amphora was not failed over by the surviving health manager",
+        Duration::from_secs(15),
+        || amphora_of_opt(&api, &lb_b).is_some_and(|a| a != amp_b),
+    );
+    assert!(killed.elapsed() >= Duration::from_millis(1500));
+    assert!(metric(dirs[2].path(), "rocta_failovers_total") >= 1);
+    // Well past the timeout, the amphora that kept sending is still the same one.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (s, amps) = api.get(&format!("/v2/octavia/amphorae/{amp_a}"));
+    assert_eq!(s, 200);
+    assert_eq!(amps["amphora"]["status"], "ALLOCATED", "{amps}");
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+}

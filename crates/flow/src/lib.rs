@@ -89,6 +89,13 @@ pub trait Task<C: Sync>: Send + Sync {
     fn retry(&self) -> RetryPolicy {
         RetryPolicy::default()
     }
+
+    /// `false` for a step whose `execute` changes nothing and returns nothing (one that only
+    /// acts on revert): running it again on resume is free, so its completion is not
+    /// journaled (one write less per run).
+    fn journaled(&self) -> bool {
+        true
+    }
 }
 
 /// An ordered list of tasks.
@@ -121,12 +128,20 @@ pub trait Journal: Send + Sync {
         -> Result<(), JournalError>;
     async fn begin_revert(&self, failed_index: usize, error: &str) -> Result<(), JournalError>;
     async fn step_reverted(&self, index: usize) -> Result<(), JournalError>;
+    /// The flow completed; `last` is the step that just completed it, not journaled yet (so
+    /// a journal can record both in one write). Called once per completed run.
+    async fn complete(&self, last: Option<(usize, &str, &Value)>) -> Result<(), JournalError> {
+        match last {
+            Some((index, name, output)) => self.step_done(index, name, output).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// How a run ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Every step completed.
+    /// Every step completed, and the journal was told (`Journal::complete`).
     Completed,
     /// A step failed; completed steps were reverted.
     Reverted { step: String, error: String },
@@ -149,6 +164,7 @@ pub async fn run<C: Sync>(flow: &Flow<C>, ctx: &C, journal: &dyn Journal) -> Out
     if let Some((failed, error)) = state.failed.clone() {
         return revert_from(flow, ctx, journal, &state, &outputs, failed, error).await;
     }
+    let mut last = None;
     for (i, task) in flow.tasks.iter().enumerate() {
         if state.done.contains_key(&i) {
             continue;
@@ -163,10 +179,17 @@ pub async fn run<C: Sync>(flow: &Flow<C>, ctx: &C, journal: &dyn Journal) -> Out
         match result {
             Ok(out) => {
                 fault::crash_point(flow.name, task.name(), "executed");
-                if let Err(e) = journal.step_done(i, task.name(), &out).await {
-                    return Outcome::Interrupted(e);
+                if i + 1 == flow.tasks.len() && task.journaled() {
+                    // Recorded with the flow's completion, below.
+                    last = Some((i, out));
+                    continue;
                 }
-                fault::crash_point(flow.name, task.name(), "recorded");
+                if task.journaled() {
+                    if let Err(e) = journal.step_done(i, task.name(), &out).await {
+                        return Outcome::Interrupted(e);
+                    }
+                    fault::crash_point(flow.name, task.name(), "recorded");
+                }
                 outputs.insert(task.name(), out);
             }
             Err(e) => {
@@ -177,6 +200,15 @@ pub async fn run<C: Sync>(flow: &Flow<C>, ctx: &C, journal: &dyn Journal) -> Out
                 return revert_from(flow, ctx, journal, &state, &outputs, i, e.message).await;
             }
         }
+    }
+    let last = last
+        .as_ref()
+        .map(|(i, out)| (*i, flow.tasks[*i].name(), out));
+    if let Err(e) = journal.complete(last).await {
+        return Outcome::Interrupted(e);
+    }
+    if let Some((_, name, _)) = last {
+        fault::crash_point(flow.name, name, "recorded");
     }
     Outcome::Completed
 }

@@ -375,6 +375,41 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// The load balancer `lb_id` (whatever its status) and every object under it, each kind
+    /// in creation order: one statement over the seven tables.
+    pub fn lb_tree(&self, lb_id: Id) -> Result<LbTree, StoreError> {
+        const TREE: [Table; 7] = [
+            Table::LoadBalancers,
+            Table::Listeners,
+            Table::Pools,
+            Table::Members,
+            Table::HealthMonitors,
+            Table::L7Policies,
+            Table::L7Rules,
+        ];
+        let sql = TREE
+            .iter()
+            .enumerate()
+            .map(|(k, t)| format!("{SELECT}, {k} AS k, seq FROM {} WHERE lb_id = ?", t.name()))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+            + " ORDER BY 8, 9";
+        let a = vec![Value::from(lb_id); TREE.len()];
+        let mut t = LbTree::default();
+        for r in self.rows(&sql, &a)? {
+            match r.int(7)? {
+                0 => t.loadbalancer = Some(decode(&r)?),
+                1 => t.listeners.push(decode(&r)?),
+                2 => t.pools.push(decode(&r)?),
+                3 => t.members.push(decode(&r)?),
+                4 => t.health_monitors.push(decode(&r)?),
+                5 => t.l7policies.push(decode(&r)?),
+                _ => t.l7rules.push(decode(&r)?),
+            }
+        }
+        Ok(t)
+    }
+
     /// `(parent_id, id)` of the rows of `table` matching `f`, in creation order: child links
     /// without decoding documents.
     pub fn links(&self, table: Table, f: &Filter<'_>) -> Result<Vec<(Id, Id)>, StoreError> {
@@ -566,33 +601,48 @@ impl Tx<'_> {
         Ok(self.exec(&sql, &a)? as usize)
     }
 
-    /// The documents of `E` matching `f`, as `(id, project_id, parent_id, document)` in
-    /// creation order: the wire representation (statuses put back in) without decoding.
-    pub fn list_raw<E: Entity>(
+    /// `(id, project_id, parent_id, document)` of the rows of `E` matching `f`, statuses
+    /// spliced into the stored document as the API shows them (no decoding of the document).
+    pub fn list_raw<E: Entity>(&self, f: &Filter<'_>) -> Result<Vec<RawRow>, StoreError> {
+        Ok(self.list_raw_linked::<E>(f, &[])?.0)
+    }
+
+    /// [`Tx::list_raw`] and, in the same statement, the `(parent_id, id)` links of the rows of
+    /// each `(table, filter)` of `children`, each in creation order.
+    pub fn list_raw_linked<E: Entity>(
         &self,
         f: &Filter<'_>,
-    ) -> Result<Vec<(Id, String, Id, String)>, StoreError> {
-        let (cond, a) = where_clause(f);
-        let sql = format!(
-            "SELECT id, project_id, parent_id, provisioning_status, operating_status, \
-             updated_at, body FROM {}{cond} ORDER BY seq",
+        children: &[(Table, &Filter<'_>)],
+    ) -> Result<(Vec<RawRow>, Vec<Links>), StoreError> {
+        let (cond, mut a) = where_clause(f);
+        let mut sql = format!(
+            "SELECT 0 AS k, seq, id, project_id, parent_id, provisioning_status, \
+             operating_status, updated_at, body FROM {}{cond}",
             E::TABLE.name()
         );
-        self.rows(&sql, &a)?
-            .iter()
-            .map(|r| {
-                let (prov, op, updated, body) =
-                    (r.text(3)?, r.text(4)?, r.opt_text(5)?, r.text(6)?);
-                let doc = with_cols(E::TABLE, &body, &prov, &op, updated.as_deref()).ok_or_else(
-                    || StoreError::Corrupt {
-                        table: E::TABLE.name(),
-                        id: r.text(0).unwrap_or_default(),
-                        source: serde::de::Error::custom("not a JSON object"),
-                    },
-                )?;
-                Ok((r.id(0)?, r.text(1)?, r.id(2)?, doc))
-            })
-            .collect()
+        for (k, (table, cf)) in children.iter().enumerate() {
+            let (cond, ca) = where_clause(cf);
+            sql.push_str(&format!(
+                " UNION ALL SELECT {}, seq, id, NULL, parent_id, NULL, NULL, NULL, NULL FROM {}{cond}",
+                k + 1,
+                table.name()
+            ));
+            a.extend(ca);
+        }
+        sql.push_str(" ORDER BY 1, 2");
+        let mut docs = Vec::new();
+        let mut links = vec![Vec::new(); children.len()];
+        for r in self.rows(&sql, &a)? {
+            match usize::try_from(r.int(0)?).unwrap_or(0) {
+                0 => docs.push(raw_row(E::TABLE, &r)?),
+                k => {
+                    if let Some(l) = links.get_mut(k - 1) {
+                        l.push((r.id(4)?, r.id(2)?));
+                    }
+                }
+            }
+        }
+        Ok((docs, links))
     }
 
     /// Deletes rows of `table` by id.
@@ -616,6 +666,26 @@ impl Tx<'_> {
         let sql = format!("SELECT 1 FROM {} WHERE id = ?", table.name());
         Ok(self.row(&sql, args![id])?.is_some())
     }
+}
+
+/// `(parent_id, id)` pairs: which object hangs under which.
+pub type Links = Vec<(Id, Id)>;
+
+/// `(id, project_id, parent_id, document)`: a row as the API shows it, undecoded.
+pub type RawRow = (Id, String, Id, String);
+
+/// A [`RawRow`] from `k, seq, id, project_id, parent_id, provisioning_status,
+/// operating_status, updated_at, body`.
+fn raw_row(table: Table, r: &Row) -> Result<RawRow, StoreError> {
+    let (prov, op, updated, body) = (r.text(5)?, r.text(6)?, r.opt_text(7)?, r.text(8)?);
+    let doc = with_cols(table, &body, &prov, &op, updated.as_deref()).ok_or_else(|| {
+        StoreError::Corrupt {
+            table: table.name(),
+            id: r.text(2).unwrap_or_default(),
+            source: serde::de::Error::custom("not a JSON object"),
+        }
+    })?;
+    Ok((r.id(2)?, r.text(3)?, r.id(4)?, doc))
 }
 
 fn where_clause(f: &Filter<'_>) -> (String, Vec<Value>) {

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub use entity::{Cols, Entity, Filter, Table};
+pub use entity::{Cols, Entity, Filter, RawRow, Table};
 pub use jobs::{JobRow, JobState, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};
 pub use sql::{Dialect, Tx};
@@ -354,7 +354,17 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.run(false, f)
+        self.run(Mode::Read, f)
+    }
+
+    /// Runs `f`, which issues exactly one query, outside any transaction: a single statement
+    /// sees one snapshot by itself, and on a network database this saves the round trips of
+    /// `BEGIN` and `COMMIT`. A second statement in `f` fails.
+    pub async fn read_single<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.run(Mode::Single, f)
     }
 
     /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
@@ -362,7 +372,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.run(true, f)
+        self.run(Mode::Write, f)
     }
 
     /// A transaction from synchronous code (tools, migrations).
@@ -371,20 +381,31 @@ impl Store {
         write: bool,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.run(write, f)
+        self.run(if write { Mode::Write } else { Mode::Read }, f)
     }
 
     fn run<T, E: From<StoreError>>(
         &self,
-        write: bool,
+        mode: Mode,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         match &*self.inner {
-            Backend::Sqlite(db) => db.run(write, f),
-            Backend::Postgres(db) => off_runtime(|| db.run(write, f)),
-            Backend::Mysql(pool) => off_runtime(|| mysql_run(pool, write, f)),
+            Backend::Sqlite(db) => db.run(mode, f),
+            Backend::Postgres(db) => off_runtime(|| db.run(mode, f)),
+            Backend::Mysql(pool) => off_runtime(|| mysql_run(pool, mode, f)),
         }
     }
+}
+
+/// How a closure meets the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A write transaction.
+    Write,
+    /// A read-only transaction on one snapshot.
+    Read,
+    /// One statement, no transaction.
+    Single,
 }
 
 /// Runs a blocking database call so that it does not stall the async runtime: on a
@@ -406,18 +427,22 @@ fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
 /// `REPEATABLE READ` snapshot.
 fn mysql_run<T, E: From<StoreError>>(
     pool: &mysql::Pool,
-    write: bool,
+    mode: Mode,
     f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     use mysql::prelude::Queryable;
     let mut conn = pool
         .try_get_conn(Duration::from_secs(30))
         .map_err(StoreError::from)?;
-    let begin = if write {
-        "START TRANSACTION"
-    } else {
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
-         START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+    let begin = match mode {
+        Mode::Write => "START TRANSACTION",
+        Mode::Read => {
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+             START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+        }
+        Mode::Single => {
+            return f(&Tx::single(sql::Session::Mysql(&mut conn), Dialect::Mysql));
+        }
     };
     conn.query_drop(begin).map_err(StoreError::from)?;
     let mut open = OpenMysqlTx(Some(conn));
@@ -489,9 +514,10 @@ impl SqliteDb {
 
     fn run<T, E: From<StoreError>>(
         &self,
-        write: bool,
+        mode: Mode,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let write = mode == Mode::Write;
         let mut guard = if write {
             lock(&self.writer)
         } else {
@@ -502,6 +528,9 @@ impl SqliteDb {
                 .find_map(|k| self.readers[(start + k) % n].try_lock().ok())
                 .unwrap_or_else(|| lock(&self.readers[start % n]))
         };
+        if mode == Mode::Single {
+            return f(&Tx::single(sql::Session::Sqlite(&guard), Dialect::Sqlite));
+        }
         let behavior = if write {
             TransactionBehavior::Immediate
         } else {

@@ -176,14 +176,26 @@ impl PgDb {
     /// `READ COMMITTED` for writes (conditional updates and row locks see the latest rows).
     pub(crate) fn run<T, E: From<StoreError>>(
         &self,
-        write: bool,
+        mode: crate::Mode,
         f: impl FnOnce(&crate::Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut guard = self.pool.get(|| self.connect())?;
+        if mode == crate::Mode::Single {
+            // Statements outside a transaction leave the connection as they found it; a
+            // panic in `f` still drops it (`broken` is cleared only after `f` returned).
+            guard.broken = true;
+            let session = crate::sql::Session::Postgres(PgTx {
+                conn: guard.conn(),
+                begin: None,
+            });
+            let out = f(&crate::Tx::single(session, crate::Dialect::Postgres));
+            guard.broken = guard.conn().client.is_closed();
+            return out;
+        }
         // Until the transaction ended, the connection is not fit for another (a panic in `f`
         // drops it instead of returning it mid-transaction).
         guard.broken = true;
-        let begin = if write {
+        let begin = if mode == crate::Mode::Write {
             "BEGIN"
         } else {
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"

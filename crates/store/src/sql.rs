@@ -3,7 +3,7 @@
 //! subset of SQL that SQLite, PostgreSQL and MySQL/MariaDB share; the few places where the
 //! dialects differ (upserts, row locks, casts) ask `Dialect` for their fragment.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use rocta_model::Id;
@@ -255,6 +255,8 @@ pub(crate) enum Session<'a> {
 pub struct Tx<'a> {
     pub(crate) session: RefCell<Session<'a>>,
     pub(crate) dialect: Dialect,
+    /// Outside a transaction (`Store::read_single`): whether its one statement ran.
+    single: Option<Cell<bool>>,
 }
 
 impl<'a> Tx<'a> {
@@ -262,6 +264,25 @@ impl<'a> Tx<'a> {
         Tx {
             session: RefCell::new(session),
             dialect,
+            single: None,
+        }
+    }
+
+    /// A session for one statement outside a transaction.
+    pub(crate) fn single(session: Session<'a>, dialect: Dialect) -> Self {
+        Tx {
+            single: Some(Cell::new(false)),
+            ..Tx::new(session, dialect)
+        }
+    }
+
+    /// Refuses a second statement where only one may run.
+    fn statement(&self) -> Result<(), StoreError> {
+        match &self.single {
+            Some(ran) if ran.replace(true) => Err(StoreError::Decode(
+                "a second statement in a one-statement read".into(),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -272,6 +293,7 @@ impl<'a> Tx<'a> {
 
     /// Executes a statement; returns the rows it changed (matched, for an `UPDATE`).
     pub(crate) fn exec(&self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+        self.statement()?;
         match &mut *self.session.borrow_mut() {
             Session::Sqlite(c) => {
                 let mut st = c.prepare_cached(sql)?;
@@ -293,6 +315,7 @@ impl<'a> Tx<'a> {
 
     /// Runs a query and returns its rows.
     pub(crate) fn rows(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        self.statement()?;
         match &mut *self.session.borrow_mut() {
             Session::Sqlite(c) => {
                 let mut st = c.prepare_cached(sql)?;

@@ -259,6 +259,41 @@ async fn filters_counts_links_and_creation_order(db: Db) {
     assert_eq!(links, vec![(lbs[1].id, lbs[1].id)]);
     // Comparisons are exact, as on every backend (MySQL's default collation would say 3).
     assert_eq!(upper, 0);
+
+    // Documents and the links of other rows in one statement, outside a transaction.
+    let live_even = Filter {
+        project: Some("even"),
+        live_only: true,
+        ..Default::default()
+    };
+    let odd = by_project("odd");
+    let (docs, links) = s
+        .read_single(|tx| {
+            tx.list_raw_linked::<LoadBalancer>(&live_even, &[(Table::LoadBalancers, &odd)])
+        })
+        .await
+        .unwrap();
+    let doc_ids: Vec<Id> = docs.iter().map(|d| d.0).collect();
+    assert_eq!(doc_ids, vec![lbs[0].id, lbs[2].id]);
+    let doc: serde_json::Value = serde_json::from_str(&docs[0].3).unwrap();
+    assert_eq!(doc["provisioning_status"], "PENDING_CREATE");
+    assert_eq!(docs[0].1, "even");
+    assert_eq!(
+        links,
+        vec![vec![(lbs[1].id, lbs[1].id), (lbs[3].id, lbs[3].id)]]
+    );
+    let tree = s.read_single(|tx| tx.lb_tree(lbs[1].id)).await.unwrap();
+    assert_eq!(tree.loadbalancer.map(|l| l.id), Some(lbs[1].id));
+    assert!(tree.listeners.is_empty() && tree.members.is_empty());
+    let none = s.read_single(|tx| tx.lb_tree(new_id())).await.unwrap();
+    assert!(none.loadbalancer.is_none());
+    let two = s
+        .read_single(|tx| -> Result<_, StoreError> {
+            tx.count::<LoadBalancer>(&odd)?;
+            tx.count::<LoadBalancer>(&odd)
+        })
+        .await;
+    assert!(two.is_err(), "a second statement in a one-statement read");
 }
 
 async fn update_and_delete(db: Db) {

@@ -196,8 +196,9 @@ impl Worker {
         renew.abort();
         let end = match &outcome {
             Outcome::Completed => {
+                // The journal ended the job with its last step (`complete`).
                 tracing::debug!("job completed");
-                Some(None)
+                None
             }
             Outcome::Reverted { step, error } => {
                 tracing::warn!(%step, %error, "job reverted");
@@ -270,6 +271,15 @@ impl Journal for StoreJournal {
     async fn step_reverted(&self, i: usize) -> Result<(), JournalError> {
         self.store
             .write(|tx| tx.job_step_reverted(self.job, &self.owner, i))
+            .await
+            .map_err(jerr)
+    }
+
+    /// The job ends (its row and journal go) in the write that would have journaled its last
+    /// step: nothing is left to resume.
+    async fn complete(&self, _last: Option<(usize, &str, &Value)>) -> Result<(), JournalError> {
+        self.store
+            .write(|tx| tx.job_finish(self.job, &self.owner, None))
             .await
             .map_err(jerr)
     }

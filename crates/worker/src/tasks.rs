@@ -119,6 +119,9 @@ impl Task<Ctx> for LbErrorOnRevert {
     fn name(&self) -> &'static str {
         "lb_error_on_revert"
     }
+    fn journaled(&self) -> bool {
+        false
+    }
     async fn execute(&self, _: &Ctx, _: &Outputs) -> R<Value> {
         Ok(Value::Null)
     }
@@ -157,6 +160,9 @@ pub(crate) struct ChildErrorOnRevert {
 impl Task<Ctx> for ChildErrorOnRevert {
     fn name(&self) -> &'static str {
         "child_error_on_revert"
+    }
+    fn journaled(&self) -> bool {
+        false
     }
     async fn execute(&self, _: &Ctx, _: &Outputs) -> R<Value> {
         Ok(Value::Null)
@@ -530,21 +536,7 @@ impl Task<Ctx> for PlugVip {
 /// Loads what the amphorae must serve now.
 async fn load_tree(ctx: &Ctx, lb_id: Id) -> R<LbTree> {
     ctx.store
-        .read(|tx| {
-            let f = Filter {
-                lb_id: Some(lb_id),
-                ..Default::default()
-            };
-            Ok::<_, StoreError>(LbTree {
-                loadbalancer: tx.get::<LoadBalancer>(lb_id)?,
-                listeners: tx.list(&f)?,
-                pools: tx.list(&f)?,
-                members: tx.list(&f)?,
-                health_monitors: tx.list(&f)?,
-                l7policies: tx.list(&f)?,
-                l7rules: tx.list(&f)?,
-            })
-        })
+        .read_single(|tx| tx.lb_tree(lb_id))
         .await
         .map_err(db)
         .map(LbTree::without_pending_deletes)

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rocta_drivers::{VipError, VipRequest};
 use rocta_model::*;
-use rocta_store::{Entity, Filter, Table, Tx};
+use rocta_store::{Entity, Filter, RawRow, Table, Tx};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -87,6 +87,27 @@ fn child_links(tx: &Tx<'_>, f: &Filter<'_>) -> ApiResult<(Links, Links)> {
     ))
 }
 
+/// Load balancers matching `f` as the API shows them, with the listeners and pools matching
+/// `children` grouped by load balancer: one statement, outside a transaction.
+async fn read_linked(
+    s: &AppState,
+    f: &Filter<'_>,
+    children: &Filter<'_>,
+) -> ApiResult<(Vec<RawRow>, (Links, Links))> {
+    let (rows, mut links) = s
+        .store
+        .read_single(|tx| {
+            tx.list_raw_linked::<LoadBalancer>(
+                f,
+                &[(Listener::TABLE, children), (Pool::TABLE, children)],
+            )
+        })
+        .await?;
+    let pools = group(links.pop().unwrap_or_default());
+    let listeners = group(links.pop().unwrap_or_default());
+    Ok((rows, (listeners, pools)))
+}
+
 pub(crate) async fn list(
     State(s): State<AppState>,
     ctx: Context,
@@ -100,17 +121,11 @@ pub(crate) async fn list(
         live_only: true,
         ..Default::default()
     };
-    let (rows, (listeners, pools)) = s
-        .store
-        .read(|tx| -> ApiResult<_> {
-            let rows = tx.list_raw::<LoadBalancer>(&f)?;
-            let all = Filter {
-                project: scope.as_deref(),
-                ..Default::default()
-            };
-            Ok((rows, child_links(tx, &all)?))
-        })
-        .await?;
+    let all = Filter {
+        project: scope.as_deref(),
+        ..Default::default()
+    };
+    let (rows, (listeners, pools)) = read_linked(&s, &f, &all).await?;
     let items = rows
         .iter()
         .map(|(id, project, _, body)| raw_wire(*id, project, body, &listeners, &pools))
@@ -160,29 +175,20 @@ pub(crate) async fn show(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let id = path_id(&id, "Load Balancer")?;
-    let (row, (l, p)) = s
-        .store
-        .read(|tx| -> ApiResult<_> {
-            let f = Filter {
-                lb_id: Some(id),
-                live_only: true,
-                ..Default::default()
-            };
-            let row = tx
-                .list_raw::<LoadBalancer>(&f)?
-                .into_iter()
-                .find(|(_, project, _, _)| ctx.can_read(project))
-                .ok_or_else(|| ApiError::not_found("Load Balancer", id))?;
-            let links = child_links(
-                tx,
-                &Filter {
-                    lb_id: Some(id),
-                    ..Default::default()
-                },
-            )?;
-            Ok((row, links))
-        })
-        .await?;
+    let f = Filter {
+        lb_id: Some(id),
+        live_only: true,
+        ..Default::default()
+    };
+    let children = Filter {
+        lb_id: Some(id),
+        ..Default::default()
+    };
+    let (rows, (l, p)) = read_linked(&s, &f, &children).await?;
+    let row = rows
+        .into_iter()
+        .find(|(_, project, _, _)| ctx.can_read(project))
+        .ok_or_else(|| ApiError::not_found("Load Balancer", id))?;
     let item = raw_wire(id, &row.1, &row.3, &l, &p)?;
     Ok(respond_one_raw(&item, "loadbalancer", raw.as_deref()))
 }
