@@ -1,7 +1,9 @@
 //! Several processes of each role on one network database (PostgreSQL, then MariaDB/MySQL):
 //! two `rocta api` and two `rocta worker` (noop drivers) share a database of their own on the
 //! server. A load balancer created through one API is updated through the other; a worker
-//! killed in the middle of a flow leaves the job to the other worker, which finishes it.
+//! killed in the middle of a flow leaves the job to the other worker, which finishes it. Job
+//! wake-ups across processes (PostgreSQL `LISTEN/NOTIFY`, RabbitMQ), and RabbitMQ unreachable
+//! or lost mid-run. The same with real amphorae and every role twice: `e2e_scale_out.rs`.
 
 mod common;
 
@@ -199,6 +201,131 @@ fn rabbitmq_wakes_workers_and_its_absence_only_costs_latency() {
             took < Duration::from_secs(5),
             "create -> ACTIVE took {took:?} without the bus"
         );
+    }
+}
+
+/// RabbitMQ lost in the middle of a run and back again (through a TCP proxy the test cuts,
+/// so the shared broker is never stopped): while it is gone the API still answers 201 and the
+/// worker finds jobs by polling; once it is back, both reconnect and jobs are pushed again.
+#[test]
+fn rabbitmq_lost_mid_run_and_back() {
+    let db = TempDb::postgres().expect("PostgreSQL");
+    let queue = format!("rocta_test_{}", uuid_ish());
+    let _cleanup = DeleteQueue(queue.clone());
+    let proxy = Proxy::start(5672);
+    let dir = tempfile::tempdir().unwrap();
+    // LISTEN/NOTIFY would wake the worker on PostgreSQL too; with transport_url set, the bus
+    // is the only push, and polling (every 4 s) the fallback.
+    let cfg = format!(
+        "[DEFAULT]\ntransport_url = \"rabbit://guest:guest@127.0.0.1:{}/\"\n\
+         [oslo_messaging]\ntopic = \"{queue}\"\n\
+         [controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 4000\n\
+         [health_manager]\nbind_port = 0\n[database]\nconnection = \"{}\"\n",
+        proxy.port, db.url
+    );
+    let api = Rocta::start_in(dir.path(), "api", &cfg, &[]);
+    let _worker = Rocta::start_in(dir.path(), "worker", &cfg, &[]);
+    let create = || {
+        let t = std::time::Instant::now();
+        let (s, b) = api.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+        );
+        assert_eq!(s, 201, "{b}");
+        api.wait_active(b["loadbalancer"]["id"].as_str().unwrap());
+        t.elapsed()
+    };
+    let pushed = |what: &str| {
+        let t = std::time::Instant::now();
+        while create() >= Duration::from_millis(1500) {
+            assert!(t.elapsed() < Duration::from_secs(40), "{what}");
+        }
+    };
+    pushed("jobs never pushed through the bus");
+    proxy.set_up(false);
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..2 {
+        let took = create();
+        assert!(
+            took < Duration::from_secs(8),
+            "create -> ACTIVE took {took:?} with the broker gone"
+        );
+    }
+    proxy.set_up(true);
+    pushed("jobs not pushed again after the broker came back");
+}
+
+/// A TCP proxy to a local port that the test can cut (every connection closed, new ones
+/// refused) and restore.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let bind = |port: u16| {
+            let l = TcpListener::bind(("127.0.0.1", port)).ok()?;
+            l.set_nonblocking(true).ok()?;
+            Some(l)
+        };
+        let first = bind(0).expect("proxy port");
+        let port = first.local_addr().unwrap().port();
+        let (up, stop) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (up2, stop2) = (up.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+            let mut listener = Some(first);
+            while !stop2.load(Ordering::Relaxed) {
+                match (up2.load(Ordering::Relaxed), listener.is_some()) {
+                    (true, false) => listener = bind(port),
+                    (false, true) => {
+                        listener = None;
+                        for c in conns.lock().unwrap().drain(..) {
+                            let _ = c.shutdown(Shutdown::Both);
+                        }
+                    }
+                    _ => {}
+                }
+                let accepted = listener.as_ref().and_then(|l| l.accept().ok());
+                let Some((client, _)) = accepted else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let mut held = conns.lock().unwrap();
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    held.push(from.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up, stop }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.set_up(false);
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -392,11 +392,10 @@ impl Tx<'_> {
             .enumerate()
             .map(|(k, t)| format!("{SELECT}, {k} AS k, seq FROM {} WHERE lb_id = ?", t.name()))
             .collect::<Vec<_>>()
-            .join(" UNION ALL ")
-            + " ORDER BY 8, 9";
+            .join(" UNION ALL ");
         let a = vec![Value::from(lb_id); TREE.len()];
         let mut t = LbTree::default();
-        for r in self.rows(&sql, &a)? {
+        for r in sorted(self.rows(&sql, &a)?, 7)? {
             match r.int(7)? {
                 0 => t.loadbalancer = Some(decode(&r)?),
                 1 => t.listeners.push(decode(&r)?),
@@ -629,10 +628,9 @@ impl Tx<'_> {
             ));
             a.extend(ca);
         }
-        sql.push_str(" ORDER BY 1, 2");
         let mut docs = Vec::new();
         let mut links = vec![Vec::new(); children.len()];
-        for r in self.rows(&sql, &a)? {
+        for r in sorted(self.rows(&sql, &a)?, 0)? {
             match usize::try_from(r.int(0)?).unwrap_or(0) {
                 0 => docs.push(raw_row(E::TABLE, &r)?),
                 k => {
@@ -666,6 +664,18 @@ impl Tx<'_> {
         let sql = format!("SELECT 1 FROM {} WHERE id = ?", table.name());
         Ok(self.row(&sql, args![id])?.is_some())
     }
+}
+
+/// `rows` ordered by their kind (column `k`) and creation order (column `k + 1`): done here
+/// rather than by an `ORDER BY` over a `UNION ALL`, for which MySQL/MariaDB build a temporary
+/// table per query.
+fn sorted(rows: Vec<Row>, k: usize) -> Result<Vec<Row>, StoreError> {
+    let mut keyed = rows
+        .into_iter()
+        .map(|r| Ok(((r.int(k)?, r.int(k + 1)?), r)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    keyed.sort_unstable_by_key(|(key, _)| *key);
+    Ok(keyed.into_iter().map(|(_, r)| r).collect())
 }
 
 /// `(parent_id, id)` pairs: which object hangs under which.

@@ -156,6 +156,7 @@ impl Worker {
             store: self.store.clone(),
             job: job.id,
             owner: self.owner.clone(),
+            first_run: job.attempts == 1,
         };
         if job.state == JobState::Running && job.attempts > MAX_ATTEMPTS {
             tracing::error!(
@@ -226,6 +227,8 @@ struct StoreJournal {
     store: Store,
     job: Id,
     owner: String,
+    /// Claimed for the first time: nobody can have journaled anything yet.
+    first_run: bool,
 }
 
 fn jerr(e: StoreError) -> JournalError {
@@ -235,6 +238,9 @@ fn jerr(e: StoreError) -> JournalError {
 #[async_trait::async_trait]
 impl Journal for StoreJournal {
     async fn load(&self) -> Result<JournalState, JournalError> {
+        if self.first_run {
+            return Ok(JournalState::default());
+        }
         let (steps, failed) = self
             .store
             .read(|tx| Ok::<_, StoreError>((tx.job_steps(self.job)?, tx.job_failure(self.job)?)))

@@ -569,7 +569,7 @@ impl Task<Ctx> for ApplyConfig {
 
 async fn live_amphorae(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
     ctx.store
-        .read(|tx| {
+        .read_single(|tx| {
             tx.list::<Amphora>(&Filter {
                 lb_id: Some(lb_id),
                 live_only: true,

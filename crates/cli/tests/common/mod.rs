@@ -54,8 +54,17 @@ impl Rocta {
         Rocta::start_with(dir, "serve", config, env, false)
     }
 
+    /// Starts `role` on the real drivers, with its own config file (`<role>-<n>.toml`) so that
+    /// processes of one data dir can differ (e.g. each health manager's port).
+    pub fn start_role_real(dir: &Path, role: &str, config: &str, env: &[(&str, &str)]) -> Rocta {
+        Rocta::start_with(dir, role, config, env, false)
+    }
+
     fn start_with(dir: &Path, role: &str, config: &str, env: &[(&str, &str)], noop: bool) -> Rocta {
-        let cfg = dir.join("rocta.toml");
+        let cfg = (0..)
+            .map(|n| dir.join(format!("rocta-{role}-{n}.toml")))
+            .find(|p| !p.exists())
+            .expect("a free config name");
         std::fs::write(&cfg, config).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg(role)
