@@ -26,7 +26,9 @@
 mod entity;
 mod jobs;
 mod misc;
+mod my;
 mod pg;
+mod pool;
 mod schema;
 mod sql;
 pub mod testing;
@@ -238,7 +240,7 @@ pub struct Store {
 enum Backend {
     Sqlite(SqliteDb),
     Postgres(Box<pg::PgDb>),
-    Mysql(mysql::Pool),
+    Mysql(Box<my::MyDb>),
 }
 
 struct SqliteDb {
@@ -285,14 +287,7 @@ impl Store {
                     url: redact(url),
                     reason: e.to_string(),
                 })?;
-                let pool_opts = mysql::PoolOpts::default()
-                    .with_reset_connection(false)
-                    .with_constraints(
-                        mysql::PoolConstraints::new(0, opts.max_pool_size.max(1))
-                            .expect("0 <= max"),
-                    );
                 let o = mysql::OptsBuilder::from_opts(base)
-                    .pool_opts(pool_opts)
                     .tcp_nodelay(true)
                     .stmt_cache_size(256)
                     // Matched rows, not changed rows, for conditional updates.
@@ -301,8 +296,8 @@ impl Store {
                         "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
                         "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
                     ]);
-                let pool = mysql::Pool::new(o)?;
-                Backend::Mysql(pool)
+                let db = my::MyDb::new(o.into(), opts.max_pool_size);
+                Backend::Mysql(Box::new(db))
             }
         };
         let s = Store {
@@ -359,12 +354,16 @@ impl Store {
 
     /// Runs `f`, which issues exactly one query, outside any transaction: a single statement
     /// sees one snapshot by itself, and on a network database this saves the round trips of
-    /// `BEGIN` and `COMMIT`. A second statement in `f` fails.
+    /// `BEGIN` and `COMMIT`. A second statement in `f` fails. `f` may run twice: on MySQL a
+    /// statement that finds its connection closed by the server runs again on another.
     pub async fn read_single<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+        f: impl Fn(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.run(Mode::Single, f)
+        match &*self.inner {
+            Backend::Mysql(db) => off_runtime(|| db.run_single(f)),
+            _ => self.run(Mode::Single, f),
+        }
     }
 
     /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
@@ -392,7 +391,7 @@ impl Store {
         match &*self.inner {
             Backend::Sqlite(db) => db.run(mode, f),
             Backend::Postgres(db) => off_runtime(|| db.run(mode, f)),
-            Backend::Mysql(pool) => off_runtime(|| mysql_run(pool, mode, f)),
+            Backend::Mysql(db) => off_runtime(|| db.run(mode, f)),
         }
     }
 }
@@ -418,60 +417,6 @@ fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
             tokio::task::block_in_place(f)
         }
         _ => f(),
-    }
-}
-
-/// A MySQL transaction, begun and ended here rather than by the driver so that a read begins in
-/// one round trip. Sessions run `READ COMMITTED` (set at connect: a write's conditional updates,
-/// locks and counts see what others committed, as on PostgreSQL); a read asks for one
-/// `REPEATABLE READ` snapshot.
-fn mysql_run<T, E: From<StoreError>>(
-    pool: &mysql::Pool,
-    mode: Mode,
-    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-) -> Result<T, E> {
-    use mysql::prelude::Queryable;
-    let mut conn = pool
-        .try_get_conn(Duration::from_secs(30))
-        .map_err(StoreError::from)?;
-    let begin = match mode {
-        Mode::Write => "START TRANSACTION",
-        Mode::Read => {
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
-             START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
-        }
-        Mode::Single => {
-            return f(&Tx::single(sql::Session::Mysql(&mut conn), Dialect::Mysql));
-        }
-    };
-    conn.query_drop(begin).map_err(StoreError::from)?;
-    let mut open = OpenMysqlTx(Some(conn));
-    let tx = Tx::new(
-        sql::Session::Mysql(open.0.as_mut().expect("set above")),
-        Dialect::Mysql,
-    );
-    let out = f(&tx);
-    let mut conn = open.0.take().expect("set above");
-    let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    match conn.query_drop(end) {
-        Ok(()) => out,
-        Err(e) => match out {
-            Ok(_) => Err(StoreError::from(e).into()),
-            Err(first) => Err(first),
-        },
-    }
-}
-
-/// A MySQL connection inside a transaction; rolled back if dropped there (a panic in the
-/// transaction's closure), so the pool never hands out a connection mid-transaction.
-struct OpenMysqlTx(Option<mysql::PooledConn>);
-
-impl Drop for OpenMysqlTx {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            use mysql::prelude::Queryable;
-            let _ = c.query_drop("ROLLBACK");
-        }
     }
 }
 

@@ -248,7 +248,7 @@ impl Row {
 pub(crate) enum Session<'a> {
     Sqlite(&'a rusqlite::Connection),
     Postgres(crate::pg::PgTx<'a>),
-    Mysql(&'a mut mysql::PooledConn),
+    Mysql(&'a mut mysql::Conn),
 }
 
 /// Queries inside one transaction (see `Store::read` and `Store::write`).
@@ -257,6 +257,8 @@ pub struct Tx<'a> {
     pub(crate) dialect: Dialect,
     /// Outside a transaction (`Store::read_single`): whether its one statement ran.
     single: Option<Cell<bool>>,
+    /// A statement failed for want of a connection.
+    lost: Cell<bool>,
 }
 
 impl<'a> Tx<'a> {
@@ -265,6 +267,7 @@ impl<'a> Tx<'a> {
             session: RefCell::new(session),
             dialect,
             single: None,
+            lost: Cell::new(false),
         }
     }
 
@@ -274,6 +277,12 @@ impl<'a> Tx<'a> {
             single: Some(Cell::new(false)),
             ..Tx::new(session, dialect)
         }
+    }
+
+    /// Whether a statement of this session failed because its server connection was lost
+    /// (MySQL: the server closed it).
+    pub(crate) fn connection_lost(&self) -> bool {
+        self.lost.get()
     }
 
     /// Refuses a second statement where only one may run.
@@ -302,12 +311,13 @@ impl<'a> Tx<'a> {
             Session::Postgres(t) => t.exec(sql, args),
             Session::Mysql(t) => {
                 use mysql::prelude::Queryable;
-                if args.is_empty() {
+                let r = if args.is_empty() {
                     // Text protocol: DDL and session statements need no prepared statement.
-                    t.query_drop(sql)?;
+                    t.query_drop(sql)
                 } else {
-                    t.exec_drop(sql, my_params(args))?;
-                }
+                    t.exec_drop(sql, my_params(args))
+                };
+                r.map_err(|e| self.my_error(e))?;
                 Ok(t.affected_rows())
             }
         }
@@ -342,13 +352,22 @@ impl<'a> Tx<'a> {
             Session::Postgres(t) => t.rows(sql, args),
             Session::Mysql(t) => {
                 use mysql::prelude::Queryable;
-                let rows: Vec<mysql::Row> = t.exec(sql, my_params(args))?;
+                let rows: Vec<mysql::Row> =
+                    t.exec(sql, my_params(args)).map_err(|e| self.my_error(e))?;
                 Ok(rows
                     .into_iter()
                     .map(|r| Row(r.unwrap().into_iter().map(from_my).collect()))
                     .collect())
             }
         }
+    }
+
+    /// Notes a MySQL error that means the connection is gone.
+    fn my_error(&self, e: mysql::Error) -> StoreError {
+        if e.is_connectivity_error() {
+            self.lost.set(true);
+        }
+        e.into()
     }
 
     /// The first row of a query, if any.

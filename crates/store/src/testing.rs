@@ -101,6 +101,38 @@ impl TempDb {
     }
 }
 
+impl TempDb {
+    /// Closes every server connection to the database (what a server restart does to them).
+    pub fn disconnect_all(&self) -> Result<(), String> {
+        match &self.admin {
+            Admin::Postgres(a) => pg_admin(
+                a,
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                    self.name
+                ),
+            ),
+            Admin::Mysql(a) => {
+                use mysql::prelude::Queryable;
+                let opts = mysql::Opts::from_url(a).map_err(|e| e.to_string())?;
+                let mut c = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+                let ids: Vec<u64> = c
+                    .exec(
+                        "SELECT id FROM information_schema.processlist WHERE db = ?",
+                        (&self.name,),
+                    )
+                    .map_err(|e| e.to_string())?;
+                for id in ids {
+                    // One may have ended meanwhile.
+                    let _ = c.query_drop(format!("KILL CONNECTION {id}"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Drop for TempDb {
     fn drop(&mut self) {
         let r = match &self.admin {

@@ -903,3 +903,47 @@ async fn heartbeat_batches_of_two_health_managers_count_each_sequence_once(db: D
         (1200, 2400, 1800, 4800)
     );
 }
+
+/// The server closes every connection of the store (a restart): the next write and the next
+/// one-statement read succeed on new connections, without an error to the caller.
+async fn connections_closed_by_the_server_are_replaced(t: TempDb) {
+    let s = Store::open(&t.target, &Options::default()).unwrap();
+    let count = |s: &Store| {
+        let s = s.clone();
+        async move {
+            s.read_single(|tx| tx.count::<LoadBalancer>(&by_project("p")))
+                .await
+                .unwrap()
+        }
+    };
+    // Several connections in the pool.
+    let writes: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.write(|tx| tx.insert(&lb("p"))).await.unwrap() })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap();
+    }
+    assert_eq!(count(&s).await, 4);
+    t.disconnect_all().unwrap();
+    // The client side learns of a PostgreSQL termination from its connection task.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(count(&s).await, 4);
+    s.write(|tx| tx.insert(&lb("p"))).await.unwrap();
+    t.disconnect_all().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.write(|tx| tx.insert(&lb("p"))).await.unwrap();
+    assert_eq!(count(&s).await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_connections_closed_by_the_server_are_replaced() {
+    connections_closed_by_the_server_are_replaced(TempDb::postgres().expect("PostgreSQL")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_connections_closed_by_the_server_are_replaced() {
+    connections_closed_by_the_server_are_replaced(TempDb::mysql().expect("MySQL/MariaDB")).await
+}
