@@ -90,9 +90,9 @@ pub trait Task<C: Sync>: Send + Sync {
         RetryPolicy::default()
     }
 
-    /// `false` for a step whose `execute` changes nothing and returns nothing (one that only
-    /// acts on revert): running it again on resume is free, so its completion is not
-    /// journaled (one write less per run).
+    /// `false` for a step whose output no later step reads and whose `execute` may run again
+    /// on resume at no harm (one that only acts on revert, or one that pushes a desired state
+    /// as a whole): its completion is not journaled (one write less per run).
     fn journaled(&self) -> bool {
         true
     }

@@ -537,7 +537,7 @@ impl Tx<'_> {
     ) -> Result<usize, StoreError> {
         let mut n = 0;
         for id in ids {
-            n += self.move_status(table, "id", *id, from, to.as_str())?;
+            n += self.move_status(table, "id", *id, from, to.as_str(), None)?;
         }
         Ok(n)
     }
@@ -550,7 +550,20 @@ impl Tx<'_> {
         from: &[ProvisioningStatus],
         to: ProvisioningStatus,
     ) -> Result<usize, StoreError> {
-        self.move_status(table, "lb_id", lb_id, from, to.as_str())
+        self.move_status(table, "lb_id", lb_id, from, to.as_str(), None)
+    }
+
+    /// [`Tx::transition_lb`] that also sets the operating status of the rows it moves (and
+    /// of no other row), in the same statement.
+    pub fn transition_lb_op(
+        &self,
+        table: Table,
+        lb_id: Id,
+        from: &[ProvisioningStatus],
+        to: ProvisioningStatus,
+        op: OperatingStatus,
+    ) -> Result<usize, StoreError> {
+        self.move_status(table, "lb_id", lb_id, from, to.as_str(), Some(op))
     }
 
     /// Moves amphora `id` to `to` if its status is one of `from`; `false` if it was not.
@@ -561,7 +574,7 @@ impl Tx<'_> {
         to: AmphoraStatus,
     ) -> Result<bool, StoreError> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        Ok(self.move_status_str(Table::Amphorae, "id", id, &from, to.as_str())? == 1)
+        Ok(self.move_status_str(Table::Amphorae, "id", id, &from, to.as_str(), None)? == 1)
     }
 
     fn move_status(
@@ -571,9 +584,10 @@ impl Tx<'_> {
         key: Id,
         from: &[ProvisioningStatus],
         to: &str,
+        op: Option<OperatingStatus>,
     ) -> Result<usize, StoreError> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        self.move_status_str(table, column, key, &from, to)
+        self.move_status_str(table, column, key, &from, to, op)
     }
 
     /// `provisioning_status` from one of `from` to `to` where `column` (`id` or `lb_id`) is
@@ -585,17 +599,25 @@ impl Tx<'_> {
         key: Id,
         from: &[&str],
         to: &str,
+        op: Option<OperatingStatus>,
     ) -> Result<usize, StoreError> {
         if from.is_empty() {
             return Ok(0);
         }
         let sql = format!(
-            "UPDATE {} SET provisioning_status = ?, updated_at = ? \
+            "UPDATE {} SET provisioning_status = ?{}, updated_at = ? \
              WHERE {column} = ? AND provisioning_status IN ({})",
             table.name(),
+            if op.is_some() {
+                ", operating_status = ?"
+            } else {
+                ""
+            },
             marks(from.len())
         );
-        let mut a = vec![Value::from(to), fmt_ts(&time::now()).into(), key.into()];
+        let mut a = vec![Value::from(to)];
+        a.extend(op.map(|o| Value::from(o.as_str())));
+        a.extend([fmt_ts(&time::now()).into(), key.into()]);
         a.extend(from.iter().map(|s| Value::from(*s)));
         Ok(self.exec(&sql, &a)? as usize)
     }

@@ -9,8 +9,8 @@ use rocta_model::time;
 use rocta_model::{new_id, Id, Job};
 use serde_json::Value;
 
-use crate::sql::args;
-use crate::{StoreError, Tx};
+use crate::sql::{args, Row};
+use crate::{Dialect, StoreError, Tx};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +111,46 @@ impl Tx<'_> {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<JobRow>, StoreError> {
-        let sql = format!(
-            "SELECT j.id, j.name, j.payload, j.state, j.attempts, j.failed_step, j.error \
-             FROM jobs j WHERE j.state IN ('pending', 'running', 'reverting') \
+        const CLAIMABLE: &str = "FROM jobs j WHERE j.state IN ('pending', 'running', 'reverting') \
              AND (j.owner IS NULL OR j.lease_until < ?) \
              AND (j.lb_id = ? OR NOT EXISTS (SELECT 1 FROM jobs e \
                  WHERE e.lb_id = j.lb_id AND e.seq < j.seq \
                  AND e.state IN ('pending', 'running', 'reverting'))) \
-             ORDER BY j.seq LIMIT 1{}",
+             ORDER BY j.seq LIMIT 1";
+        const COLS: &str = "id, name, payload, state, attempts, failed_step, error";
+        let row = |r: &Row, state: JobState, attempts: i64| -> Result<JobRow, StoreError> {
+            Ok(JobRow {
+                id: r.id(0)?,
+                name: r.text(1)?,
+                payload: r.text(2)?,
+                state,
+                attempts,
+                failed_step: r.opt_int(5)?.map(|s| s as usize),
+                error: r.opt_text(6)?,
+            })
+        };
+        if self.dialect == Dialect::Postgres {
+            // One statement: the row is locked by the subquery and claimed by the update (a
+            // row another claimer changed meanwhile is re-checked, and skipped if taken).
+            let sql = format!(
+                "UPDATE jobs SET owner = ?, lease_until = ?, attempts = attempts + 1, \
+                 state = CASE state WHEN 'pending' THEN 'running' ELSE state END, updated_at = ? \
+                 WHERE id = (SELECT j.id {CLAIMABLE} FOR UPDATE SKIP LOCKED) RETURNING {COLS}"
+            );
+            let a = args![owner, now_ms + lease_ms, now_text(), now_ms, Id::nil()];
+            return match self.row(&sql, a)? {
+                None => Ok(None),
+                Some(r) => {
+                    let state = JobState::parse(&r.text(3)?);
+                    let attempts = r.int(4)?;
+                    Ok(Some(row(&r, state, attempts)?))
+                }
+            };
+        }
+        let cols: String = COLS.split(", ").map(|c| format!("j.{c}, ")).collect();
+        let sql = format!(
+            "SELECT {} {CLAIMABLE}{}",
+            cols.trim_end_matches(", "),
             self.dialect.lock_rows()
         );
         let Some(r) = self.row(&sql, args![now_ms, Id::nil()])? else {
@@ -146,15 +178,7 @@ impl Tx<'_> {
             JobState::Pending => JobState::Running,
             s => s,
         };
-        Ok(Some(JobRow {
-            id: Id::parse_str(&id).unwrap_or(Id::nil()),
-            name: r.text(1)?,
-            payload: r.text(2)?,
-            state,
-            attempts: attempts + 1,
-            failed_step: r.opt_int(5)?.map(|s| s as usize),
-            error: r.opt_text(6)?,
-        }))
+        Ok(Some(row(&r, state, attempts + 1)?))
     }
 
     /// Extends the lease; `false` if the job is no longer ours.
@@ -251,15 +275,21 @@ impl Tx<'_> {
     /// Ends a job: a completed job is removed with its journal; a reverted one is kept as
     /// `failed` (with its error) for the operator, without its journal.
     pub fn job_finish(&self, id: Id, owner: &str, error: Option<&str>) -> Result<(), StoreError> {
-        self.check_owner(id, owner)?;
-        self.exec("DELETE FROM job_steps WHERE job_id = ?", args![id])?;
-        match error {
-            None => self.exec("DELETE FROM jobs WHERE id = ?", args![id])?,
+        // The job's row goes (or changes) only while this owner holds it.
+        let n = match error {
+            None => self.exec(
+                "DELETE FROM jobs WHERE id = ? AND owner = ?",
+                args![id, owner],
+            )?,
             Some(e) => self.exec(
-                "UPDATE jobs SET state = ?, owner = NULL, error = ? WHERE id = ?",
-                args![JobState::Failed.as_str(), e, id],
+                "UPDATE jobs SET state = ?, owner = NULL, error = ? WHERE id = ? AND owner = ?",
+                args![JobState::Failed.as_str(), e, id, owner],
             )?,
         };
+        if n != 1 {
+            return Err(StoreError::LeaseLost(id.to_string()));
+        }
+        self.exec("DELETE FROM job_steps WHERE job_id = ?", args![id])?;
         Ok(())
     }
 

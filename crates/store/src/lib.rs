@@ -366,6 +366,21 @@ impl Store {
         }
     }
 
+    /// Claims a job (`Tx::job_claim`): on PostgreSQL one statement outside a transaction (one
+    /// round trip, found or not), elsewhere in a write transaction.
+    pub async fn job_claim(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<JobRow>, StoreError> {
+        let claim = |tx: &Tx<'_>| tx.job_claim(owner, now_ms, lease_ms);
+        match &*self.inner {
+            Backend::Postgres(db) => off_runtime(|| db.run(Mode::Single, claim)),
+            _ => self.write(claim).await,
+        }
+    }
+
     /// Runs `f` in a write transaction: committed if `f` returns `Ok`, rolled back otherwise.
     pub async fn write<T, E: From<StoreError>>(
         &self,

@@ -93,12 +93,8 @@ impl Worker {
         loop {
             // Fill free slots with claimable jobs.
             while let Ok(permit) = slots.clone().try_acquire_owned() {
-                let claimed = this
-                    .store
-                    .write(|tx| {
-                        tx.job_claim(&this.owner, now_ms(), this.cfg.lease.as_millis() as i64)
-                    })
-                    .await;
+                let lease = this.cfg.lease.as_millis() as i64;
+                let claimed = this.store.job_claim(&this.owner, now_ms(), lease).await;
                 match claimed {
                     Ok(Some(job)) => {
                         let w = this.clone();

@@ -89,15 +89,16 @@ fn mark_lb_active(tx: &Tx<'_>, job: Id, lb_id: Id) -> Result<(), StoreError> {
         ProvisioningStatus::PendingUpdate,
     ];
     for t in Table::CHILDREN {
-        tx.transition_lb(t, lb_id, &created_or_updated, ProvisioningStatus::Active)?;
-    }
-    for t in [Table::HealthMonitors, Table::L7Policies, Table::L7Rules] {
-        let f = Filter {
-            lb_id: Some(lb_id),
-            ..Default::default()
+        let active = ProvisioningStatus::Active;
+        match t {
+            // Objects without traffic statuses of their own are ONLINE once provisioned
+            // (those this job provisions: the others keep their status and `updated_at`).
+            Table::HealthMonitors | Table::L7Policies | Table::L7Rules => {
+                let online = OperatingStatus::Online;
+                tx.transition_lb_op(t, lb_id, &created_or_updated, active, online)?
+            }
+            _ => tx.transition_lb(t, lb_id, &created_or_updated, active)?,
         };
-        let ids: Vec<Id> = tx.links(t, &f)?.into_iter().map(|(_, id)| id).collect();
-        tx.set_status(t, &ids, None, Some(OperatingStatus::Online))?;
     }
     tx.transition(
         Table::LoadBalancers,
@@ -553,6 +554,10 @@ pub(crate) struct ApplyConfig {
 impl Task<Ctx> for ApplyConfig {
     fn name(&self) -> &'static str {
         "apply_config"
+    }
+    /// The whole desired state, pushed again on resume.
+    fn journaled(&self) -> bool {
+        false
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let tree = load_tree(ctx, self.lb_id).await?;
