@@ -169,11 +169,24 @@ pub(crate) fn new_member(pool: &Pool, b: &Map<String, Value>, has_hm: bool) -> A
     Ok(m)
 }
 
-fn duplicate(existing: &[Member], m: &Member) -> ApiResult<()> {
-    if existing
-        .iter()
-        .any(|o| o.id != m.id && o.address == m.address && o.protocol_port == m.protocol_port)
-    {
+/// 409 if another member of the pool has `m`'s address and port. Reads only those two fields
+/// of each stored member (pools of thousands of members are read on every create).
+fn duplicate(tx: &Tx<'_>, m: &Member) -> ApiResult<()> {
+    #[derive(serde::Deserialize)]
+    struct AddrPort {
+        address: String,
+        protocol_port: u16,
+    }
+    let f = Filter {
+        parent_id: Some(m.pool_id),
+        ..Default::default()
+    };
+    let taken = tx.list_raw::<Member>(&f)?.iter().any(|(id, _, _, doc)| {
+        *id != m.id
+            && serde_json::from_str::<AddrPort>(doc)
+                .is_ok_and(|o| o.address == m.address && o.protocol_port == m.protocol_port)
+    });
+    if taken {
         return Err(ApiError::conflict(format!(
             "Another member on this pool is already using ip {} on protocol_port {}",
             m.address, m.protocol_port
@@ -216,13 +229,7 @@ pub(crate) async fn create(
             let m = new_member(&pool, &b, has_hm(tx, pool.id)?)?;
             check_quota::<Member>(tx, &s, &pool.project_id, QuotaResource::Member, 1)?;
             lock(tx, &ctx, &pool)?;
-            duplicate(
-                &tx.list::<Member>(&Filter {
-                    parent_id: Some(pool.id),
-                    ..Default::default()
-                })?,
-                &m,
-            )?;
+            duplicate(tx, &m)?;
             tx.insert(&m)?;
             post_job(
                 tx,
