@@ -553,19 +553,6 @@ impl Tx<'_> {
         self.move_status(table, "lb_id", lb_id, from, to.as_str(), None)
     }
 
-    /// [`Tx::transition_lb`] that also sets the operating status of the rows it moves (and
-    /// of no other row), in the same statement.
-    pub fn transition_lb_op(
-        &self,
-        table: Table,
-        lb_id: Id,
-        from: &[ProvisioningStatus],
-        to: ProvisioningStatus,
-        op: OperatingStatus,
-    ) -> Result<usize, StoreError> {
-        self.move_status(table, "lb_id", lb_id, from, to.as_str(), Some(op))
-    }
-
     /// Moves amphora `id` to `to` if its status is one of `from`; `false` if it was not.
     pub fn amphora_transition(
         &self,
@@ -604,22 +591,26 @@ impl Tx<'_> {
         if from.is_empty() {
             return Ok(0);
         }
-        let sql = format!(
-            "UPDATE {} SET provisioning_status = ?{}, updated_at = ? \
-             WHERE {column} = ? AND provisioning_status IN ({})",
-            table.name(),
-            if op.is_some() {
-                ", operating_status = ?"
-            } else {
-                ""
-            },
-            marks(from.len())
-        );
-        let mut a = vec![Value::from(to)];
-        a.extend(op.map(|o| Value::from(o.as_str())));
-        a.extend([fmt_ts(&time::now()).into(), key.into()]);
-        a.extend(from.iter().map(|s| Value::from(*s)));
+        let (sql, a) = move_sql(table, column, key, from, to, op);
         Ok(self.exec(&sql, &a)? as usize)
+    }
+
+    /// Several status moves of one load balancer's objects, sent together (one round trip on
+    /// PostgreSQL); the rows each changed, in order.
+    pub fn transitions(&self, moves: &[Move<'_>]) -> Result<Vec<usize>, StoreError> {
+        let stmts: Vec<(String, Vec<Value>)> = moves
+            .iter()
+            .map(|m| {
+                let from: Vec<&str> = m.from.iter().map(|s| s.as_str()).collect();
+                let column = if m.by_lb { "lb_id" } else { "id" };
+                move_sql(m.table, column, m.key, &from, m.to.as_str(), m.op)
+            })
+            .collect();
+        Ok(self
+            .exec_batch(&stmts)?
+            .into_iter()
+            .map(|n| n as usize)
+            .collect())
     }
 
     /// `(id, project_id, parent_id, document)` of the rows of `E` matching `f`, statuses
@@ -698,6 +689,49 @@ fn sorted(rows: Vec<Row>, k: usize) -> Result<Vec<Row>, StoreError> {
         .collect::<Result<Vec<_>, StoreError>>()?;
     keyed.sort_unstable_by_key(|(key, _)| *key);
     Ok(keyed.into_iter().map(|(_, r)| r).collect())
+}
+
+/// A conditional status move (see [`Tx::transitions`]): rows of `table` whose id (`by_lb`:
+/// whose load balancer's id) is `key` and whose provisioning status is one of `from` go to
+/// `to`, and to operating status `op` when given.
+pub struct Move<'a> {
+    pub table: Table,
+    pub by_lb: bool,
+    pub key: Id,
+    pub from: &'a [ProvisioningStatus],
+    pub to: ProvisioningStatus,
+    pub op: Option<OperatingStatus>,
+}
+
+/// The `UPDATE` of a status move.
+fn move_sql(
+    table: Table,
+    column: &str,
+    key: Id,
+    from: &[&str],
+    to: &str,
+    op: Option<OperatingStatus>,
+) -> (String, Vec<Value>) {
+    let sql = format!(
+        "UPDATE {} SET provisioning_status = ?{}, updated_at = ? \
+         WHERE {column} = ? AND provisioning_status IN ({})",
+        table.name(),
+        if op.is_some() {
+            ", operating_status = ?"
+        } else {
+            ""
+        },
+        marks(from.len().max(1))
+    );
+    let mut a = vec![Value::from(to)];
+    a.extend(op.map(|o| Value::from(o.as_str())));
+    a.extend([fmt_ts(&time::now()).into(), key.into()]);
+    if from.is_empty() {
+        // Matches nothing: no status is empty.
+        a.push(Value::from(""));
+    }
+    a.extend(from.iter().map(|s| Value::from(*s)));
+    (sql, a)
 }
 
 /// `(parent_id, id)` pairs: which object hangs under which.

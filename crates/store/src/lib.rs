@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub use entity::{Cols, Entity, Filter, RawRow, Table};
+pub use entity::{Cols, Entity, Filter, Move, RawRow, Table};
 pub use jobs::{JobRow, JobState, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};
 pub use sql::{Dialect, Tx};

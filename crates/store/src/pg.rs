@@ -54,6 +54,37 @@ impl PgTx<'_> {
         after_begin(client, self.begin.take(), client.execute(&st, &params))
     }
 
+    /// Sends every statement (after the pending `BEGIN`, if any) before awaiting the answers:
+    /// tokio-postgres pipelines requests polled together.
+    pub(crate) fn exec_batch(
+        &mut self,
+        stmts: &[(String, Vec<Value>)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let prepared = stmts
+            .iter()
+            .map(|(sql, a)| self.stmt(sql, a.len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = &self.conn.client;
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
+            .iter()
+            .map(|(_, a)| a.iter().map(|v| v as _).collect())
+            .collect();
+        let ops = futures_util::future::join_all(
+            prepared
+                .iter()
+                .zip(&params)
+                .map(|(st, p)| client.execute(st, p)),
+        );
+        let counts = after_begin(client, self.begin.take(), async {
+            let mut out = Vec::with_capacity(stmts.len());
+            for r in ops.await {
+                out.push(r?);
+            }
+            Ok::<_, tokio_postgres::Error>(out)
+        })?;
+        Ok(counts)
+    }
+
     pub(crate) fn rows(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         let st = self.stmt(sql, args.len())?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();

@@ -323,6 +323,22 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Executes statements whose row counts are only read afterwards: on PostgreSQL all are
+    /// sent before the first answer is awaited (one round trip), elsewhere one after another.
+    pub(crate) fn exec_batch(
+        &self,
+        stmts: &[(String, Vec<Value>)],
+    ) -> Result<Vec<u64>, StoreError> {
+        if let Session::Postgres(t) = &mut *self.session.borrow_mut() {
+            self.statement()?;
+            if stmts.len() > 1 {
+                self.statement()?;
+            }
+            return t.exec_batch(stmts);
+        }
+        stmts.iter().map(|(sql, a)| self.exec(sql, a)).collect()
+    }
+
     /// Runs a query and returns its rows.
     pub(crate) fn rows(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         self.statement()?;

@@ -79,6 +79,7 @@ contract!(
     duty_rounds_in_parallel_post_once,
     quotas_stats_and_health,
     heartbeat_batches_of_two_health_managers_count_each_sequence_once,
+    status_moves_sent_together_each_count_their_rows,
     a_vip_intent_ends_once,
     purge_removes_only_old_deleted_records,
     schema_is_current_and_a_newer_one_is_refused,
@@ -946,4 +947,49 @@ async fn postgres_connections_closed_by_the_server_are_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_connections_closed_by_the_server_are_replaced() {
     connections_closed_by_the_server_are_replaced(TempDb::mysql().expect("MySQL/MariaDB")).await
+}
+
+/// `Tx::transitions` (pipelined on PostgreSQL): each move changes only the rows in its `from`
+/// states and reports its own count; an operating status is set only on the rows moved.
+async fn status_moves_sent_together_each_count_their_rows(db: Db) {
+    let s = &db.store;
+    let (mut a, mut b) = (lb("p"), lb("p"));
+    a.provisioning_status = ProvisioningStatus::PendingUpdate;
+    b.provisioning_status = ProvisioningStatus::Active;
+    s.write(|tx| -> Result<(), StoreError> {
+        tx.insert(&a)?;
+        tx.insert(&b)
+    })
+    .await
+    .unwrap();
+    let pending = [ProvisioningStatus::PendingUpdate];
+    let mv = |key: Id| Move {
+        table: Table::LoadBalancers,
+        by_lb: false,
+        key,
+        from: &pending,
+        to: ProvisioningStatus::Active,
+        op: Some(OperatingStatus::Online),
+    };
+    let counts = s
+        .write(|tx| tx.transitions(&[mv(a.id), mv(b.id), mv(new_id())]))
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![1, 0, 0]);
+    let got = |id| async move {
+        s.read(|tx| tx.get::<LoadBalancer>(id))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let (ga, gb) = (got(a.id).await, got(b.id).await);
+    assert_eq!(
+        (ga.provisioning_status, ga.operating_status),
+        (ProvisioningStatus::Active, OperatingStatus::Online)
+    );
+    assert_eq!(
+        gb.operating_status, b.operating_status,
+        "not moved, not touched"
+    );
+    assert_eq!(gb.updated_at, None);
 }

@@ -3,7 +3,7 @@
 
 use rocta_flow::{Outputs, Task};
 use rocta_model::*;
-use rocta_store::{Entity, Filter, StoreError, Table, Tx};
+use rocta_store::{Entity, Filter, Move, StoreError, Table, Tx};
 use serde_json::Value;
 
 use super::*;
@@ -49,24 +49,28 @@ fn mark_lb_active(tx: &Tx<'_>, job: Id, lb_id: Id) -> Result<(), StoreError> {
         ProvisioningStatus::PendingCreate,
         ProvisioningStatus::PendingUpdate,
     ];
-    for t in Table::CHILDREN {
-        let active = ProvisioningStatus::Active;
-        match t {
-            // Objects without traffic statuses of their own are ONLINE once provisioned
-            // (those this job provisions: the others keep their status and `updated_at`).
+    let mv = |table: Table, by_lb: bool, op: Option<OperatingStatus>| Move {
+        table,
+        by_lb,
+        key: lb_id,
+        from: &created_or_updated,
+        to: ProvisioningStatus::Active,
+        op,
+    };
+    // Objects without traffic statuses of their own are ONLINE once provisioned (those this
+    // job provisions: the others keep their status and `updated_at`).
+    let mut moves: Vec<Move<'_>> = Table::CHILDREN
+        .iter()
+        .map(|&t| match t {
             Table::HealthMonitors | Table::L7Policies | Table::L7Rules => {
-                let online = OperatingStatus::Online;
-                tx.transition_lb_op(t, lb_id, &created_or_updated, active, online)?
+                mv(t, true, Some(OperatingStatus::Online))
             }
-            _ => tx.transition_lb(t, lb_id, &created_or_updated, active)?,
-        };
-    }
-    tx.transition(
-        Table::LoadBalancers,
-        &[lb_id],
-        &created_or_updated,
-        ProvisioningStatus::Active,
-    )?;
+            _ => mv(t, true, None),
+        })
+        .collect();
+    moves.push(mv(Table::LoadBalancers, false, None));
+    // One round trip on PostgreSQL.
+    tx.transitions(&moves)?;
     Ok(())
 }
 
