@@ -72,7 +72,11 @@ impl Rocta {
             .arg(&cfg)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .env("RUST_LOG", "error")
+            // ROCTA_TEST_LOG=warn shows why a flow failed (a step's error is a warning).
+            .env(
+                "RUST_LOG",
+                std::env::var("ROCTA_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let has_api = matches!(role, "serve" | "api");
