@@ -169,16 +169,7 @@ fn rabbitmq_wakes_workers_and_its_absence_only_costs_latency() {
         )
     };
     let pushed = cfg("rabbit://guest:guest@127.0.0.1:5672/", 10_000);
-    let create = |api: &Rocta| {
-        let t = std::time::Instant::now();
-        let (s, b) = api.post(
-            "/v2/lbaas/loadbalancers",
-            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
-        );
-        assert_eq!(s, 201, "{b}");
-        api.wait_active(b["loadbalancer"]["id"].as_str().unwrap());
-        t.elapsed()
-    };
+    let create = timed_create;
     {
         let api = Rocta::start_in(dir.path(), "api", &pushed, &[]);
         let _worker = Rocta::start_in(dir.path(), "worker", &pushed, &[]);
@@ -225,16 +216,7 @@ fn rabbitmq_lost_mid_run_and_back() {
     );
     let api = Rocta::start_in(dir.path(), "api", &cfg, &[]);
     let _worker = Rocta::start_in(dir.path(), "worker", &cfg, &[]);
-    let create = || {
-        let t = std::time::Instant::now();
-        let (s, b) = api.post(
-            "/v2/lbaas/loadbalancers",
-            json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
-        );
-        assert_eq!(s, 201, "{b}");
-        api.wait_active(b["loadbalancer"]["id"].as_str().unwrap());
-        t.elapsed()
-    };
+    let create = || timed_create(&api);
     let pushed = |what: &str| {
         let t = std::time::Instant::now();
         while create() >= Duration::from_millis(1500) {
@@ -327,6 +309,18 @@ impl Drop for Proxy {
         self.set_up(false);
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Creates a load balancer through `api`; how long until it was `ACTIVE`.
+fn timed_create(api: &Rocta) -> Duration {
+    let t = std::time::Instant::now();
+    let (s, b) = api.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": SUBNET}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    api.wait_active(b["loadbalancer"]["id"].as_str().unwrap());
+    t.elapsed()
 }
 
 /// Removes the test's queue from RabbitMQ, even when the test fails.

@@ -19,9 +19,10 @@
 //! round trip never stalls the other tasks of an async worker thread (see ARCHITECTURE.md).
 //! Reads are one snapshot (`REPEATABLE READ`); writes see the latest committed rows.
 //!
-//! Layout: `Store` (backends, `read`/`write` transactions), `sql` (`Tx`, values, dialects),
-//! `pg` (PostgreSQL connections), queries in `entity`, `jobs` and `misc`, `schema`
-//! (migrations and the schema version), `testing` (throw-away databases for tests).
+//! Layout: `Store` (backends, `read`/`write`/`read_single`), `sql` (`Tx`, values, dialects),
+//! `pg` and `my` (PostgreSQL and MySQL connections) on `pool`, queries in `entity`, `status`
+//! (status moves), `jobs` and `misc`, `schema` (migrations and the schema version), `testing`
+//! (throw-away databases for tests).
 
 mod entity;
 mod jobs;
@@ -31,6 +32,7 @@ mod pg;
 mod pool;
 mod schema;
 mod sql;
+mod status;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -41,10 +43,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub use entity::{Cols, Entity, Filter, Move, RawRow, Table};
+pub use entity::{Cols, Entity, Filter, RawRow, Table};
 pub use jobs::{JobRow, JobState, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};
 pub use sql::{Dialect, Tx};
+pub use status::Move;
 
 /// Store errors. A caller maps them to "try again later" (busy) or an internal error.
 #[derive(Debug, thiserror::Error)]
