@@ -267,6 +267,7 @@ pub fn run_agent(args: &AgentArgs) -> Result<(), BootError> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -111,9 +111,10 @@ pub trait Compute: Send + Sync {
     /// Destroys the instance of amphora `amphora_id` (found by amphora id, so a revert works
     /// even when the compute id was never recorded). Idempotent: an unknown id is already gone.
     async fn delete(&self, amphora_id: Id) -> DriverResult<()>;
-    /// Whether the instance of `amphora_id` still runs (Nova: not `ERROR`, not gone). A boot
-    /// that died is given up at once instead of waited for. Read-only.
-    async fn alive(&self, amphora_id: Id) -> DriverResult<bool>;
+    /// Why the instance of `amphora_id` no longer runs (Nova: `ERROR` and its fault, or gone),
+    /// `None` while it runs. A boot that died is given up at once instead of waited for, with
+    /// this reason in the flow's error. Read-only.
+    async fn stopped(&self, amphora_id: Id) -> DriverResult<Option<String>>;
 }
 
 /// VIPs and ports (Octavia's network driver).

@@ -189,8 +189,18 @@ impl Compute for LocalCompute {
         Ok(instance)
     }
 
-    async fn alive(&self, amp: Id) -> DriverResult<bool> {
-        Ok(self.agent_pid(amp).is_some())
+    async fn stopped(&self, amp: Id) -> DriverResult<Option<String>> {
+        if self.agent_pid(amp).is_some() {
+            return Ok(None);
+        }
+        // The agent's last words (its log is the instance's console).
+        let log = std::fs::read(self.dir(amp).join("agent.log")).unwrap_or_default();
+        let log = String::from_utf8_lossy(&log);
+        let last = log.lines().rev().find(|l| !l.trim().is_empty());
+        Ok(Some(match last {
+            Some(line) => format!("its agent exited: {}", line.trim()),
+            None => "its agent is not running".to_string(),
+        }))
     }
 
     async fn delete(&self, amp: Id) -> DriverResult<()> {

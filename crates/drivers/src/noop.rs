@@ -105,13 +105,9 @@ impl Compute for NoopCompute {
             .remove("compute delete", "compute", &compute_id(amphora_id))
     }
 
-    async fn alive(&self, amphora_id: Id) -> DriverResult<bool> {
-        Ok(self
-            .0
-            .root
-            .join("compute")
-            .join(compute_id(amphora_id))
-            .exists())
+    async fn stopped(&self, amphora_id: Id) -> DriverResult<Option<String>> {
+        let path = self.0.root.join("compute").join(compute_id(amphora_id));
+        Ok((!path.exists()).then(|| "its instance record is gone".to_string()))
     }
 }
 

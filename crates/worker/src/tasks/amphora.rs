@@ -250,9 +250,9 @@ impl Task<Ctx> for WaitAmphora {
         let amp = load_amphora(ctx, id).await?;
         // An instance that died while booting will never answer: give up now (the flow
         // reverts) rather than after every retry, as Octavia does for a VM gone to ERROR.
-        if !ctx.drivers.compute.alive(id).await.map_err(drv)? {
+        if let Some(why) = ctx.drivers.compute.stopped(id).await.map_err(drv)? {
             return Err(TaskError::fatal(format!(
-                "amphora {id} stopped while booting"
+                "amphora {id} stopped while booting: {why}"
             )));
         }
         ctx.drivers.amphora.wait_ready(&amp).await.map_err(drv)?;
