@@ -232,6 +232,10 @@ def test_projects_kept_apart(lbc, lb):
     other = connect("other-" + uuid.uuid4().hex[:8], roles="member")
     assert lb.id in [x.id for x in member.load_balancers()]
     assert lb.id not in [x.id for x in other.load_balancers()]
+    # Another project's object is refused by policy (403), as Octavia; not hidden (404).
+    with pytest.raises(osexc.HttpException) as e:
+        other.get_load_balancer(lb.id)
+    assert e.value.status_code == 403
     # The administrator (noauth without roles) lists every project's.
     assert lb.id in [x.id for x in connect("admin").load_balancers()]
 

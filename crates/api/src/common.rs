@@ -36,24 +36,27 @@ pub fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
-/// A load balancer the caller may see (not `DELETED`), else 404.
+/// A load balancer the caller may see: 404 when missing or `DELETED`, 403 when it belongs to a
+/// project the caller may not read (Octavia loads the object, then enforces policy on it).
 pub fn visible_lb(tx: &Tx<'_>, ctx: &Context, id: Id) -> ApiResult<LoadBalancer> {
     match tx.get::<LoadBalancer>(id)? {
-        Some(lb)
-            if lb.provisioning_status != ProvisioningStatus::Deleted
-                && ctx.can_read(&lb.project_id) =>
-        {
+        Some(lb) if lb.provisioning_status != ProvisioningStatus::Deleted => {
+            ctx.check_read(&lb.project_id)?;
             Ok(lb)
         }
         _ => Err(ApiError::not_found("Load Balancer", id)),
     }
 }
 
-/// An entity the caller may see, else 404 "`<resource>` `<id>` not found.".
+/// An entity the caller may see: 404 "`<resource>` `<id>` not found." when missing, 403 when
+/// another project's.
 pub fn visible<E: Entity>(tx: &Tx<'_>, ctx: &Context, id: Id, resource: &str) -> ApiResult<E> {
     match tx.get::<E>(id)? {
-        Some(e) if ctx.can_read(e.project()) => Ok(e),
-        _ => Err(ApiError::not_found(resource, id)),
+        Some(e) => {
+            ctx.check_read(e.project())?;
+            Ok(e)
+        }
+        None => Err(ApiError::not_found(resource, id)),
     }
 }
 

@@ -77,6 +77,16 @@ impl Context {
         self.global_reader || (self.reader && self.owns(project))
     }
 
+    /// Octavia's answer for an object that exists: policy is enforced against its owner's
+    /// project, so an object of another project is 403, never 404 (only a missing one is).
+    pub fn check_read(&self, project: &str) -> Result<(), ApiError> {
+        if self.can_read(project) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
     /// May change objects of `project`.
     pub fn can_write(&self, project: &str) -> bool {
         self.admin || (self.member && self.owns(project))

@@ -411,21 +411,76 @@ fn project_isolation_with_roles() {
     let (_d, r) = Rocta::start();
     let lb = r.lb();
     let path = format!("/v2/lbaas/loadbalancers/{lb}");
-    // Another project's member sees nothing of p1.
-    let (s, b) = r.req_as("GET", &path, None, "p2", Some("member"));
-    assert_eq!(s, 404, "{b}");
+    // Another project's member lists nothing of p1, and is refused p1's objects by policy
+    // (403, as Octavia: it loads the object, then enforces policy on its owner's project);
+    // only an object that does not exist is 404.
     let (s, b) = r.req_as("GET", "/v2/lbaas/loadbalancers", None, "p2", Some("member"));
     assert_eq!((s, b["loadbalancers"].clone()), (200, json!([])));
-    let (s, _) = r.req_as(
-        "PUT",
-        &path,
-        Some(json!({"loadbalancer": {"name": "x"}})),
-        "p2",
-        Some("member"),
+    let policy = "Policy does not allow this request to be performed.";
+    assert_fault(
+        r.req_as("GET", &path, None, "p2", Some("member")),
+        403,
+        policy,
     );
-    assert_eq!(s, 404);
-    let (s, _) = r.req_as("DELETE", &path, None, "p2", Some("member"));
-    assert_eq!(s, 404);
+    assert_fault(
+        r.req_as(
+            "PUT",
+            &path,
+            Some(json!({"loadbalancer": {"name": "x"}})),
+            "p2",
+            Some("member"),
+        ),
+        403,
+        policy,
+    );
+    assert_fault(
+        r.req_as("DELETE", &path, None, "p2", Some("member")),
+        403,
+        policy,
+    );
+    for sub in ["status", "stats"] {
+        let p = format!("{path}/{sub}");
+        assert_fault(r.req_as("GET", &p, None, "p2", Some("member")), 403, policy);
+    }
+    let missing = "/v2/lbaas/loadbalancers/00000000-0000-0000-0000-000000000001";
+    assert_fault(
+        r.req_as("GET", missing, None, "p2", Some("member")),
+        404,
+        "not found",
+    );
+    // Children too, reached directly or through their parent.
+    let (s, pool) = r.post(
+        "/v2/lbaas/pools",
+        json!({"pool": {"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}),
+    );
+    assert_eq!(s, 201, "{pool}");
+    r.wait_active(&lb);
+    let pool = pool["pool"]["id"].as_str().unwrap().to_string();
+    let members = format!("/v2/lbaas/pools/{pool}/members");
+    let (s, m) = r.post(
+        &members,
+        json!({"member": {"address": "192.0.2.9", "protocol_port": 80}}),
+    );
+    assert_eq!(s, 201, "{m}");
+    r.wait_active(&lb);
+    let member = format!("{members}/{}", m["member"]["id"].as_str().unwrap());
+    for p in [format!("/v2/lbaas/pools/{pool}"), members.clone(), member] {
+        assert_fault(r.req_as("GET", &p, None, "p2", Some("member")), 403, policy);
+    }
+    assert_fault(
+        r.req_as(
+            "POST",
+            "/v2/lbaas/healthmonitors",
+            Some(
+                json!({"healthmonitor": {"pool_id": pool, "type": "TCP", "delay": 1,
+                "timeout": 1, "max_retries": 1}}),
+            ),
+            "p2",
+            Some("member"),
+        ),
+        403,
+        policy,
+    );
     // The owner's reader sees but cannot write.
     assert_eq!(r.req_as("GET", &path, None, "p1", Some("reader")).0, 200);
     assert_eq!(

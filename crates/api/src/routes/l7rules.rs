@@ -54,7 +54,10 @@ fn policy_of(tx: &Tx<'_>, ctx: &Context, raw: &str) -> ApiResult<L7Policy> {
 fn rule_in(tx: &Tx<'_>, ctx: &Context, p: &L7Policy, raw: &str) -> ApiResult<L7Rule> {
     let id = path_id(raw, "L7 Rule")?;
     match tx.get::<L7Rule>(id)? {
-        Some(r) if r.l7policy_id == p.id && ctx.can_read(&r.project_id) => Ok(r),
+        Some(r) if r.l7policy_id == p.id => {
+            ctx.check_read(&r.project_id)?;
+            Ok(r)
+        }
         _ => Err(ApiError::not_found("L7 Rule", id)),
     }
 }

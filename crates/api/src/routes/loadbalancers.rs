@@ -187,8 +187,9 @@ pub(crate) async fn show(
     let (rows, (l, p)) = read_linked(&s, &f, &children).await?;
     let row = rows
         .into_iter()
-        .find(|(_, project, _, _)| ctx.can_read(project))
+        .next()
         .ok_or_else(|| ApiError::not_found("Load Balancer", id))?;
+    ctx.check_read(&row.1)?;
     let item = raw_wire(id, &row.1, &row.3, &l, &p)?;
     Ok(respond_one_raw(&item, "loadbalancer", raw.as_deref()))
 }

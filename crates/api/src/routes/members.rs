@@ -83,7 +83,10 @@ pub(crate) async fn list(
 fn member_in(tx: &Tx<'_>, ctx: &Context, pool: &Pool, raw: &str) -> ApiResult<Member> {
     let id = path_id(raw, "Member")?;
     match tx.get::<Member>(id)? {
-        Some(m) if m.pool_id == pool.id && ctx.can_read(&m.project_id) => Ok(m),
+        Some(m) if m.pool_id == pool.id => {
+            ctx.check_read(&m.project_id)?;
+            Ok(m)
+        }
         _ => Err(ApiError::not_found("Member", id)),
     }
 }
