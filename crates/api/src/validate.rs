@@ -138,10 +138,7 @@ pub fn envelope(
         )));
     }
     match root.get(key) {
-        Some(Value::Object(obj)) => {
-            check_object(obj, &format!("{arg}.{key}"), spec, create)?;
-            Ok(obj.clone())
-        }
+        Some(Value::Object(obj)) => check_object(obj, &format!("{arg}.{key}"), spec, create),
         Some(other) => Err(ApiError::invalid_field(key, &show(other), "Wrong type.")),
         None => Err(ApiError::invalid_field(
             key,
@@ -151,13 +148,15 @@ pub fn envelope(
     }
 }
 
-/// Checks one object against a field table.
+/// Checks one object against a field table and returns it with WSME's conversions applied
+/// (numeric strings to integers, its boolean spellings to booleans; see [`wsme_int`],
+/// [`wsme_bool`]), so what is stored is what Octavia would have stored.
 pub fn check_object(
     obj: &Map<String, Value>,
     arg: &str,
     spec: &[F],
     create: bool,
-) -> ApiResult<()> {
+) -> ApiResult<Map<String, Value>> {
     let unknown: Vec<&str> = obj
         .keys()
         .filter(|k| !spec.iter().any(|f| f.name == k.as_str()))
@@ -169,8 +168,9 @@ pub fn check_object(
             unknown.join(", ")
         )));
     }
+    let mut out = obj.clone();
     for f in spec {
-        match obj.get(f.name) {
+        match out.get_mut(f.name) {
             None | Some(Value::Null) if f.required && create => {
                 return Err(ApiError::invalid_field(
                     f.name,
@@ -182,10 +182,39 @@ pub fn check_object(
             Some(v) => check_value(f.name, v, f.ty, arg)?,
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn check_value(name: &str, v: &Value, ty: T, arg: &str) -> ApiResult<()> {
+/// WSME's `int(value)`: an integer as it is, a float truncated, a boolean as 0 or 1, a string
+/// holding a decimal integer (spaces and a sign allowed) parsed.
+fn wsme_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            let f = n.as_f64()?;
+            (f.is_finite() && f.abs() < 9.2e18).then_some(f.trunc() as i64)
+        }),
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// WSME's booleans: a boolean, an integer (non-zero is true), or one of the strings
+/// `true t yes y on 1` / `false f no n off 0` (exactly so spelled).
+fn wsme_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        Value::String(s) => match s.as_str() {
+            "true" | "t" | "yes" | "y" | "on" | "1" => Some(true),
+            "false" | "f" | "no" | "n" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn check_value(name: &str, v: &mut Value, ty: T, arg: &str) -> ApiResult<()> {
     match ty {
         T::Str(max) => {
             let s = v
@@ -212,12 +241,11 @@ fn check_value(name: &str, v: &Value, ty: T, arg: &str) -> ApiResult<()> {
             }
         }
         T::Bool => {
-            if !v.is_boolean() {
-                return Err(wrong_type(name, v, "<class 'bool'>"));
-            }
+            let b = wsme_bool(v).ok_or_else(|| wrong_type(name, v, "<class 'bool'>"))?;
+            *v = Value::Bool(b);
         }
         T::Int(min, max) => {
-            let n = v.as_i64().ok_or_else(|| {
+            let n = wsme_int(v).ok_or_else(|| {
                 ApiError::invalid_field(name, &show(v), "Value should be an integer")
             })?;
             if n < min {
@@ -234,6 +262,7 @@ fn check_value(name: &str, v: &Value, ty: T, arg: &str) -> ApiResult<()> {
                     format!("Value should be lower or equal to {max}"),
                 ));
             }
+            *v = Value::from(n);
         }
         T::Enum(valid, choices, _) => {
             let ok = v.as_str().is_some_and(valid);
@@ -255,27 +284,24 @@ fn check_value(name: &str, v: &Value, ty: T, arg: &str) -> ApiResult<()> {
                 ));
             }
         }
+        T::StrList(_) | T::UuidList if !v.is_array() => {
+            return Err(wrong_type(name, v, "<class 'list'>"));
+        }
         T::StrList(max) => {
-            let list = v
-                .as_array()
-                .ok_or_else(|| wrong_type(name, v, "<class 'list'>"))?;
-            for item in list {
+            for item in v.as_array_mut().into_iter().flatten() {
                 check_value(name, item, T::Str(max), arg)?;
             }
         }
         T::UuidList => {
-            let list = v
-                .as_array()
-                .ok_or_else(|| wrong_type(name, v, "<class 'list'>"))?;
-            for item in list {
+            for item in v.as_array_mut().into_iter().flatten() {
                 check_value(name, item, T::Uuid, arg)?;
             }
         }
+        T::StrDict if !v.is_object() => {
+            return Err(wrong_type(name, v, "<class 'dict'>"));
+        }
         T::StrDict => {
-            let m = v
-                .as_object()
-                .ok_or_else(|| wrong_type(name, v, "<class 'dict'>"))?;
-            for item in m.values() {
+            for item in v.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
                 check_value(name, item, T::Str(255), arg)?;
             }
         }
@@ -283,17 +309,17 @@ fn check_value(name: &str, v: &Value, ty: T, arg: &str) -> ApiResult<()> {
             let m = v
                 .as_object()
                 .ok_or_else(|| wrong_type(name, v, "<class 'dict'>"))?;
-            check_object(m, &format!("{arg}.{name}"), spec, true)?;
+            *v = Value::Object(check_object(m, &format!("{arg}.{name}"), spec, true)?);
+        }
+        T::ObjList(_) if !v.is_array() => {
+            return Err(wrong_type(name, v, "<class 'list'>"));
         }
         T::ObjList(spec) => {
-            let list = v
-                .as_array()
-                .ok_or_else(|| wrong_type(name, v, "<class 'list'>"))?;
-            for item in list {
+            for item in v.as_array_mut().into_iter().flatten() {
                 let m = item
                     .as_object()
                     .ok_or_else(|| wrong_type(name, item, "<class 'dict'>"))?;
-                check_object(m, &format!("{arg}.{name}"), spec, true)?;
+                *item = Value::Object(check_object(m, &format!("{arg}.{name}"), spec, true)?);
             }
         }
         T::Num(allowed) => {
@@ -387,6 +413,32 @@ mod tests {
     }
 
     #[test]
+    fn conversions_match_wsme() {
+        let ok = |v: Value| envelope(&json!({ "x": v }), "x_", "x", SPEC, true).unwrap();
+        let m = ok(json!({"protocol_port": " +80 ", "admin_state_up": "on"}));
+        assert_eq!(
+            (&m["protocol_port"], &m["admin_state_up"]),
+            (&json!(80), &json!(true))
+        );
+        let m = ok(json!({"protocol_port": 80.7, "admin_state_up": 0}));
+        assert_eq!(
+            (&m["protocol_port"], &m["admin_state_up"]),
+            (&json!(80), &json!(false))
+        );
+        for t in ["true", "t", "yes", "y", "on", "1"] {
+            assert_eq!(wsme_bool(&json!(t)), Some(true), "{t}");
+        }
+        for f in ["false", "f", "no", "n", "off", "0"] {
+            assert_eq!(wsme_bool(&json!(f)), Some(false), "{f}");
+        }
+        for bad in [json!("TRUE"), json!(""), json!(0.5), json!([]), json!({})] {
+            assert_eq!(wsme_bool(&bad), None, "{bad}");
+        }
+        assert_eq!(wsme_int(&json!(f64::MAX)), None);
+        assert_eq!(wsme_int(&json!("1e3")), None);
+    }
+
+    #[test]
     fn messages_match_wsme() {
         assert_eq!(
             run(json!({"protocol_port": 1, "bogus": 1})),
@@ -396,7 +448,13 @@ mod tests {
         assert_eq!(run(json!({"protocol_port": 70000})), "Invalid input for field/attribute protocol_port. Value: '70000'. Value should be lower or equal to 65535");
         assert!(run(json!({"protocol_port": 1, "name": "abcd"}))
             .contains("maximum character requirement of 3"));
-        assert!(run(json!({"protocol_port": 1, "admin_state_up": "yes"})).contains("Wrong type"));
+        assert!(run(json!({"protocol_port": 1, "admin_state_up": "Yes"})).contains("Wrong type"));
+        assert!(run(json!({"protocol_port": "x"})).contains("should be an integer"));
+        assert!(run(json!({"protocol_port": [1]})).contains("should be an integer"));
+        assert_eq!(
+            run(json!({"protocol_port": "80", "admin_state_up": "yes"})),
+            ""
+        );
         assert!(run(json!({"protocol_port": 1, "vip_subnet_id": "nope"})).contains("UUID format"));
         assert_eq!(run(json!({"protocol_port": 1, "name": null})), "");
     }

@@ -455,6 +455,19 @@ fn health_monitor_rules() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["healthmonitor"]["delay"], 7);
     r.wait_active(&lb);
+    // Disabled, it is OFFLINE once provisioned; enabled again, ONLINE (Octavia's rule).
+    for (up, want) in [(false, "OFFLINE"), (true, "ONLINE")] {
+        let (s, b) = r.put(
+            &format!("{hs}/{hid}"),
+            json!({"healthmonitor": {"admin_state_up": up}}),
+        );
+        assert_eq!(s, 200, "{b}");
+        r.wait_active(&lb);
+        assert_eq!(
+            r.get(&format!("{hs}/{hid}")).1["healthmonitor"]["operating_status"],
+            want
+        );
+    }
     assert_eq!(r.delete(&format!("{hs}/{hid}")).0, 204);
     r.wait_active(&lb);
     assert!(r.get(&format!("/v2/lbaas/pools/{p}")).1["pool"]
@@ -579,4 +592,52 @@ fn l7_policies_and_rules() {
     assert_eq!(r.delete(&format!("{ps}/{a}")).0, 204);
     r.wait_active(&lb);
     assert_eq!(r.get(&format!("{rs}/{rid}")).0, 404);
+}
+
+/// WSME converts what it can before it validates: numeric strings to integers, its boolean
+/// spellings to booleans (octavia-tempest-plugin sends `"protocol_port": "80"`); the converted
+/// value is what is stored and answered.
+#[test]
+fn wsme_conversions_of_typed_fields() {
+    let (_d, r) = Rocta::start();
+    let lb = r.lb();
+    let b = r.child(
+        &lb,
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": " 80 ",
+            "connection_limit": "-1", "admin_state_up": "off"}}),
+    );
+    let l = &b["listener"];
+    assert_eq!(
+        (
+            &l["protocol_port"],
+            &l["connection_limit"],
+            &l["admin_state_up"]
+        ),
+        (&json!(80), &json!(-1), &json!(false)),
+        "{b}"
+    );
+    let lid = id(&b, "listener");
+    let got = r.get(&format!("/v2/lbaas/listeners/{lid}")).1;
+    assert_eq!(got["listener"]["protocol_port"], 80, "{got}");
+    let (s, b) = r.put(
+        &format!("/v2/lbaas/listeners/{lid}"),
+        json!({"listener": {"admin_state_up": 1, "timeout_client_data": 1000.9}}),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["listener"]["admin_state_up"], true);
+    assert_eq!(b["listener"]["timeout_client_data"], 1000);
+    r.wait_active(&lb);
+    let ls = "/v2/lbaas/listeners";
+    for (field, value, msg) in [
+        ("protocol_port", json!("eighty"), "should be an integer"),
+        ("protocol_port", json!("8 0"), "should be an integer"),
+        ("protocol_port", json!("70000"), "lower or equal to 65535"),
+        ("admin_state_up", json!("True"), "Expected '<class 'bool'>'"),
+        ("admin_state_up", json!(1.0), "Expected '<class 'bool'>'"),
+    ] {
+        let mut body = json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 81});
+        body[field] = value;
+        assert_fault(r.post(ls, json!({ "listener": body })), 400, msg);
+    }
 }

@@ -160,10 +160,11 @@ fn create_errors_are_octavia_faults_and_write_nothing() {
         400,
         "maximum character requirement of 255",
     );
+    // WSME takes "yes" for true, but nothing it cannot read unambiguously.
     assert_fault(
         r.post(
             lbs,
-            json!({"loadbalancer": {"admin_state_up": "yes", "vip_subnet_id": SUBNET}}),
+            json!({"loadbalancer": {"admin_state_up": "maybe", "vip_subnet_id": SUBNET}}),
         ),
         400,
         "Wrong type",

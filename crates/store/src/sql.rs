@@ -106,6 +106,15 @@ impl Dialect {
         }
     }
 
+    /// True for an entity row whose document says `"admin_state_up": false`.
+    pub(crate) fn admin_disabled(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "json_type(body, '$.admin_state_up') = 'false'",
+            Dialect::Postgres => "CAST(body AS json)->>'admin_state_up' = 'false'",
+            Dialect::Mysql => "JSON_UNQUOTE(JSON_EXTRACT(body, '$.admin_state_up')) = 'false'",
+        }
+    }
+
     /// What ends a `SELECT` whose rows this transaction will change, waiting for others that
     /// hold them (so concurrent writers of one row take turns).
     pub(crate) fn lock_wait(self) -> &'static str {

@@ -6,7 +6,7 @@ use rocta_model::*;
 
 use crate::entity::{fmt_ts, marks, Table};
 use crate::sql::Value;
-use crate::{StoreError, Tx};
+use crate::{Dialect, StoreError, Tx};
 
 impl Tx<'_> {
     /// Sets the provisioning and/or operating status of rows of `table` (by id), whatever they
@@ -117,7 +117,15 @@ impl Tx<'_> {
         if from.is_empty() {
             return Ok(0);
         }
-        let (sql, a) = move_sql(table, column, key, from, to, op);
+        let (sql, a) = move_sql(
+            self.dialect,
+            table,
+            column,
+            key,
+            from,
+            to,
+            op.map(|o| (o, false)),
+        );
         Ok(self.exec(&sql, &a)? as usize)
     }
 
@@ -129,7 +137,16 @@ impl Tx<'_> {
             .map(|m| {
                 let from: Vec<&str> = m.from.iter().map(|s| s.as_str()).collect();
                 let column = if m.by_lb { "lb_id" } else { "id" };
-                move_sql(m.table, column, m.key, &from, m.to.as_str(), m.op)
+                let op = m.op.map(|o| (o, m.offline_if_disabled));
+                move_sql(
+                    self.dialect,
+                    m.table,
+                    column,
+                    m.key,
+                    &from,
+                    m.to.as_str(),
+                    op,
+                )
             })
             .collect();
         Ok(self
@@ -142,7 +159,9 @@ impl Tx<'_> {
 
 /// A conditional status move (see [`Tx::transitions`]): rows of `table` whose id (`by_lb`:
 /// whose load balancer's id) is `key` and whose provisioning status is one of `from` go to
-/// `to`, and to operating status `op` when given.
+/// `to`, and to operating status `op` when given (`OFFLINE` instead for the rows whose
+/// `admin_state_up` is false, with `offline_if_disabled`: Octavia's rule for monitors and L7
+/// objects).
 pub struct Move<'a> {
     pub table: Table,
     pub by_lb: bool,
@@ -150,30 +169,35 @@ pub struct Move<'a> {
     pub from: &'a [ProvisioningStatus],
     pub to: ProvisioningStatus,
     pub op: Option<OperatingStatus>,
+    pub offline_if_disabled: bool,
 }
 
 /// The `UPDATE` of a status move.
 fn move_sql(
+    dialect: Dialect,
     table: Table,
     column: &str,
     key: Id,
     from: &[&str],
     to: &str,
-    op: Option<OperatingStatus>,
+    op: Option<(OperatingStatus, bool)>,
 ) -> (String, Vec<Value>) {
+    let set_op = match op {
+        None => String::new(),
+        Some((_, false)) => ", operating_status = ?".into(),
+        Some((_, true)) => format!(
+            ", operating_status = CASE WHEN {} THEN 'OFFLINE' ELSE ? END",
+            dialect.admin_disabled()
+        ),
+    };
     let sql = format!(
-        "UPDATE {} SET provisioning_status = ?{}, updated_at = ? \
+        "UPDATE {} SET provisioning_status = ?{set_op}, updated_at = ? \
          WHERE {column} = ? AND provisioning_status IN ({})",
         table.name(),
-        if op.is_some() {
-            ", operating_status = ?"
-        } else {
-            ""
-        },
         marks(from.len().max(1))
     );
     let mut a = vec![Value::from(to)];
-    a.extend(op.map(|o| Value::from(o.as_str())));
+    a.extend(op.map(|(o, _)| Value::from(o.as_str())));
     a.extend([fmt_ts(&time::now()).into(), key.into()]);
     if from.is_empty() {
         // Matches nothing: no status is empty.

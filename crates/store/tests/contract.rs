@@ -963,6 +963,10 @@ async fn status_moves_sent_together_each_count_their_rows(db: Db) {
     .await
     .unwrap();
     let pending = [ProvisioningStatus::PendingUpdate];
+    let mut c = lb("p");
+    c.provisioning_status = ProvisioningStatus::PendingUpdate;
+    c.admin_state_up = false;
+    s.write(|tx| tx.insert(&c)).await.unwrap();
     let mv = |key: Id| Move {
         table: Table::LoadBalancers,
         by_lb: false,
@@ -970,12 +974,23 @@ async fn status_moves_sent_together_each_count_their_rows(db: Db) {
         from: &pending,
         to: ProvisioningStatus::Active,
         op: Some(OperatingStatus::Online),
+        offline_if_disabled: true,
     };
     let counts = s
-        .write(|tx| tx.transitions(&[mv(a.id), mv(b.id), mv(new_id())]))
+        .write(|tx| tx.transitions(&[mv(a.id), mv(b.id), mv(new_id()), mv(c.id)]))
         .await
         .unwrap();
-    assert_eq!(counts, vec![1, 0, 0]);
+    assert_eq!(counts, vec![1, 0, 0, 1]);
+    let gc = s
+        .read(|tx| tx.get::<LoadBalancer>(c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (gc.provisioning_status, gc.operating_status),
+        (ProvisioningStatus::Active, OperatingStatus::Offline),
+        "a disabled object goes OFFLINE"
+    );
     let got = |id| async move {
         s.read(|tx| tx.get::<LoadBalancer>(id))
             .await

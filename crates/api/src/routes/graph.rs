@@ -59,7 +59,7 @@ impl Builder<'_> {
             &["loadbalancer_id", "listener_id", "project_id", "tenant_id"],
             &[],
         );
-        check_object(m, "load_balancer.pools", &spec, true)?;
+        let m = &check_object(m, "load_balancer.pools", &spec, true)?;
         let mut p = pools::new_pool(m)?;
         p.lb_id = self.lb.id;
         p.project_id = self.lb.project_id.clone();
@@ -78,13 +78,13 @@ impl Builder<'_> {
                     &["pool_id", "project_id", "tenant_id"],
                     &[],
                 );
-                check_object(o, "load_balancer.pools.healthmonitor", &spec, true)?;
-                Some(healthmonitors::new_hm(&p, o)?)
+                let o = check_object(o, "load_balancer.pools.healthmonitor", &spec, true)?;
+                Some(healthmonitors::new_hm(&p, &o)?)
             }
         };
         for mm in objects(m.get("members"), "members")? {
-            check_object(mm, "load_balancer.pools.members", members::POST, true)?;
-            let member = members::new_member(&p, mm, hm.is_some())?;
+            let mm = check_object(mm, "load_balancer.pools.members", members::POST, true)?;
+            let member = members::new_member(&p, &mm, hm.is_some())?;
             if self.tree.members.iter().any(|o| {
                 o.pool_id == p.id
                     && o.address == member.address
@@ -152,8 +152,7 @@ pub(crate) fn build(
             &["loadbalancer_id", "project_id", "tenant_id"],
             &[],
         );
-        check_object(lm, "load_balancer.listeners", &spec, true)?;
-        let mut lm = lm.clone();
+        let mut lm = check_object(lm, "load_balancer.listeners", &spec, true)?;
         if let Some(dp) = lm.remove("default_pool").filter(|v| !v.is_null()) {
             let id = b.pool_ref(&dp, "default_pool")?;
             lm.insert("default_pool_id".into(), json!(id));
@@ -194,8 +193,7 @@ pub(crate) fn build(
                 &["listener_id", "project_id", "tenant_id"],
                 &[],
             );
-            check_object(pm, "load_balancer.listeners.l7policies", &spec, true)?;
-            let mut pm = pm.clone();
+            let mut pm = check_object(pm, "load_balancer.listeners.l7policies", &spec, true)?;
             if let Some(rp) = pm.remove("redirect_pool").filter(|v| !v.is_null()) {
                 let id = b.pool_ref(&rp, "redirect_pool")?;
                 pm.insert("redirect_pool_id".into(), json!(id));
@@ -215,8 +213,8 @@ pub(crate) fn build(
             }
             for rm in rules {
                 let spec = single(l7rules::POST, &["project_id", "tenant_id"], &[]);
-                check_object(rm, "load_balancer.listeners.l7policies.rules", &spec, true)?;
-                b.tree.l7rules.push(l7rules::new_rule(&p, rm)?);
+                let rm = check_object(rm, "load_balancer.listeners.l7policies.rules", &spec, true)?;
+                b.tree.l7rules.push(l7rules::new_rule(&p, &rm)?);
             }
             b.tree.l7policies.push(p);
         }

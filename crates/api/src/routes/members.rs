@@ -347,8 +347,7 @@ pub(crate) async fn batch(
         let o = item.as_object().ok_or_else(|| {
             ApiError::invalid_field("members", &crate::validate::show(item), "Wrong type.")
         })?;
-        check_object(o, "members_.members", POST, true)?;
-        bodies.push(o.clone());
+        bodies.push(check_object(o, "members_.members", POST, true)?);
     }
     let posted = s
         .store

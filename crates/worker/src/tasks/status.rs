@@ -56,9 +56,10 @@ fn mark_lb_active(tx: &Tx<'_>, job: Id, lb_id: Id) -> Result<(), StoreError> {
         from: &created_or_updated,
         to: ProvisioningStatus::Active,
         op,
+        offline_if_disabled: op.is_some(),
     };
-    // Objects without traffic statuses of their own are ONLINE once provisioned (those this
-    // job provisions: the others keep their status and `updated_at`).
+    // Objects without traffic statuses of their own are ONLINE once provisioned, OFFLINE when
+    // disabled (those this job provisions: the others keep their status and `updated_at`).
     let mut moves: Vec<Move<'_>> = Table::CHILDREN
         .iter()
         .map(|&t| match t {
