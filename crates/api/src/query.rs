@@ -376,22 +376,39 @@ pub fn respond_one_raw(item: &RawItem, key: &str, raw_query: Option<&str>) -> Re
     bytes_response(format!("{{\"{key}\":{}}}", item.json).into_bytes())
 }
 
-/// A single object with `fields=` selection applied.
-pub fn respond_one<I: Serialize>(item: &I, key: &str, raw_query: Option<&str>) -> Response {
-    let fields: Vec<String> = form_urlencoded::parse(raw_query.unwrap_or("").as_bytes())
+/// The `fields=` of a query (repeated or comma-separated).
+fn fields_of(raw_query: Option<&str>) -> Vec<String> {
+    form_urlencoded::parse(raw_query.unwrap_or("").as_bytes())
         .filter(|(k, _)| k == "fields")
         .flat_map(|(_, v)| split(&v).collect::<Vec<_>>())
-        .collect();
+        .collect()
+}
+
+/// `item` as JSON keeping only `fields` (all when empty).
+fn selected<I: Serialize>(item: &I, fields: &[String]) -> Value {
+    let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+    if let (Value::Object(m), false) = (&mut v, fields.is_empty()) {
+        m.retain(|k, _| fields.iter().any(|f| f == k));
+    }
+    v
+}
+
+/// A single object with `fields=` selection applied.
+pub fn respond_one<I: Serialize>(item: &I, key: &str, raw_query: Option<&str>) -> Response {
+    let fields = fields_of(raw_query);
     if fields.is_empty() {
         let mut m = std::collections::HashMap::new();
         m.insert(key, item);
         return json_response(&m);
     }
-    let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.retain(|k, _| fields.iter().any(|f| f == k));
-    }
-    json_response(&serde_json::json!({ key: v }))
+    json_response(&serde_json::json!({ key: selected(item, &fields) }))
+}
+
+/// An unpaginated list (providers, capabilities) with `fields=` selection applied.
+pub fn respond_all<I: Serialize>(items: &[I], key: &str, raw_query: Option<&str>) -> Response {
+    let fields = fields_of(raw_query);
+    let list: Vec<Value> = items.iter().map(|i| selected(i, &fields)).collect();
+    json_response(&serde_json::json!({ key: list }))
 }
 
 /// Serializes `body` as an `application/json` 200 response.

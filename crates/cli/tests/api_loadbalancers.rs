@@ -30,6 +30,10 @@ fn versions_and_routing_errors() {
     let (s, b) = r.get("/v2/lbaas/providers");
     assert_eq!(s, 200);
     assert_eq!(b["providers"][0]["name"], "amphora");
+    assert!(b["providers"][0]["description"].is_string(), "{b}");
+    let (s, b) = r.get("/v2/lbaas/providers?fields=name");
+    assert_eq!(s, 200);
+    assert_eq!(b["providers"][0], json!({"name": "amphora"}));
 }
 
 #[test]

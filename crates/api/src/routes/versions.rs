@@ -1,6 +1,6 @@
 //! `/` (the versions document), `/v2`, and the provider list.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use schemars::JsonSchema;
@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::common::base_url;
 use crate::context::Context;
 use crate::error::ApiResult;
-use crate::query::json_response;
+use crate::query::{json_response, respond_all};
 use crate::wire::Link;
 use crate::AppState;
 
@@ -88,7 +88,11 @@ pub(crate) struct Provider {
     description: String,
 }
 
-pub(crate) async fn providers(State(s): State<AppState>, ctx: Context) -> ApiResult<Response> {
+pub(crate) async fn providers(
+    State(s): State<AppState>,
+    ctx: Context,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     ctx.require_reader()?;
     let list: Vec<_> = s
         .cfg
@@ -100,5 +104,5 @@ pub(crate) async fn providers(State(s): State<AppState>, ctx: Context) -> ApiRes
             description: description.clone(),
         })
         .collect();
-    Ok(json_response(&json!({ "providers": list })))
+    Ok(respond_all(&list, "providers", raw.as_deref()))
 }
