@@ -2,6 +2,7 @@
 //! aliases, as Octavia; the amphora admin API under `/v2/octavia`.
 
 mod amphorae;
+mod catalog;
 mod graph;
 mod healthmonitors;
 mod l7policies;
@@ -417,6 +418,97 @@ pub(crate) fn ops() -> Vec<Op> {
             Resp::one::<quotas::QuotaDoc>("quota"),
         ),
     ));
+    {
+        use catalog::handlers::{az_capabilities, az_profiles, azs, flavor_capabilities};
+        use catalog::handlers::{flavor_profiles, flavors};
+        use catalog::{AzProfileWire, AzWire, CapabilityWire, FlavorProfileWire, FlavorWire};
+        use catalog::{AZS, AZ_POST, AZ_PROFILES, AZ_PROFILE_POST, AZ_PROFILE_PUT, AZ_PUT};
+        use catalog::{FLAVORS, FLAVOR_POST, FLAVOR_PROFILES, FLAVOR_PROFILE_POST};
+        use catalog::{FLAVOR_PROFILE_PUT, FLAVOR_PUT};
+        macro_rules! catalog {
+            ($m:ident, $wire:ty, $res:expr, $coll:literal, $item:literal, $post:expr, $put:expr) => {
+                crud::<$wire>(
+                    &mut v,
+                    $res.plural,
+                    $coll,
+                    $item,
+                    ($res.key, $res.plural),
+                    ($post, $put),
+                    [
+                        get($m::list),
+                        post($m::create),
+                        get($m::show),
+                        put($m::update),
+                        delete($m::delete),
+                    ],
+                    Query::None,
+                )
+            };
+        }
+        catalog!(
+            flavor_profiles,
+            FlavorProfileWire,
+            FLAVOR_PROFILES,
+            "/flavorprofiles",
+            "/flavorprofiles/{id}",
+            FLAVOR_PROFILE_POST,
+            FLAVOR_PROFILE_PUT
+        );
+        catalog!(
+            flavors,
+            FlavorWire,
+            FLAVORS,
+            "/flavors",
+            "/flavors/{id}",
+            FLAVOR_POST,
+            FLAVOR_PUT
+        );
+        catalog!(
+            az_profiles,
+            AzProfileWire,
+            AZ_PROFILES,
+            "/availabilityzoneprofiles",
+            "/availabilityzoneprofiles/{id}",
+            AZ_PROFILE_POST,
+            AZ_PROFILE_PUT
+        );
+        catalog!(
+            azs,
+            AzWire,
+            AZS,
+            "/availabilityzones",
+            "/availabilityzones/{id}",
+            AZ_POST,
+            AZ_PUT
+        );
+        for (path, handler, key) in [
+            (
+                "/providers/{id}/flavor_capabilities",
+                get(flavor_capabilities),
+                "flavor_capabilities",
+            ),
+            (
+                "/providers/{id}/availability_zone_capabilities",
+                get(az_capabilities),
+                "availability_zone_capabilities",
+            ),
+        ] {
+            v.push(op(
+                Tenant,
+                Method::GET,
+                path,
+                handler,
+                Doc::new(
+                    "providers",
+                    key,
+                    Query::Fields,
+                    None,
+                    200,
+                    Resp::one::<Vec<CapabilityWire>>(key),
+                ),
+            ));
+        }
+    }
     v.push(op(
         Tenant,
         Method::GET,

@@ -24,6 +24,7 @@
 //! (status moves), `jobs` and `misc`, `schema` (migrations and the schema version), `testing`
 //! (throw-away databases for tests).
 
+mod catalog;
 mod entity;
 mod jobs;
 mod misc;
@@ -43,6 +44,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+pub use catalog::{CatalogKind, CatalogRow};
 pub use entity::{Cols, Entity, Filter, RawRow, Table};
 pub use jobs::{JobRow, JobState, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};

@@ -94,7 +94,7 @@ impl Tx<'_> {
 
     /// Takes the row lock `name` until this transaction ends (on SQLite the single writer
     /// already serializes writes; the row is written all the same).
-    fn lock(&self, name: &str) -> Result<(), StoreError> {
+    pub(crate) fn lock(&self, name: &str) -> Result<(), StoreError> {
         let sql = self
             .dialect
             .upsert("locks", &["name", "n"], &["name"], &["n = {old}.n + 1"]);

@@ -1,15 +1,16 @@
 //! The schema: one description rendered per dialect, its version in `rocta_schema_version`,
 //! and the upgrades (`rocta db upgrade`).
 //!
-//! Version 5 is the first schema on every backend. SQLite databases written by earlier
-//! releases carry their version in `PRAGMA user_version` (1–4) and are brought to 5 by the
-//! steps they missed; a new database of any dialect is created at the current version.
+//! Version 5 is the first schema on every backend; 6 adds the catalog (flavors, availability
+//! zones and their profiles). SQLite databases written by earlier releases carry their
+//! version in `PRAGMA user_version` (1–4) and are brought to 5 by the steps they missed, then
+//! on as every backend; a new database of any dialect is created at the current version.
 
 use crate::sql::{args, Dialect};
 use crate::{Store, StoreError, Tx};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Entity tables (all of the same shape).
 pub const ENTITY_TABLES: [crate::entity::Table; 8] = crate::entity::Table::ALL;
@@ -105,6 +106,20 @@ CREATE INDEX amphorae_status ON amphorae (provisioning_status);
 CREATE TABLE rocta_schema_version (version {I} NOT NULL){END};
 ";
 
+/// Version 6: the catalog (`catalog.rs`).
+const V6: &str = "
+CREATE TABLE catalog (
+    seq {SEQ},
+    kind {S} NOT NULL,
+    id {P} NOT NULL,
+    name {P} NOT NULL,
+    refers_to {P} NOT NULL,
+    body {L} NOT NULL
+){END};
+CREATE UNIQUE INDEX catalog_key ON catalog (kind, id);
+CREATE INDEX catalog_refers ON catalog (kind, refers_to);
+";
+
 const ENTITY: &str = "
 CREATE TABLE {t} (
     seq {SEQ},
@@ -180,7 +195,17 @@ fn create_all(d: Dialect) -> Vec<String> {
         out.extend(render(d, &ENTITY.replace("{t}", t.name())));
     }
     out.extend(render(d, TABLES));
+    out.extend(render(d, V6));
     out
+}
+
+/// The steps from version `from` (5 or later) to the current one.
+fn steps_from(d: Dialect, from: i64) -> Vec<String> {
+    let mut s = Vec::new();
+    if from < 6 {
+        s.extend(render(d, V6));
+    }
+    s
 }
 
 /// The steps from an SQLite database of an earlier release (`user_version` 1–4) to 5.
@@ -280,8 +305,11 @@ impl Tx<'_> {
             SchemaState::Current => return Ok((SCHEMA_VERSION, SCHEMA_VERSION)),
             SchemaState::Empty => (0, create_all(d)),
             SchemaState::Older(v) if d == Dialect::Sqlite && (1..5).contains(&v) => {
-                (v, sqlite_legacy_steps(v))
+                let mut steps = sqlite_legacy_steps(v);
+                steps.extend(steps_from(d, 5));
+                (v, steps)
             }
+            SchemaState::Older(v) if v >= 5 => (v, steps_from(d, v)),
             other => return Err(StoreError::Schema(other.explain())),
         };
         for s in steps {

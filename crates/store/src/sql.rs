@@ -106,6 +106,16 @@ impl Dialect {
         }
     }
 
+    /// The text of member `key` of an entity row's document (`key` is rocta's own, never a
+    /// client's).
+    pub(crate) fn json_text(self, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract(body, '$.{key}')"),
+            Dialect::Postgres => format!("CAST(body AS json)->>'{key}'"),
+            Dialect::Mysql => format!("JSON_UNQUOTE(JSON_EXTRACT(body, '$.{key}'))"),
+        }
+    }
+
     /// True for an entity row whose document says `"admin_state_up": false`.
     pub(crate) fn admin_disabled(self) -> &'static str {
         match self {

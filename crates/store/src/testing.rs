@@ -148,6 +148,13 @@ impl Drop for TempDb {
     }
 }
 
+impl crate::Tx<'_> {
+    /// Runs one statement as written (tests that play an earlier release's schema).
+    pub fn raw_exec(&self, sql: &str) -> Result<u64, crate::StoreError> {
+        self.exec(sql, &[])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rocta_drivers::{VipError, VipRequest};
 use rocta_model::*;
-use rocta_store::{Entity, Filter, RawRow, Table, Tx};
+use rocta_store::{CatalogKind, Entity, Filter, RawRow, Table, Tx};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -194,6 +194,60 @@ pub(crate) async fn show(
     Ok(respond_one_raw(&item, "loadbalancer", raw.as_deref()))
 }
 
+/// The flavor a new load balancer asks for (which must exist and be enabled) and the
+/// provider of its profile.
+async fn flavor_of(
+    s: &AppState,
+    flavor: Option<String>,
+) -> ApiResult<(Option<String>, Option<String>)> {
+    let Some(f) = flavor else {
+        return Ok((None, None));
+    };
+    let (found, profile) = s
+        .store
+        .read(|tx| {
+            let found = tx.catalog_get(CatalogKind::Flavor, &f)?;
+            let profile = match &found {
+                Some(r) => tx.catalog_get(CatalogKind::FlavorProfile, &r.refers_to)?,
+                None => None,
+            };
+            Ok::<_, rocta_store::StoreError>((found, profile))
+        })
+        .await?;
+    let Some(found) = found else {
+        return Err(ApiError::validation(format!(
+            "Invalid flavor_id: flavor {f} not found."
+        )));
+    };
+    if found.doc["enabled"] == false {
+        return Err(ApiError::bad_request(format!(
+            "The selected flavor is not allowed in this deployment: {f}"
+        )));
+    }
+    let provider = profile.and_then(|p| p.doc["provider_name"].as_str().map(String::from));
+    Ok((Some(f), provider))
+}
+
+/// The availability zone a new load balancer asks for: it must exist and be enabled.
+async fn availability_zone_of(s: &AppState, az: Option<String>) -> ApiResult<Option<String>> {
+    let Some(az) = az else {
+        return Ok(None);
+    };
+    match s
+        .store
+        .read(|tx| tx.catalog_get(CatalogKind::AvailabilityZone, &az))
+        .await?
+    {
+        None => Err(ApiError::validation(format!(
+            "Invalid availability zone: {az} not found."
+        ))),
+        Some(r) if r.doc["enabled"] == false => Err(ApiError::bad_request(format!(
+            "The selected availability_zone is not allowed in this deployment: {az}"
+        ))),
+        Some(_) => Ok(Some(az)),
+    }
+}
+
 pub(crate) async fn create(
     State(s): State<AppState>,
     ctx: Context,
@@ -209,9 +263,18 @@ pub(crate) async fn create(
             "VIP must contain one of: vip_port_id, vip_network_id, vip_subnet_id.",
         ));
     }
-    let provider = m
-        .s("provider")
-        .unwrap_or_else(|| s.cfg.api_settings.default_provider_driver.clone());
+    let (flavor_id, flavor_provider) = flavor_of(&s, m.s("flavor_id")).await?;
+    let availability_zone = availability_zone_of(&s, m.s("availability_zone")).await?;
+    let provider = match (m.s("provider"), flavor_provider) {
+        (Some(p), Some(fp)) if p != fp => {
+            return Err(ApiError::bad_request(format!(
+                "Flavor '{}' is not compatible with provider '{p}'",
+                flavor_id.as_deref().unwrap_or_default()
+            )));
+        }
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => s.cfg.api_settings.default_provider_driver.clone(),
+    };
     if !s
         .cfg
         .api_settings
@@ -220,16 +283,6 @@ pub(crate) async fn create(
     {
         return Err(ApiError::bad_request(format!(
             "Provider '{provider}' is not enabled."
-        )));
-    }
-    if let Some(f) = m.s("flavor_id") {
-        return Err(ApiError::validation(format!(
-            "Invalid flavor_id: flavor {f} not found."
-        )));
-    }
-    if let Some(az) = m.s("availability_zone") {
-        return Err(ApiError::validation(format!(
-            "Invalid availability zone: {az} not found."
         )));
     }
     if let Some(a) = m.s("vip_address") {
@@ -301,10 +354,10 @@ pub(crate) async fn create(
         vip_sg_ids: m.list("vip_sg_ids").unwrap_or_default(),
         additional_vips,
         provider,
-        flavor_id: None,
+        flavor_id,
         vip_qos_policy_id: m.s("vip_qos_policy_id"),
         tags: tags(&m),
-        availability_zone: None,
+        availability_zone,
         vip_vnic_type: "normal".into(),
     };
     let res = match super::graph::build(&lb, &m, &s) {
