@@ -27,16 +27,23 @@ pub struct State {
     certs: Arc<SwappableCert>,
     /// One configuration change at a time per agent (HAProxy reloads are not concurrent-safe).
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// The heartbeat sender's health managers and key (a configuration update changes them).
+    target: Arc<tokio::sync::watch::Sender<crate::heartbeat::Target>>,
 }
 
 impl State {
-    pub fn new(cfg: AgentConfig, certs: Arc<SwappableCert>) -> Self {
+    pub fn new(
+        cfg: AgentConfig,
+        certs: Arc<SwappableCert>,
+        target: tokio::sync::watch::Sender<crate::heartbeat::Target>,
+    ) -> Self {
         let sup = Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin, &cfg.amphora_id);
         State {
             cfg: Arc::new(cfg),
             sup,
             certs,
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            target: Arc::new(target),
         }
     }
 }
@@ -469,7 +476,12 @@ async fn update_config(S(s): S<State>, body: Bytes) -> Response {
     };
     // It holds the heartbeat key: private, as the one written at boot.
     match atomic_write(path, text.as_bytes(), 0o600) {
-        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"message": "OK"}))).into_response(),
+        Ok(()) => {
+            // Octavia's mutable options take effect now: where heartbeats go and their key
+            // (the rest, e.g. the interval, at the agent's next start).
+            s.target.send_replace(crate::heartbeat::Target::of(&new));
+            (StatusCode::ACCEPTED, Json(json!({"message": "OK"}))).into_response()
+        }
         Err(e) => err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Unable to update amphora-agent configuration.",

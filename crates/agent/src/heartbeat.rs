@@ -30,10 +30,32 @@ use crate::haproxy::{stats_command, Supervisor};
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub amphora_id: String,
-    pub controllers: Vec<SocketAddr>,
+    /// Where heartbeats go and how they are signed: changed live by a configuration update
+    /// (`PUT /1.0/config`, Octavia's mutable options), read at every heartbeat.
+    pub target: tokio::sync::watch::Receiver<Target>,
     pub interval: Duration,
-    pub key: String,
     pub state_dir: PathBuf,
+}
+
+/// The health managers heartbeats go to (round robin) and the HMAC key that signs them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Target {
+    pub controllers: Vec<SocketAddr>,
+    pub key: String,
+}
+
+impl Target {
+    /// From the agent's configuration (addresses that do not parse are left out).
+    pub fn of(cfg: &crate::AgentConfig) -> Target {
+        Target {
+            controllers: cfg
+                .controller_ip_port_list
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            key: cfg.heartbeat_key.clone(),
+        }
+    }
 }
 
 /// Absolute counters of one listener at the previous report.
@@ -146,11 +168,16 @@ impl rocta_service::tasks::Duty for Sender {
             }
             _ => {}
         }
-        let to = self.cfg.controllers[self.next % self.cfg.controllers.len()];
+        let target = self.cfg.target.borrow().clone();
+        if target.controllers.is_empty() || target.key.is_empty() {
+            // Heartbeats off until a configuration update names health managers and a key.
+            return Ok(());
+        }
+        let to = target.controllers[self.next % target.controllers.len()];
         self.next += 1;
         if let Err(e) = self
             .sock
-            .send_to(&encode(&msg, self.cfg.key.as_bytes()), to)
+            .send_to(&encode(&msg, target.key.as_bytes()), to)
             .await
         {
             tracing::debug!(%to, error = %e, "heartbeat not sent");
@@ -161,9 +188,8 @@ impl rocta_service::tasks::Duty for Sender {
 
 /// Sends heartbeats every `interval` until `shutdown` (a periodic duty).
 pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken) {
-    if cfg.controllers.is_empty() || cfg.key.is_empty() {
-        tracing::info!("no controller_ip_port_list or heartbeat_key: heartbeats off");
-        return;
+    if cfg.target.borrow().controllers.is_empty() || cfg.target.borrow().key.is_empty() {
+        tracing::info!("no controller_ip_port_list or heartbeat_key: heartbeats off until set");
     }
     let sock = match tokio::net::UdpSocket::bind("0.0.0.0:0").await {
         Ok(s) => s,

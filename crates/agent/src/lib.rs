@@ -96,19 +96,14 @@ pub async fn serve(
     let certs = Arc::new(tls::SwappableCert::load(&cfg.server_cert)?);
     let tls_cfg = tls::server_config(&cfg.client_ca, certs.clone())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_cfg));
-    let controllers = cfg
-        .controller_ip_port_list
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let (target, target_rx) = tokio::sync::watch::channel(heartbeat::Target::of(&cfg));
     let sender = heartbeat::SenderConfig {
         amphora_id: cfg.amphora_id.clone(),
-        controllers,
+        target: target_rx,
         interval: std::time::Duration::from_secs_f64(cfg.heartbeat_interval.max(0.05)),
-        key: cfg.heartbeat_key.clone(),
         state_dir: cfg.base_dir.clone(),
     };
-    let state = api::State::new(cfg, certs);
+    let state = api::State::new(cfg, certs, target);
     let sup = state.sup.clone();
     // HAProxies that outlived an agent restart: their logs are drained again.
     for lb in sup.load_balancers() {

@@ -413,6 +413,73 @@ fn agent_configuration_update() {
     );
 }
 
+/// Octavia's mutable options: a configuration update sends the next heartbeats to the health
+/// managers it names, signed with its key, without restarting the agent; an agent started
+/// without any begins sending once told.
+#[test]
+fn a_configuration_update_moves_heartbeats_live() {
+    let recv = |sock: &std::net::UdpSocket| {
+        let mut buf = vec![0u8; 65536];
+        sock.recv(&mut buf)
+            .ok()
+            .map(|n| buf.truncate(n))
+            .map(|_| buf)
+    };
+    let old = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let new = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&old, &new] {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    }
+    let a = start_with(vec![old.local_addr().unwrap().to_string()], "old-key");
+    let beat = recv(&old).expect("no heartbeat before the update");
+    assert!(rocta_proto::heartbeat::decode(&beat, b"old-key").is_ok());
+    let update = format!(
+        "{}controller_ip_port_list = [\"{}\"]\nheartbeat_key = \"new-key\"\n",
+        agent_toml(&a),
+        new.local_addr().unwrap()
+    );
+    let r = a
+        .client
+        .put(format!("{}/1.0/config", a.url))
+        .body(update)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let beat = recv(&new).expect("heartbeats did not move to the new health manager");
+    assert!(
+        rocta_proto::heartbeat::decode(&beat, b"new-key").is_ok(),
+        "signed with the new key"
+    );
+    // Drain what the old one got before the switch, then nothing more arrives there.
+    old.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    while recv(&old).is_some() {}
+    assert!(
+        recv(&old).is_none(),
+        "the old health manager still gets heartbeats"
+    );
+
+    let quiet = start();
+    let hm = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    hm.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let update = format!(
+        "{}controller_ip_port_list = [\"{}\"]\nheartbeat_key = \"k\"\n",
+        agent_toml(&quiet),
+        hm.local_addr().unwrap()
+    );
+    let r = quiet
+        .client
+        .put(format!("{}/1.0/config", quiet.url))
+        .body(update)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert!(
+        recv(&hm).is_some(),
+        "an agent told of a health manager starts sending"
+    );
+}
+
 #[test]
 fn heartbeats_report_listeners_with_octavia_envelope() {
     let hm = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

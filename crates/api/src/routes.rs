@@ -572,6 +572,20 @@ pub(crate) fn ops() -> Vec<Op> {
         put(amphorae::failover),
         Doc::new("amphorae", "failover", Query::None, None, 202, Resp::Empty),
     ));
+    v.push(op(
+        Admin,
+        Method::PUT,
+        "/amphorae/{id}/config",
+        put(amphorae::update_config),
+        Doc::new(
+            "amphorae",
+            "push the agent configuration",
+            Query::None,
+            None,
+            202,
+            Resp::Empty,
+        ),
+    ));
     v
 }
 

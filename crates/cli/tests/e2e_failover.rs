@@ -229,6 +229,79 @@ fn a_restarted_health_manager_does_not_fail_over_healthy_amphorae() {
     );
 }
 
+/// Octavia's `PUT /v2/octavia/amphorae/{id}/config`: the health manager moved to another port
+/// while rocta was down; told of the new configuration, the amphora's agent sends its
+/// heartbeats there at once (no restart), so the health manager never finds it silent.
+#[test]
+fn a_configuration_update_follows_a_moved_health_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let config = |p: u16| FAILOVER_CONFIG.replace("bind_port = 0", &format!("bind_port = {p}"));
+    let (before, after) = (free(), free());
+    let mut r = Rocta::start_real_with(dir.path(), &config(before), &[]);
+    let (s, lb) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC}}),
+    );
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let amp = amphorae_of(&r, &id)[0]["id"].as_str().unwrap().to_string();
+    r.kill();
+    let r = Rocta::start_real_with(dir.path(), &config(after), &[]);
+    let path = format!("/v2/octavia/amphorae/{amp}/config");
+    let policy = "Policy does not allow this request to be performed.";
+    assert_fault(
+        r.req_as("PUT", &path, None, "p1", Some("member")),
+        403,
+        policy,
+    );
+    assert_fault(
+        r.req(
+            "PUT",
+            "/v2/octavia/amphorae/00000000-0000-0000-0000-000000000001/config",
+            None,
+        ),
+        404,
+        "not found",
+    );
+    let (s, b) = r.req("PUT", &path, None);
+    assert_eq!(s, 202, "{b}");
+    let agent_toml = dir
+        .path()
+        .join("data/amphorae")
+        .join(&amp)
+        .join("agent.toml");
+    eventually("the agent was not given the new health manager", || {
+        std::fs::read_to_string(&agent_toml).is_ok_and(|t| t.contains(&format!(":{after}")))
+    });
+    // Past the restart's grace period and the heartbeat timeout (3 s each): heard all along.
+    std::thread::sleep(Duration::from_secs(8));
+    let amps = amphorae_of(&r, &id);
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    assert_eq!(
+        amps[0]["id"],
+        amp.as_str(),
+        "the amphora was failed over: heartbeats lost"
+    );
+    let got = r.get(&format!("/v2/lbaas/loadbalancers/{id}")).1;
+    assert_eq!(
+        (
+            &got["loadbalancer"]["provisioning_status"],
+            &got["loadbalancer"]["operating_status"]
+        ),
+        (&json!("ACTIVE"), &json!("ONLINE")),
+        "{got}"
+    );
+}
+
 fn ready_spares(r: &Rocta) -> Vec<String> {
     r.get("/v2/octavia/amphorae").1["amphorae"]
         .as_array()

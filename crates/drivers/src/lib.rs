@@ -115,6 +115,9 @@ pub trait Compute: Send + Sync {
     /// `None` while it runs. A boot that died is given up at once instead of waited for, with
     /// this reason in the flow's error. Read-only.
     async fn stopped(&self, amphora_id: Id) -> DriverResult<Option<String>>;
+    /// The agent configuration amphora `amphora_id` would boot with now (its config drive's,
+    /// with the controller's current health managers, heartbeat key and interval).
+    async fn agent_config(&self, amphora_id: Id) -> DriverResult<String>;
 }
 
 /// VIPs and ports (Octavia's network driver).
@@ -148,6 +151,9 @@ pub trait AmphoraDriver: Send + Sync {
     async fn remove(&self, amphora: &Amphora, lb_id: Id) -> DriverResult<()>;
     /// Replaces the agent's server certificate (PEM: certificate and key). Idempotent.
     async fn rotate_cert(&self, amphora: &Amphora, pem: &str) -> DriverResult<()>;
+    /// Replaces the agent's configuration (`PUT /1.0/config`); its heartbeat settings take
+    /// effect at once. Idempotent.
+    async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> DriverResult<()>;
 }
 
 /// An amphora's server certificate, as issued.

@@ -107,6 +107,27 @@ impl LocalCompute {
         Some(pid)
     }
 
+    /// The agent's configuration for amphora `amp` on management address `ip`, with this
+    /// controller's health managers, heartbeat interval and key.
+    fn agent_toml(&self, amp: Id, ip: Ipv4Addr) -> String {
+        let dir = self.dir(amp);
+        let controllers: Vec<String> = self
+            .heartbeat
+            .controllers
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        format!(
+            "amphora_id = \"{amp}\"\nbind = \"{ip}:{AGENT_PORT}\"\nbase_dir = \"{base}\"\nserver_cert = \"{dir}/server.pem\"\nclient_ca = \"{dir}/client_ca.pem\"\nhaproxy_bin = \"{hx}\"\ncontroller_ip_port_list = [{ctl}]\nheartbeat_interval = {iv:?}\nheartbeat_key = {key:?}\n",
+            base = dir.join("lb").display(),
+            dir = dir.display(),
+            hx = self.haproxy_bin,
+            ctl = controllers.join(", "),
+            iv = self.heartbeat.interval,
+            key = self.heartbeat.key,
+        )
+    }
+
     /// Reserves a management address (a file created exclusively under `mgmt/`).
     fn reserve_mgmt(&self, amp: Id) -> Result<Ipv4Addr, DriverError> {
         let start = (amp.as_u128() % 65_000) as u32 + 2;
@@ -149,21 +170,7 @@ impl Compute for LocalCompute {
             .map_err(io("write config drive"))?;
         write_file(&dir.join("client_ca.pem"), &boot.client_ca_pem, 0o600)
             .map_err(io("write config drive"))?;
-        let controllers: Vec<String> = self
-            .heartbeat
-            .controllers
-            .iter()
-            .map(|c| format!("{c:?}"))
-            .collect();
-        let cfg = format!(
-            "amphora_id = \"{amp}\"\nbind = \"{ip}:{AGENT_PORT}\"\nbase_dir = \"{base}\"\nserver_cert = \"{dir}/server.pem\"\nclient_ca = \"{dir}/client_ca.pem\"\nhaproxy_bin = \"{hx}\"\ncontroller_ip_port_list = [{ctl}]\nheartbeat_interval = {iv:?}\nheartbeat_key = {key:?}\n",
-            base = dir.join("lb").display(),
-            dir = dir.display(),
-            hx = self.haproxy_bin,
-            ctl = controllers.join(", "),
-            iv = self.heartbeat.interval,
-            key = self.heartbeat.key,
-        );
+        let cfg = self.agent_toml(amp, ip);
         write_file(&dir.join("agent.toml"), &cfg, 0o600).map_err(io("write config drive"))?;
         let log = std::fs::File::create(dir.join("agent.log")).map_err(io("start agent"))?;
         let log2 = log.try_clone().map_err(io("start agent"))?;
@@ -187,6 +194,15 @@ impl Compute for LocalCompute {
         // it if it ends while we run.
         drop(child);
         Ok(instance)
+    }
+
+    async fn agent_config(&self, amp: Id) -> DriverResult<String> {
+        let ip = std::fs::read_to_string(self.dir(amp).join("mgmt_ip"))
+            .map_err(io("read config drive"))?;
+        let ip: Ipv4Addr = ip.trim().parse().map_err(|_| {
+            DriverError::fatal("read config drive", format!("management address {ip:?}"))
+        })?;
+        Ok(self.agent_toml(amp, ip))
     }
 
     async fn stopped(&self, amp: Id) -> DriverResult<Option<String>> {

@@ -105,6 +105,10 @@ impl Compute for NoopCompute {
             .remove("compute delete", "compute", &compute_id(amphora_id))
     }
 
+    async fn agent_config(&self, amphora_id: Id) -> DriverResult<String> {
+        Ok(format!("amphora_id = \"{amphora_id}\"\n"))
+    }
+
     async fn stopped(&self, amphora_id: Id) -> DriverResult<Option<String>> {
         let path = self.0.root.join("compute").join(compute_id(amphora_id));
         Ok((!path.exists()).then(|| "its instance record is gone".to_string()))
@@ -191,6 +195,10 @@ impl AmphoraDriver for NoopAmphora {
     }
 
     async fn rotate_cert(&self, _: &Amphora, _: &str) -> DriverResult<()> {
+        Ok(())
+    }
+
+    async fn update_agent_config(&self, _: &Amphora, _: &str) -> DriverResult<()> {
         Ok(())
     }
 }

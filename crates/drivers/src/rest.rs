@@ -306,6 +306,19 @@ impl AmphoraDriver for RestAmphora {
         .map(|_| ())
     }
 
+    async fn update_agent_config(&self, amp: &Amphora, config: &str) -> DriverResult<()> {
+        self.call(
+            "update agent configuration",
+            amp,
+            reqwest::Method::PUT,
+            "config",
+            Some(config.to_string()),
+            &[202],
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn remove(&self, amp: &Amphora, lb_id: Id) -> DriverResult<()> {
         self.call(
             "delete load balancer",

@@ -67,6 +67,13 @@ pub enum Job {
         lb_id: Id,
         amphora_id: Id,
     },
+    /// Push the agent configuration the controller now has (health managers, heartbeat key,
+    /// interval) to one amphora (Octavia's `PUT /v2/octavia/amphorae/{id}/config`).
+    UpdateAmphoraConfig {
+        /// Its load balancer (nil for a spare): jobs of one load balancer run one at a time.
+        lb_id: Id,
+        amphora_id: Id,
+    },
     /// Release whatever VIP was allocated for a load balancer that was never recorded (its API
     /// process died between the allocation and the commit; housekeeping posts this).
     ReleaseVip {
@@ -93,6 +100,7 @@ impl Job {
             | Job::FailoverAmphora { lb_id, .. }
             | Job::Child { lb_id, .. }
             | Job::RotateAmphoraCert { lb_id, .. }
+            | Job::UpdateAmphoraConfig { lb_id, .. }
             | Job::ReleaseVip { lb_id }
             | Job::BatchMembers { lb_id, .. } => *lb_id,
             Job::CreateSpareAmphora => Id::nil(),
@@ -105,7 +113,10 @@ impl Job {
     pub fn locks_lb(&self) -> bool {
         !matches!(
             self,
-            Job::RotateAmphoraCert { .. } | Job::CreateSpareAmphora | Job::ReleaseVip { .. }
+            Job::RotateAmphoraCert { .. }
+                | Job::UpdateAmphoraConfig { .. }
+                | Job::CreateSpareAmphora
+                | Job::ReleaseVip { .. }
         )
     }
 
@@ -121,6 +132,7 @@ impl Job {
             Job::BatchMembers { .. } => "batch_members",
             Job::CreateSpareAmphora => "create_spare_amphora",
             Job::RotateAmphoraCert { .. } => "rotate_amphora_cert",
+            Job::UpdateAmphoraConfig { .. } => "update_amphora_config",
             Job::ReleaseVip { .. } => "release_vip",
         }
     }

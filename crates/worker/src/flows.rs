@@ -73,6 +73,10 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
             name: "rotate_amphora_cert",
             tasks: vec![t(Box::new(RotateCert { amphora_id }))],
         },
+        Job::UpdateAmphoraConfig { amphora_id, .. } => Flow {
+            name: "update_amphora_config",
+            tasks: vec![t(Box::new(UpdateAgentConfig { amphora_id }))],
+        },
         Job::ReleaseVip { lb_id } => Flow {
             name: "release_vip",
             tasks: vec![t(Box::new(ReleaseVipsOf { lb_id }))],

@@ -93,6 +93,24 @@ pub(crate) async fn stats(
     Ok(json_response(&json!({ "amphora_stats": list })))
 }
 
+/// Octavia's `PUT /v2/octavia/amphorae/{id}/config`: the amphora's agent gets the
+/// configuration the controller now has (health managers, heartbeat key); 202 once the job is
+/// queued, whatever the load balancer's status (it does not lock it).
+pub(crate) async fn update_config(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let a = get(&s, &ctx, &id).await?;
+    let job = Job::UpdateAmphoraConfig {
+        lb_id: a.loadbalancer_id.unwrap_or_default(),
+        amphora_id: a.id,
+    };
+    s.store.write(|tx| post_job(tx, &job)).await?;
+    s.wake.notify_one();
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
 pub(crate) async fn failover(
     State(s): State<AppState>,
     ctx: Context,

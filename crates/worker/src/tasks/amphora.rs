@@ -189,6 +189,40 @@ impl Task<Ctx> for RotateCert {
     }
 }
 
+/// Pushes the agent configuration the controller now has to one amphora (Octavia's
+/// `AmphoraConfigUpdate`); a deleted amphora is left alone.
+pub(crate) struct UpdateAgentConfig {
+    pub amphora_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for UpdateAgentConfig {
+    fn name(&self) -> &'static str {
+        "update_agent_config"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let amp = load_amphora(ctx, self.amphora_id).await?;
+        if matches!(
+            amp.status,
+            AmphoraStatus::Deleted | AmphoraStatus::PendingDelete
+        ) {
+            return Ok(Value::Null);
+        }
+        let config = ctx
+            .drivers
+            .compute
+            .agent_config(amp.id)
+            .await
+            .map_err(drv)?;
+        ctx.drivers
+            .amphora
+            .update_agent_config(&amp, &config)
+            .await
+            .map_err(drv)?;
+        Ok(Value::Null)
+    }
+}
+
 /// Tears an amphora down (every part idempotent) and marks it `DELETED`.
 async fn destroy_amphora(ctx: &Ctx, id: Id, vip: Option<&Vip>) -> R<()> {
     let amp = ctx
