@@ -59,7 +59,8 @@ fn world() -> &'static World {
         let certs = Arc::new(
             rocta_agent::tls::SwappableCert::load(&cfg.server_cert).expect("the certificate"),
         );
-        let app = rocta_agent::api::router(rocta_agent::api::State::new(cfg, certs));
+        let (target, _) = tokio::sync::watch::channel(rocta_agent::heartbeat::Target::of(&cfg));
+        let app = rocta_agent::api::router(rocta_agent::api::State::new(cfg, certs, target));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
