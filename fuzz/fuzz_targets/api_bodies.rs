@@ -110,6 +110,7 @@ fn world() -> &'static std::sync::Mutex<World> {
             network: drivers.network.clone(),
             certs: drivers.certs.clone(),
             wake: Default::default(),
+            keystone: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

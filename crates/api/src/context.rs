@@ -49,22 +49,32 @@ impl Context {
                 let roles: Vec<String> = roles
                     .unwrap_or_default()
                     .split(',')
-                    .map(|r| r.trim().to_ascii_lowercase())
+                    .map(str::to_string)
                     .collect();
-                let has = |r: &str| roles.iter().any(|x| x == r);
-                let admin = has("admin") || has("load-balancer_admin");
-                let global_reader = admin || has("load-balancer_global_observer");
-                let member = admin || has("member") || has("load-balancer_member");
-                let reader = member || has("reader") || has("load-balancer_observer");
-                Context {
-                    project_id,
-                    admin,
-                    global_reader,
-                    member,
-                    reader,
-                    quota_admin: admin || has("load-balancer_quota_admin"),
-                }
+                Context::from_roles(project_id, &roles)
             }
+        }
+    }
+
+    /// The context of a caller of `project_id` with these roles (noauth's `X-Roles`, or a
+    /// Keystone token's).
+    pub fn from_roles(project_id: Option<String>, roles: &[String]) -> Context {
+        let roles: Vec<String> = roles
+            .iter()
+            .map(|r| r.trim().to_ascii_lowercase())
+            .collect();
+        let has = |r: &str| roles.iter().any(|x| x == r);
+        let admin = has("admin") || has("load-balancer_admin");
+        let global_reader = admin || has("load-balancer_global_observer");
+        let member = admin || has("member") || has("load-balancer_member");
+        let reader = member || has("reader") || has("load-balancer_observer");
+        Context {
+            project_id,
+            admin,
+            global_reader,
+            member,
+            reader,
+            quota_admin: admin || has("load-balancer_quota_admin"),
         }
     }
 
@@ -147,7 +157,12 @@ impl Context {
 impl<S: Send + Sync> FromRequestParts<S> for Context {
     type Rejection = ApiError;
 
+    /// The context the Keystone middleware found in the caller's token, else (noauth) the
+    /// headers'.
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ctx) = parts.extensions.get::<Context>() {
+            return Ok(ctx.clone());
+        }
         Ok(Context::from_headers(&parts.headers))
     }
 }

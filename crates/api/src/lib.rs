@@ -12,6 +12,7 @@
 pub mod common;
 pub mod context;
 pub mod error;
+pub mod keystone;
 pub mod openapi;
 pub mod query;
 pub mod routes;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub certs: Arc<dyn rocta_drivers::CertManager>,
     /// Said after each committed job: wakes the workers.
     pub wake: JobSignal,
+    /// Keystone token validation (`auth_strategy = "keystone"`); `None` under noauth.
+    pub keystone: Option<Arc<keystone::Keystone>>,
 }
 
 /// What the API does after committing a job: wake an in-process worker, and announce the job to
@@ -68,9 +71,15 @@ impl JobSignal {
 
 /// The API's router over `state`.
 pub fn router(state: AppState) -> Router {
-    routes::router(state.clone())
-        .fallback(|| async { error::routing_error(StatusCode::NOT_FOUND) })
-        .layer(axum::middleware::from_fn_with_state(state, request_id))
+    let mut r = routes::router(state.clone())
+        .fallback(|| async { error::routing_error(StatusCode::NOT_FOUND) });
+    if let Some(k) = state.keystone.clone() {
+        r = r.layer(axum::middleware::from_fn_with_state(
+            k,
+            keystone::authenticate,
+        ));
+    }
+    r.layer(axum::middleware::from_fn_with_state(state, request_id))
 }
 
 /// Adds `x-openstack-request-id` to every response, refuses non-JSON `Accept` headers (406, as

@@ -123,7 +123,15 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
             // Tests and scripts read this line to learn an ephemeral port.
             println!("rocta {}: API listening on http://{addr}", role.name());
             tracing::info!(%addr, "API listening");
+            let keystone = match cfg.api_settings.auth_strategy.as_str() {
+                "keystone" => Some(Arc::new(
+                    rocta_api::keystone::Keystone::new(&cfg.keystone_authtoken)
+                        .map_err(BootError::LoadConfig)?,
+                )),
+                _ => None,
+            };
             let state = rocta_api::AppState {
+                keystone,
                 store: store.clone(),
                 cfg: cfg.clone(),
                 network: drivers.network.clone(),

@@ -41,6 +41,66 @@ pub struct Config {
     pub health_manager: HealthManager,
     pub house_keeping: HouseKeeping,
     pub logging: Logging,
+    pub keystone_authtoken: KeystoneAuthtoken,
+}
+
+/// `[keystone_authtoken]`: keystonemiddleware's `auth_token` options (their names), used when
+/// `[api_settings] auth_strategy = "keystone"`. Its other options (memcached, service token
+/// roles, ...) are accepted and have no effect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct KeystoneAuthtoken {
+    /// What a 401 tells clients to authenticate against (`WWW-Authenticate: Keystone uri=…`);
+    /// empty = `auth_url`.
+    pub www_authenticate_uri: String,
+    /// Keystone's identity endpoint (`http://HOST:5000` or `…/v3`), for the service's own
+    /// token and for validating callers' tokens.
+    pub auth_url: String,
+    /// Only `password`.
+    pub auth_type: String,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Tokens in `X-Service-Token` count only with one of `service_token_roles`.
+    pub service_token_roles_required: bool,
+    pub service_token_roles: Vec<String>,
+    /// Seconds a validation (valid or not) is reused; a token is never trusted past its expiry.
+    pub token_cache_time: u64,
+    /// Accepted for compatibility (the endpoint is `auth_url`).
+    pub region_name: String,
+    /// CA bundle (PEM) for an `https` Keystone; empty = the system's roots.
+    pub cafile: String,
+    /// Do not verify Keystone's certificate (tests only).
+    pub insecure: bool,
+    /// Seconds one call to Keystone may take before the API answers 503.
+    pub http_connect_timeout: f64,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+impl Default for KeystoneAuthtoken {
+    fn default() -> Self {
+        KeystoneAuthtoken {
+            www_authenticate_uri: String::new(),
+            auth_url: String::new(),
+            auth_type: "password".into(),
+            username: String::new(),
+            password: String::new(),
+            project_name: String::new(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            service_token_roles_required: false,
+            service_token_roles: vec!["service".into()],
+            token_cache_time: 300,
+            region_name: String::new(),
+            cafile: String::new(),
+            insecure: false,
+            http_connect_timeout: 5.0,
+            other: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[DEFAULT]`: what every process shares.
@@ -219,12 +279,46 @@ impl Config {
             key,
             reason: reason.to_string(),
         };
-        if self.api_settings.auth_strategy != "noauth" {
-            return Err(invalid(
-                "api_settings",
-                "auth_strategy",
-                "only \"noauth\" is available in this version",
-            ));
+        match self.api_settings.auth_strategy.as_str() {
+            "noauth" => {}
+            "keystone" => {
+                let k = &self.keystone_authtoken;
+                for (key, v) in [
+                    ("auth_url", &k.auth_url),
+                    ("username", &k.username),
+                    ("password", &k.password),
+                    ("project_name", &k.project_name),
+                ] {
+                    if v.is_empty() {
+                        return Err(invalid(
+                            "keystone_authtoken",
+                            key,
+                            "must be set when auth_strategy is \"keystone\"",
+                        ));
+                    }
+                }
+                if k.auth_type != "password" {
+                    return Err(invalid(
+                        "keystone_authtoken",
+                        "auth_type",
+                        "only \"password\" is available",
+                    ));
+                }
+                if !(k.auth_url.starts_with("http://") || k.auth_url.starts_with("https://")) {
+                    return Err(invalid(
+                        "keystone_authtoken",
+                        "auth_url",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "api_settings",
+                    "auth_strategy",
+                    "must be \"keystone\" or \"noauth\"",
+                ))
+            }
         }
         if !self
             .api_settings
@@ -377,7 +471,9 @@ pub struct ApiSettings {
     pub bind_host: String,
     /// Port the API listens on.
     pub bind_port: u16,
-    /// `noauth`: project from `X-Project-Id`, roles from `X-Roles` (Octavia's noauth).
+    /// `keystone` (Octavia's default): callers' tokens validated against Keystone
+    /// (`[keystone_authtoken]`); `noauth`: project from `X-Project-Id`, roles from `X-Roles`
+    /// (Octavia's noauth, the embedded default).
     pub auth_strategy: String,
     /// Largest page a list returns, and the default `limit`.
     pub pagination_max_limit: usize,
