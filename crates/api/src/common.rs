@@ -36,6 +36,23 @@ pub fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
+/// 400 "Provider '<name>' is not enabled." unless `[api_settings] enabled_provider_drivers`
+/// names it.
+pub fn require_provider(state: &AppState, name: &str) -> ApiResult<()> {
+    if state
+        .cfg
+        .api_settings
+        .enabled_provider_drivers
+        .contains_key(name)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Provider '{name}' is not enabled."
+        )))
+    }
+}
+
 /// A load balancer the caller may see: 404 when missing or `DELETED`, 403 when it belongs to a
 /// project the caller may not read (Octavia loads the object, then enforces policy on it).
 pub fn visible_lb(tx: &Tx<'_>, ctx: &Context, id: Id) -> ApiResult<LoadBalancer> {

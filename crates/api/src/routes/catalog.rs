@@ -262,16 +262,7 @@ fn check_profile(
     field: &str,
     caps: &[Capability],
 ) -> ApiResult<()> {
-    if !s
-        .cfg
-        .api_settings
-        .enabled_provider_drivers
-        .contains_key(provider)
-    {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' is not enabled."
-        )));
-    }
+    crate::common::require_provider(s, provider)?;
     let parsed: Map<String, Value> =
         serde_json::from_str(data).map_err(|_| invalid_option(data, field))?;
     let what = if field == "flavor_data" {
@@ -546,16 +537,7 @@ pub(crate) async fn capabilities(
     raw: Option<String>,
 ) -> ApiResult<Response> {
     ctx.require_admin()?;
-    if !s
-        .cfg
-        .api_settings
-        .enabled_provider_drivers
-        .contains_key(&provider)
-    {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' is not enabled."
-        )));
-    }
+    crate::common::require_provider(&s, &provider)?;
     let (key, caps) = if flavor {
         ("flavor_capabilities", FLAVOR_CAPABILITIES)
     } else {

@@ -275,16 +275,7 @@ pub(crate) async fn create(
         (Some(p), _) | (None, Some(p)) => p,
         (None, None) => s.cfg.api_settings.default_provider_driver.clone(),
     };
-    if !s
-        .cfg
-        .api_settings
-        .enabled_provider_drivers
-        .contains_key(&provider)
-    {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' is not enabled."
-        )));
-    }
+    crate::common::require_provider(&s, &provider)?;
     if let Some(a) = m.s("vip_address") {
         if a == "169.254.169.254" {
             return Err(ApiError::validation(format!(
