@@ -111,6 +111,7 @@ fn world() -> &'static std::sync::Mutex<World> {
             certs: drivers.certs.clone(),
             wake: Default::default(),
             keystone: None,
+            policy: Arc::new(rocta_api::policy::Policy::defaults(true)),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A real Keystone for rocta's tests: SQLite, fernet tokens, bootstrapped, on 127.0.0.1.
 
-Usage: keystone_server.py DIR PORT  (run with the Python of a venv that has keystone)
+Usage: keystone_server.py DIR PORT [TYPE=NAME=URL ...]  (with the Python of a venv that has
+keystone)
 
 Sets up Keystone in DIR, serves it on 127.0.0.1:PORT (a threaded WSGI server), creates
-the test identities below, prints one line "READY <json>" and serves until its standard
-input closes (the test process that started it ended), then exits.
+the test identities below and, for each TYPE=NAME=URL, a service of that type and name whose
+public, internal and admin endpoints in RegionOne are URL (e.g.
+load-balancer=octavia=http://127.0.0.1:9876), prints one line "READY <json>" and serves until
+its standard input closes (the process that started it ended), then exits.
 
 Identities (domain Default; every password is "<user>-pass"):
   admin    admin of project admin (keystone-manage bootstrap)
@@ -22,6 +25,7 @@ import urllib.request
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 d, port = sys.argv[1], int(sys.argv[2])
+services = [a.split("=", 2) for a in sys.argv[3:]]
 os.makedirs(d, exist_ok=True)
 conf = os.path.join(d, "keystone.conf")
 with open(conf, "w") as f:
@@ -65,7 +69,17 @@ class Quiet(WSGIRequestHandler):
         pass
 
 
-httpd = make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet)
+# One request at a time: Keystone on SQLite answers 500 ("database is locked") when two
+# requests write at once, which tempest's parallel workers do.
+one_at_a_time = threading.Lock()
+
+
+def serialized(environ, start_response):
+    with one_at_a_time:
+        return list(application(environ, start_response))
+
+
+httpd = make_server("127.0.0.1", port, serialized, server_class=Server, handler_class=Quiet)
 threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
 
@@ -102,6 +116,14 @@ for user, project, role in (("rocta", "service", "service"), ("alice", "lb-a", "
     uid = call("POST", "/v3/users", {"user": {"name": user, "domain_id": "default",
                                               "password": f"{user}-pass"}}, admin)[1]["user"]["id"]
     call("PUT", f"/v3/projects/{projects[project]}/users/{uid}/roles/{roles[role]}", token=admin)
+
+for kind, name, url in services:
+    sid = call("POST", "/v3/services", {"service": {"type": kind, "name": name}},
+               admin)[1]["service"]["id"]
+    for interface in ("public", "internal", "admin"):
+        call("POST", "/v3/endpoints", {"endpoint": {
+            "service_id": sid, "interface": interface, "url": url, "region_id": "RegionOne"}},
+            admin)
 
 print("READY " + json.dumps({"url": base, "projects": projects}), flush=True)
 sys.stdin.read()

@@ -1,31 +1,30 @@
-//! Who is calling, and what they may do: Octavia's `noauth` request context and its default
-//! policy roles.
+//! Who is calling, and what they may do: the credentials (noauth's headers, or the Keystone
+//! middleware's token) checked against Octavia's policy (`policy`: its in-code defaults and the
+//! operator's `[oslo_policy] policy_file`), with the owner's project as the target.
 //!
-//! Without `X-Roles` the caller is an administrator (Octavia forces `is_admin` under noauth).
-//! With `X-Roles`, the roles decide, as Octavia's policy defaults (Keystone's `admin`, `member`,
-//! `reader`, and Octavia's advanced `load-balancer_*` roles, either set accepted): readers see
-//! their project, members also write it, global observers read everything, quota admins manage
-//! quotas, admins do everything. Keystone tokens will build the same `Context`.
+//! Under noauth, a caller without `X-Roles` is an administrator (Octavia forces `is_admin`
+//! under noauth); with `X-Roles`, the roles decide as they would in a token.
+
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
+use crate::policy::{Creds, Policy, Target};
+use crate::AppState;
 
 /// The caller.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub project_id: Option<String>,
-    admin: bool,
-    global_reader: bool,
-    member: bool,
-    reader: bool,
-    quota_admin: bool,
+    creds: Creds,
+    policy: Arc<Policy>,
 }
 
 impl Context {
-    /// Builds the context from noauth headers.
-    pub fn from_headers(h: &axum::http::HeaderMap) -> Context {
+    /// The credentials noauth's headers give.
+    pub fn creds_from_headers(h: &axum::http::HeaderMap) -> Creds {
         let get = |k: &str| {
             h.get(k)
                 .and_then(|v| v.to_str().ok())
@@ -36,55 +35,75 @@ impl Context {
         let project_id = get("x-project-id")
             .or_else(|| get("x-tenant-id"))
             .or_else(|| get("x-tenant"));
-        match get("x-roles") {
-            None if h.get("x-roles").is_none() => Context {
+        let user_id = get("x-user-id").or_else(|| get("x-user"));
+        match h.get("x-roles") {
+            None => Creds {
                 project_id,
-                admin: true,
-                global_reader: true,
-                member: true,
-                reader: true,
-                quota_admin: true,
+                user_id,
+                is_admin: true,
+                ..Default::default()
             },
-            roles => {
-                let roles: Vec<String> = roles
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::to_string)
-                    .collect();
-                Context::from_roles(project_id, &roles)
-            }
+            Some(_) => Creds {
+                roles: split_roles(&get("x-roles").unwrap_or_default()),
+                project_id,
+                user_id,
+                ..Default::default()
+            },
         }
     }
 
-    /// The context of a caller of `project_id` with these roles (noauth's `X-Roles`, or a
-    /// Keystone token's).
-    pub fn from_roles(project_id: Option<String>, roles: &[String]) -> Context {
-        let roles: Vec<String> = roles
-            .iter()
-            .map(|r| r.trim().to_ascii_lowercase())
-            .collect();
-        let has = |r: &str| roles.iter().any(|x| x == r);
-        let admin = has("admin") || has("load-balancer_admin");
-        let global_reader = admin || has("load-balancer_global_observer");
-        let member = admin || has("member") || has("load-balancer_member");
-        let reader = member || has("reader") || has("load-balancer_observer");
+    /// The context of `creds` under `policy`: `is_admin` is already set (noauth) or is
+    /// Octavia's `context_is_admin` rule.
+    pub fn new(mut creds: Creds, policy: Arc<Policy>) -> Context {
+        if !creds.is_admin {
+            let own = creds.project_id.clone().unwrap_or_default();
+            creds.is_admin = policy.enforce(
+                "context_is_admin",
+                &creds,
+                Target {
+                    project_id: own.as_str(),
+                },
+            );
+        }
         Context {
-            project_id,
-            admin,
-            global_reader,
-            member,
-            reader,
-            quota_admin: admin || has("load-balancer_quota_admin"),
+            project_id: creds.project_id.clone(),
+            creds,
+            policy,
         }
     }
 
-    fn owns(&self, project: &str) -> bool {
-        self.project_id.as_deref() == Some(project)
+    /// The context of a caller of `project_id` with these roles, under Octavia's defaults.
+    pub fn from_roles(project_id: Option<String>, roles: &[String]) -> Context {
+        Context::new(
+            Creds {
+                roles: roles
+                    .iter()
+                    .map(|r| r.trim().to_ascii_lowercase())
+                    .collect(),
+                project_id,
+                ..Default::default()
+            },
+            Arc::new(Policy::defaults(true)),
+        )
     }
 
-    /// May see objects of `project`.
+    fn allows(&self, rule: &str, project: &str) -> bool {
+        self.policy.enforce(
+            rule,
+            &self.creds,
+            Target {
+                project_id: project,
+            },
+        )
+    }
+
+    fn own(&self) -> &str {
+        self.project_id.as_deref().unwrap_or_default()
+    }
+
+    /// May see objects of `project` (`load-balancer:read`).
     pub fn can_read(&self, project: &str) -> bool {
-        self.global_reader || (self.reader && self.owns(project))
+        self.allows("load-balancer:read", project)
     }
 
     /// Octavia's answer for an object that exists: policy is enforced against its owner's
@@ -97,23 +116,25 @@ impl Context {
         }
     }
 
-    /// May change objects of `project`.
+    /// May change objects of `project` (`load-balancer:write`).
     pub fn can_write(&self, project: &str) -> bool {
-        self.admin || (self.member && self.owns(project))
+        self.allows("load-balancer:write", project)
     }
 
-    /// Lists every project (otherwise lists are scoped to the caller's project).
+    /// Lists every project (`load-balancer:read-global`; otherwise lists are scoped to the
+    /// caller's project).
     pub fn is_global_reader(&self) -> bool {
-        self.global_reader
+        self.allows("load-balancer:read-global", self.own())
     }
 
+    /// `load-balancer:admin`.
     pub fn is_admin(&self) -> bool {
-        self.admin
+        self.allows("load-balancer:admin", self.own())
     }
 
-    /// Requires any read role (list calls, provider list).
+    /// Requires reading the caller's own project (list calls, provider list).
     pub fn require_reader(&self) -> Result<(), ApiError> {
-        if self.reader || self.global_reader {
+        if self.can_read(self.own()) || self.is_global_reader() {
             Ok(())
         } else {
             Err(ApiError::forbidden())
@@ -121,7 +142,7 @@ impl Context {
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.admin {
+        if self.is_admin() {
             Ok(())
         } else {
             Err(ApiError::forbidden())
@@ -130,23 +151,23 @@ impl Context {
 
     /// Octavia's `read-quota` for one project.
     pub fn can_read_quota(&self, project: &str) -> bool {
-        self.can_read(project) || self.quota_admin
+        self.allows("load-balancer:read-quota", project)
     }
 
-    /// Octavia's `read-quota-global`.
+    /// `read-quota-global`.
     pub fn can_read_quota_global(&self) -> bool {
-        self.global_reader || self.quota_admin
+        self.allows("load-balancer:read-quota-global", self.own())
     }
 
-    /// Octavia's `write-quota`.
+    /// `write-quota`.
     pub fn can_write_quota(&self) -> bool {
-        self.quota_admin
+        self.allows("load-balancer:write-quota", self.own())
     }
 
     /// The list scope: `None` = every project.
     pub fn list_scope(&self) -> Result<Option<String>, ApiError> {
         self.require_reader()?;
-        if self.global_reader {
+        if self.is_global_reader() {
             Ok(None)
         } else {
             Ok(Some(self.project_id.clone().unwrap_or_default()))
@@ -154,16 +175,25 @@ impl Context {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Context {
+/// Lowercased roles of a comma-separated list.
+fn split_roles(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|r| r.trim().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+impl FromRequestParts<AppState> for Context {
     type Rejection = ApiError;
 
-    /// The context the Keystone middleware found in the caller's token, else (noauth) the
-    /// headers'.
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ctx) = parts.extensions.get::<Context>() {
-            return Ok(ctx.clone());
-        }
-        Ok(Context::from_headers(&parts.headers))
+    /// The credentials the Keystone middleware found in the caller's token, else (noauth) the
+    /// headers', under the API's policy.
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let creds = match parts.extensions.get::<Creds>() {
+            Some(c) => c.clone(),
+            None => Context::creds_from_headers(&parts.headers),
+        };
+        Ok(Context::new(creds, s.policy.clone()))
     }
 }
 
@@ -177,7 +207,10 @@ mod tests {
         if let Some(r) = roles {
             h.insert("x-roles", r.parse().unwrap());
         }
-        Context::from_headers(&h)
+        Context::new(
+            Context::creds_from_headers(&h),
+            Arc::new(Policy::defaults(false)),
+        )
     }
 
     #[test]

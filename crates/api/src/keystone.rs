@@ -1,7 +1,7 @@
 //! Keystone authentication, as keystonemiddleware's `auth_token` does it for Octavia
 //! (`[api_settings] auth_strategy = "keystone"`, options in `[keystone_authtoken]`).
 //!
-//! Every request but the version document (`/`) needs `X-Auth-Token`. The token is validated
+//! Every request but the version documents (`/`, the Neutron view's `/networking/`) needs `X-Auth-Token`. The token is validated
 //! with `GET /v3/auth/tokens` (`X-Subject-Token`), authenticated by the service's own token
 //! (password auth with `username`/`password`/`project_name`, renewed a minute before it
 //! expires, and once more when Keystone refuses it). Answers are cached by the token's
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Digest;
 
-use crate::context::Context;
+use crate::policy::Creds;
 
 /// Headers that carry an identity under noauth; never taken from a client here.
 const IDENTITY_HEADERS: &[&str] = &[
@@ -43,7 +43,7 @@ const IDENTITY_HEADERS: &[&str] = &[
 ];
 
 /// Validations by the token's SHA-256: the context (`None`: not valid) and until when.
-type Cache = HashMap<[u8; 32], (Option<Context>, Instant)>;
+type Cache = HashMap<[u8; 32], (Option<Creds>, Instant)>;
 
 /// Cached validations at most (expired ones go first when it is full).
 const CACHE_MAX: usize = 10_000;
@@ -237,8 +237,8 @@ impl Keystone {
         ))
     }
 
-    /// The context `token` stands for, from the cache or from Keystone.
-    pub async fn authenticate(&self, token: &str) -> Result<Context, Refused> {
+    /// The credentials `token` stands for, from the cache or from Keystone.
+    pub async fn authenticate(&self, token: &str) -> Result<Creds, Refused> {
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
         if let Some((ctx, until)) = self.lock_cache().get(&key) {
@@ -254,7 +254,7 @@ impl Keystone {
                 if life.is_zero() {
                     (None, cache_time)
                 } else {
-                    (Some(context_of(&info)), life.min(cache_time))
+                    (Some(creds_of(&info)), life.min(cache_time))
                 }
             }
         };
@@ -274,14 +274,20 @@ impl Keystone {
     }
 }
 
-/// The request context of a validated token: its project and roles. A token scoped to the
-/// system or a domain has no project: with Octavia's `scope_types = ['project']` its roles
-/// allow nothing.
-pub fn context_of(info: &TokenInfo) -> Context {
-    let roles: Vec<String> = info.roles.iter().map(|r| r.name.clone()).collect();
-    match (&info.project, &info.system, &info.domain) {
-        (Some(p), _, _) => Context::from_roles(Some(p.id.clone()), &roles),
-        _ => Context::from_roles(None, &[]),
+/// The credentials of a validated token: its project, user and roles (Keystone lists implied
+/// roles too). A token scoped to a domain has no project; one scoped to the system is marked
+/// so, and Octavia's project-scoped rules refuse it.
+pub fn creds_of(info: &TokenInfo) -> Creds {
+    Creds {
+        roles: info
+            .roles
+            .iter()
+            .map(|r| r.name.to_ascii_lowercase())
+            .collect(),
+        project_id: info.project.as_ref().map(|p| p.id.clone()),
+        user_id: info.user.as_ref().map(|u| u.id.clone()),
+        is_admin: false,
+        system_scope: info.system.is_some(),
     }
 }
 
@@ -305,7 +311,7 @@ pub async fn authenticate(
     for h in IDENTITY_HEADERS {
         req.headers_mut().remove(*h);
     }
-    if req.uri().path() == "/" {
+    if matches!(req.uri().path(), "/" | "/networking" | "/networking/") {
         return next.run(req).await;
     }
     let token = req
@@ -319,8 +325,8 @@ pub async fn authenticate(
         return unauthorized(&k);
     };
     match k.authenticate(&token).await {
-        Ok(ctx) => {
-            req.extensions_mut().insert(ctx);
+        Ok(creds) => {
+            req.extensions_mut().insert(creds);
             next.run(req).await
         }
         Err(Refused::Unauthenticated) => unauthorized(&k),

@@ -14,6 +14,7 @@ pub mod context;
 pub mod error;
 pub mod keystone;
 pub mod openapi;
+pub mod policy;
 pub mod query;
 pub mod routes;
 pub mod validate;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub wake: JobSignal,
     /// Keystone token validation (`auth_strategy = "keystone"`); `None` under noauth.
     pub keystone: Option<Arc<keystone::Keystone>>,
+    /// Octavia's policy with the operator's overrides (`[oslo_policy]`).
+    pub policy: Arc<policy::Policy>,
 }
 
 /// What the API does after committing a job: wake an in-process worker, and announce the job to

@@ -10,6 +10,7 @@ mod l7rules;
 mod listeners;
 mod loadbalancers;
 mod members;
+mod neutron;
 mod pools;
 mod quotas;
 mod versions;
@@ -608,7 +609,7 @@ pub(crate) fn router(state: AppState) -> Router {
             r = r.route(&format!("{prefix}{}", o.path), o.handler.clone());
         }
     }
-    r.with_state(state)
+    neutron::routes(r).with_state(state)
 }
 
 /// Where the document lists an operation.

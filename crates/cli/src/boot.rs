@@ -76,8 +76,16 @@ pub fn load_config(args: &RoleArgs) -> Result<Config, BootError> {
             let text = std::fs::read_to_string(p).map_err(|e| {
                 BootError::LoadConfig(format!("cannot read config {}: {e}", p.display()))
             })?;
-            Config::from_toml(&text)
-                .map_err(|e| BootError::LoadConfig(format!("{}: {e}", p.display())))?
+            let mut cfg = Config::from_toml(&text)
+                .map_err(|e| BootError::LoadConfig(format!("{}: {e}", p.display())))?;
+            // Files the config names are relative to its directory (as oslo.config finds them).
+            let policy = &mut cfg.oslo_policy.policy_file;
+            if !policy.is_empty() && Path::new(policy).is_relative() {
+                if let Some(dir) = p.parent() {
+                    *policy = dir.join(&*policy).display().to_string();
+                }
+            }
+            cfg
         }
         None => Config::default(),
     };

@@ -50,6 +50,12 @@ impl Role {
 /// Boots `role` and runs it until SIGTERM or SIGINT.
 pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
     let cfg = load_config(&args)?;
+    // The API's policy: Octavia's defaults and the operator's file, refused at start if bad.
+    let policy = if role.api() {
+        Arc::new(rocta_api::policy::Policy::load(&cfg.oslo_policy).map_err(BootError::LoadConfig)?)
+    } else {
+        Arc::new(rocta_api::policy::Policy::defaults(true))
+    };
     prepare_data_dir(&args.data_dir)?;
     init_logging(&cfg);
     let store = open_store(&cfg, &args.data_dir)?;
@@ -132,6 +138,7 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
             };
             let state = rocta_api::AppState {
                 keystone,
+                policy,
                 store: store.clone(),
                 cfg: cfg.clone(),
                 network: drivers.network.clone(),

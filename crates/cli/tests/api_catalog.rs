@@ -313,3 +313,52 @@ fn provider_capabilities() {
         POLICY,
     );
 }
+
+#[test]
+fn the_neutron_view_serves_the_network_drivers_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rocta::start_real(dir.path());
+    let (subnet, network) = (
+        "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b",
+        "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a",
+    );
+    let (s, b) = r.get("/networking/");
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["versions"][0]["id"], "v2.0");
+    assert!(b["versions"][0]["links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with("/networking/v2.0/"));
+    for prefix in ["/v2.0", "/networking/v2.0"] {
+        let (s, b) = r.get(&format!("{prefix}/subnets?name=public"));
+        assert_eq!(s, 200, "{b}");
+        let sn = &b["subnets"][0];
+        assert_eq!(sn["id"], subnet);
+        assert_eq!(sn["network_id"], network);
+        assert_eq!(sn["cidr"], "127.10.0.0/16");
+        assert_eq!(sn["ip_version"], 4);
+        // A repeated filter key is any of its values; fields select.
+        let (_, b) = r.get(&format!(
+            "{prefix}/subnets?id=nope&id={subnet}&fields=id&fields=cidr"
+        ));
+        assert_eq!(
+            b,
+            json!({"subnets": [{"id": subnet, "cidr": "127.10.0.0/16"}]})
+        );
+        assert_eq!(
+            r.get(&format!("{prefix}/subnets?name=other")).1,
+            json!({"subnets": []})
+        );
+        let (s, b) = r.get(&format!("{prefix}/networks/{network}"));
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["network"]["subnets"], json!([subnet]));
+        assert_eq!(b["network"]["router:external"], true);
+        let (s, b) = r.get(&format!("{prefix}/subnets/{network}"));
+        assert_eq!(s, 404);
+        assert_eq!(b["NeutronError"]["type"], "SubnetNotFound");
+        let (s, b) = r.get(&format!("{prefix}/networks?colour=red"));
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b["NeutronError"]["type"], "HTTPBadRequest");
+        assert_eq!(r.get(&format!("{prefix}/ports")).1, json!({"ports": []}));
+    }
+}

@@ -501,7 +501,8 @@ fn project_isolation_with_roles() {
     );
     let (s, b) = r.req_as("GET", "/v2/lbaas/loadbalancers", None, "p1", Some("reader"));
     assert_eq!((s, b["loadbalancers"].as_array().unwrap().len()), (200, 1));
-    // Creating in another project is refused; a global observer sees everything.
+    // Creating in another project is refused; an admin sees everything; Octavia's deprecated
+    // roles count only with enforce_new_defaults off (operator_policy below).
     let (s, _) = r.req_as(
         "POST",
         "/v2/lbaas/loadbalancers",
@@ -510,6 +511,7 @@ fn project_isolation_with_roles() {
         Some("member"),
     );
     assert_eq!(s, 403);
+    assert_eq!(r.req_as("GET", &path, None, "p3", Some("admin")).0, 200);
     assert_eq!(
         r.req_as(
             "GET",
@@ -519,7 +521,7 @@ fn project_isolation_with_roles() {
             Some("load-balancer_global_observer")
         )
         .0,
-        200
+        403
     );
     // Amphorae are admin-only; no role at all is refused.
     assert_eq!(
@@ -695,4 +697,81 @@ fn graph_create_builds_the_whole_tree_in_one_request() {
             .len(),
         2
     );
+}
+
+#[test]
+fn operator_policy() {
+    // enforce_new_defaults off: Octavia's load-balancer_* roles count beside Keystone's.
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{TEST_CONFIG}[oslo_policy]\nenforce_new_defaults = false\n");
+    let r = Rocta::start_in(dir.path(), "serve", &config, &[]);
+    let lbs = "/v2/lbaas/loadbalancers";
+    let body = json!({"loadbalancer": {"vip_subnet_id": SUBNET}});
+    let (s, b) = r.req_as(
+        "POST",
+        lbs,
+        Some(body.clone()),
+        "p1",
+        Some("load-balancer_member"),
+    );
+    assert_eq!(s, 201, "{b}");
+    let path = format!("{lbs}/{}", b["loadbalancer"]["id"].as_str().unwrap());
+    let get = |project: &str, roles: &str| r.req_as("GET", &path, None, project, Some(roles)).0;
+    assert_eq!(get("p2", "load-balancer_global_observer"), 200);
+    assert_eq!(get("p1", "load-balancer_observer"), 200);
+    assert_eq!(get("p2", "load-balancer_observer"), 403);
+    assert_eq!(get("p2", "member"), 403);
+    drop(r);
+
+    // Octavia's etc/policy/admin_or_owner-policy.yaml, named relative to the config file:
+    // any user of the owning project may write, with no role at all.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        include_str!("fixtures/admin_or_owner-policy.yaml"),
+    )
+    .unwrap();
+    let config = format!("{TEST_CONFIG}[oslo_policy]\npolicy_file = \"policy.yaml\"\n");
+    let r = Rocta::start_in(dir.path(), "serve", &config, &[]);
+    let (s, b) = r.req_as("POST", lbs, Some(body.clone()), "p1", Some("nothing"));
+    assert_eq!(s, 201, "{b}");
+    let path = format!("{lbs}/{}", b["loadbalancer"]["id"].as_str().unwrap());
+    assert_eq!(r.req_as("GET", &path, None, "p1", Some("")).0, 200);
+    assert_eq!(r.req_as("GET", &path, None, "p2", Some("member")).0, 403);
+    // Lists of other projects: only for admins (is_admin: context_is_admin).
+    let (s, b) = r.req_as("GET", lbs, None, "p2", Some("load-balancer_admin"));
+    assert_eq!((s, b["loadbalancers"].as_array().unwrap().len()), (200, 1));
+    let (s, b) = r.req_as("GET", lbs, None, "p2", Some("member"));
+    assert_eq!((s, b["loadbalancers"].as_array().unwrap().len()), (200, 0));
+    drop(r);
+
+    // A policy file that does not parse stops the API at start, naming the rule.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "\"load-balancer:read\": \"role:a or\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rocta.toml"),
+        "[oslo_policy]\npolicy_file = \"policy.yaml\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--drivers",
+            "noop",
+            "--api-bind",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(dir.path().join("rocta.toml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("load-balancer:read"), "{err}");
 }

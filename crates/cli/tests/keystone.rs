@@ -22,14 +22,26 @@ impl Drop for Keystone {
     }
 }
 
-fn keystone(dir: &std::path::Path) -> Keystone {
-    let python = std::env::var("ROCTA_KEYSTONE_PYTHON")
-        .unwrap_or_else(|_| "/opt/rocta-keystone/bin/python".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn python() -> String {
+    std::env::var("ROCTA_KEYSTONE_PYTHON")
+        .unwrap_or_else(|_| "/opt/rocta-keystone/bin/python".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+fn keystone(dir: &std::path::Path) -> Keystone {
+    keystone_on(dir, free_port(), &[])
+}
+
+/// Keystone on `port`, with a catalog service for each `TYPE=NAME=URL` of `services`.
+fn keystone_on(dir: &std::path::Path, port: u16, services: &[String]) -> Keystone {
+    let python = python();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/keystone/keystone_server.py"
@@ -38,6 +50,7 @@ fn keystone(dir: &std::path::Path) -> Keystone {
         .arg(script)
         .arg(dir)
         .arg(port.to_string())
+        .args(services)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -173,4 +186,206 @@ fn keystone_tokens_decide_who_calls() {
     let (s, _, b) = call(&r, "GET", lbs, Some(&alice), None);
     assert_eq!(s, 503, "{b}");
     assert_eq!(b["faultcode"], "Server");
+}
+
+/// Runs the `openstack` CLI (python-openstackclient + python-octaviaclient, in the Keystone
+/// venv) as `user` of `project`; returns its exit status and standard output (stderr on failure).
+fn openstack(k: &Keystone, user: &str, project: &str, args: &[&str]) -> (bool, String) {
+    let cli = std::path::Path::new(&python()).with_file_name("openstack");
+    let out = Command::new(&cli)
+        .args(args)
+        .env("OS_AUTH_URL", format!("{}/v3", k.url))
+        .env("OS_USERNAME", user)
+        .env("OS_PASSWORD", format!("{user}-pass"))
+        .env("OS_PROJECT_NAME", project)
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .env("OS_REGION_NAME", "RegionOne")
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the openstack CLI needs {} (.ci/run installs it): {e}",
+                cli.display()
+            )
+        });
+    let text = if out.status.success() {
+        out.stdout
+    } else {
+        out.stderr
+    };
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+fn openstack_json(k: &Keystone, user: &str, project: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-f", "json"]);
+    let (ok, out) = openstack(k, user, project, &a);
+    assert!(ok, "openstack {}: {out}", args.join(" "));
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("openstack {}: {e}: {out}", args.join(" ")))
+}
+
+#[test]
+fn the_openstack_cli_works_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    // rocta first (its Keystone is on a port chosen now), then Keystone with rocta in its
+    // catalog: the load-balancer service and the Neutron view as the network service.
+    let ks_port = free_port();
+    let ks_url = format!("http://127.0.0.1:{ks_port}");
+    let config = format!(
+        "{TEST_CONFIG}[api_settings]\nauth_strategy = \"keystone\"\n[keystone_authtoken]\n\
+         auth_url = \"{ks_url}/v3\"\nwww_authenticate_uri = \"{ks_url}\"\nusername = \"rocta\"\n\
+         password = \"rocta-pass\"\nproject_name = \"service\"\n"
+    );
+    let r = Rocta::start_real_with(dir.path(), &config, &[]);
+    let k = keystone_on(
+        &dir.path().join("keystone"),
+        ks_port,
+        &[
+            format!("load-balancer=octavia={}", r.url),
+            format!("network=neutron={}/networking", r.url),
+        ],
+    );
+    let alice = |args: &[&str]| openstack_json(&k, "alice", "lb-a", args);
+    // The VIP subnet by name, resolved through the Neutron view.
+    let lb = alice(&[
+        "loadbalancer",
+        "create",
+        "--vip-subnet-id",
+        "public",
+        "--name",
+        "web",
+        "--wait",
+    ]);
+    assert_eq!(lb["name"], "web");
+    assert_eq!(lb["vip_subnet_id"], "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b");
+    assert!(
+        lb["vip_address"].as_str().unwrap().starts_with("127.10."),
+        "{lb}"
+    );
+    assert_eq!(lb["project_id"], k.projects["lb-a"]);
+    let id = lb["id"].as_str().unwrap().to_string();
+    let list = alice(&["loadbalancer", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["provisioning_status"], "ACTIVE");
+    let (ok, out) = openstack(
+        &k,
+        "alice",
+        "lb-a",
+        &[
+            "loadbalancer",
+            "set",
+            "--description",
+            "front",
+            "--wait",
+            "web",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        alice(&["loadbalancer", "show", "web"])["description"],
+        "front"
+    );
+    let (ok, out) = openstack(
+        &k,
+        "alice",
+        "lb-a",
+        &["loadbalancer", "status", "show", "web"],
+    );
+    assert!(ok, "{out}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["loadbalancer"]["id"], id.as_str());
+    let stats = alice(&["loadbalancer", "stats", "show", "web"]);
+    assert_eq!(stats["total_connections"], 0, "{stats}");
+    let project = k.projects["lb-a"].as_str().unwrap();
+    let quota = alice(&["loadbalancer", "quota", "show", project]);
+    assert_eq!(quota["load_balancer"], -1, "{quota}");
+    // Amphorae are the administrator's; bob (another project) is refused alice's objects.
+    let (ok, out) = openstack(&k, "alice", "lb-a", &["loadbalancer", "amphora", "list"]);
+    assert!(!ok && out.contains("Policy does not allow"), "{out}");
+    let (ok, out) = openstack(&k, "bob", "lb-b", &["loadbalancer", "show", &id]);
+    assert!(!ok && out.contains("403"), "{out}");
+    let amps = openstack_json(
+        &k,
+        "admin",
+        "admin",
+        &["loadbalancer", "amphora", "list", "--loadbalancer", &id],
+    );
+    assert_eq!(amps.as_array().unwrap().len(), 1, "{amps}");
+    let amp = amps[0]["id"].as_str().unwrap();
+    let shown = openstack_json(
+        &k,
+        "admin",
+        "admin",
+        &["loadbalancer", "amphora", "show", amp],
+    );
+    assert_eq!(shown["loadbalancer_id"], id.as_str());
+    let ports = openstack_json(&k, "alice", "lb-a", &["port", "list"]);
+    assert_eq!(ports[0]["ID"], lb["vip_port_id"], "{ports}");
+    // rocta's own client: Keystone password auth from OS_* variables, then from clouds.yaml;
+    // the endpoint is the catalog's.
+    let rocta_client = |args: &[&str], env: &[(&str, String)]| {
+        let mut c = Command::new(bin());
+        c.args(args).args(["-f", "json"]).env_remove("ROCTA_URL");
+        for k in [
+            "OS_AUTH_URL",
+            "OS_USERNAME",
+            "OS_PASSWORD",
+            "OS_PROJECT_NAME",
+            "OS_CLOUD",
+        ] {
+            c.env_remove(k);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "rocta {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let os_env = [
+        ("OS_AUTH_URL", format!("{}/v3", k.url)),
+        ("OS_USERNAME", "alice".to_string()),
+        ("OS_PASSWORD", "alice-pass".to_string()),
+        ("OS_PROJECT_NAME", "lb-a".to_string()),
+    ];
+    let shown = rocta_client(&["loadbalancer", "show", &id], &os_env);
+    assert_eq!(shown["description"], "front", "{shown}");
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        format!(
+            "clouds:\n  test:\n    auth:\n      auth_url: {}\n      username: alice\n      \
+             password: alice-pass\n      project_name: lb-a\n      user_domain_name: Default\n      \
+             project_domain_name: Default\n    region_name: RegionOne\n",
+            k.url
+        ),
+    )
+    .unwrap();
+    let listed = rocta_client(
+        &["loadbalancer", "list"],
+        &[
+            ("OS_CLIENT_CONFIG_FILE", clouds.display().to_string()),
+            ("OS_CLOUD", "test".to_string()),
+        ],
+    );
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    let (ok, out) = openstack(
+        &k,
+        "alice",
+        "lb-a",
+        &["loadbalancer", "delete", "--wait", "web"],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(alice(&["loadbalancer", "list"]), json!([]));
 }

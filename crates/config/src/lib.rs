@@ -42,6 +42,32 @@ pub struct Config {
     pub house_keeping: HouseKeeping,
     pub logging: Logging,
     pub keystone_authtoken: KeystoneAuthtoken,
+    pub oslo_policy: OsloPolicy,
+}
+
+/// `[oslo_policy]`: oslo.policy's options. The API enforces Octavia's in-code policy; a
+/// `policy_file` (YAML or JSON, Octavia's rule names) overrides rules of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OsloPolicy {
+    /// The operator's rule overrides; empty = none. Relative paths are relative to the
+    /// directory of the configuration file.
+    pub policy_file: String,
+    /// Only the Keystone default roles count (oslo.policy's default since 4.4.0); `false` also
+    /// accepts Octavia's deprecated `load-balancer_*` roles, OR-ed with the new rules.
+    pub enforce_new_defaults: bool,
+    /// Refuse system-scoped tokens on Octavia's project-scoped rules.
+    pub enforce_scope: bool,
+}
+
+impl Default for OsloPolicy {
+    fn default() -> Self {
+        OsloPolicy {
+            policy_file: String::new(),
+            enforce_new_defaults: true,
+            enforce_scope: true,
+        }
+    }
 }
 
 /// `[keystone_authtoken]`: keystonemiddleware's `auth_token` options (their names), used when

@@ -135,6 +135,31 @@ pub trait Network: Send + Sync {
     async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<VipPlug>;
     /// Detaches it. Idempotent.
     async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<()>;
+    /// The networks this driver owns and hands VIPs out of (the API serves them as a
+    /// read-only Neutron view, so clients resolve `--vip-subnet-id public`). None by default.
+    fn networks(&self) -> Vec<NetworkInfo> {
+        Vec::new()
+    }
+}
+
+/// A network a network driver owns, with its subnets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub subnets: Vec<SubnetInfo>,
+}
+
+/// A subnet of a [`NetworkInfo`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubnetInfo {
+    pub id: String,
+    pub name: String,
+    pub cidr: String,
+    pub ip_version: u8,
+    pub gateway_ip: Option<String>,
+    /// Inclusive address ranges VIPs come from.
+    pub allocation_pools: Vec<(String, String)>,
 }
 
 /// How the controller talks to an amphora's agent.

@@ -47,6 +47,21 @@ fn in_public(ip: Ipv4Addr) -> bool {
 
 #[async_trait::async_trait]
 impl Network for LoopbackNetwork {
+    fn networks(&self) -> Vec<NetworkInfo> {
+        vec![NetworkInfo {
+            id: PUBLIC_NETWORK.into(),
+            name: "public".into(),
+            subnets: vec![SubnetInfo {
+                id: PUBLIC_SUBNET.into(),
+                name: "public".into(),
+                cidr: "127.10.0.0/16".into(),
+                ip_version: 4,
+                gateway_ip: None,
+                allocation_pools: vec![("127.10.0.1".into(), "127.10.255.254".into())],
+            }],
+        }]
+    }
+
     async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError> {
         if let Some(p) = &req.port_id {
             return Err(VipError::Invalid(format!("Port {p} not found.")));

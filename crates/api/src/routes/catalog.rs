@@ -296,7 +296,9 @@ pub(crate) async fn list(
 ) -> ApiResult<Response> {
     can_read(res, &ctx)?;
     let q = ListQuery::parse(raw.as_deref(), s.cfg.api_settings.pagination_max_limit)?;
-    let rows = s.store.read(|tx| tx.catalog_list(res.kind)).await?;
+    let mut rows = s.store.read(|tx| tx.catalog_list(res.kind)).await?;
+    // Octavia's default order: by id (availability zones: by name, their key).
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
     let items: Vec<Doc> = rows.into_iter().map(|r| Doc(r.doc)).collect();
     respond(
         items,

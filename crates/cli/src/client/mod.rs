@@ -4,6 +4,7 @@
 //! tables in `resources`; `output` prints; `http` talks to the endpoint.
 
 mod admin;
+mod auth;
 mod http;
 mod output;
 mod resources;
@@ -56,14 +57,17 @@ pub fn run(name: &str, m: &ArgMatches) -> ExitCode {
     }
 }
 
-fn connection_args() -> [Arg; 3] {
-    [
+fn connection_args() -> Vec<Arg> {
+    let os = |flag: &'static str, env: &'static str, help: &'static str| {
+        Arg::new(flag).long(flag).env(env).global(true).help(help)
+    };
+    vec![
         Arg::new("os-endpoint")
             .long("os-endpoint")
             .env("ROCTA_URL")
             .default_value(DEFAULT_ENDPOINT)
             .global(true)
-            .help("The Octavia v2 API endpoint"),
+            .help("The Octavia v2 API endpoint (with Keystone auth: the catalog's, unless given)"),
         Arg::new("project")
             .long("project")
             .env("ROCTA_PROJECT")
@@ -75,6 +79,48 @@ fn connection_args() -> [Arg; 3] {
             .hide_env_values(true)
             .global(true)
             .help("A Keystone token, sent as X-Auth-Token"),
+        os(
+            "os-cloud",
+            "OS_CLOUD",
+            "A cloud of clouds.yaml to take the credentials from",
+        ),
+        os(
+            "os-auth-url",
+            "OS_AUTH_URL",
+            "Keystone's URL: authenticate with a password",
+        ),
+        os("os-username", "OS_USERNAME", "Keystone user name"),
+        os("os-password", "OS_PASSWORD", "Keystone password").hide_env_values(true),
+        os(
+            "os-project-name",
+            "OS_PROJECT_NAME",
+            "Project to scope the token to",
+        ),
+        os(
+            "os-project-id",
+            "OS_PROJECT_ID",
+            "Project (by id) to scope the token to",
+        ),
+        os(
+            "os-user-domain-name",
+            "OS_USER_DOMAIN_NAME",
+            "The user's domain (Default)",
+        ),
+        os(
+            "os-project-domain-name",
+            "OS_PROJECT_DOMAIN_NAME",
+            "The project's domain (Default)",
+        ),
+        os(
+            "os-region-name",
+            "OS_REGION_NAME",
+            "Region of the catalog endpoint",
+        ),
+        os(
+            "os-interface",
+            "OS_INTERFACE",
+            "Catalog interface: public, internal or admin (public)",
+        ),
     ]
 }
 
@@ -282,15 +328,48 @@ fn hint(f: Failure, m: &ArgMatches) -> Failure {
 }
 
 fn api_of(m: &ArgMatches) -> Result<Api> {
-    let endpoint = m
-        .get_one::<String>("os-endpoint")
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_ENDPOINT.into());
+    let flag = |k: &str| m.get_one::<String>(k).cloned();
+    let given_endpoint = match m.value_source("os-endpoint") {
+        Some(clap::parser::ValueSource::DefaultValue) | None => None,
+        Some(_) => flag("os-endpoint"),
+    };
+    let mut creds = auth::Credentials {
+        auth_url: flag("os-auth-url"),
+        username: flag("os-username"),
+        password: flag("os-password"),
+        project_name: flag("os-project-name"),
+        project_id: flag("os-project-id"),
+        user_domain_name: flag("os-user-domain-name"),
+        project_domain_name: flag("os-project-domain-name"),
+        region_name: flag("os-region-name"),
+        interface: flag("os-interface"),
+    };
+    if let Some(name) = flag("os-cloud") {
+        creds = creds.or_cloud(&auth::cloud(&name)?);
+    }
+    // A token given outright wins; otherwise Keystone's URL means password authentication.
+    if flag("os-token").is_none() && creds.wanted() {
+        let session = auth::login(&creds)?;
+        let endpoint = given_endpoint.or(session.endpoint).ok_or_else(|| {
+            Failure(
+                "Keystone's catalog has no load-balancer endpoint for this region and interface \
+                 (give --os-endpoint)"
+                    .into(),
+            )
+        })?;
+        return Api::new(
+            &endpoint,
+            Auth {
+                project: None,
+                token: Some(session.token),
+            },
+        );
+    }
     Api::new(
-        &endpoint,
+        &given_endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
         Auth {
-            project: m.get_one::<String>("project").cloned(),
-            token: m.get_one::<String>("os-token").cloned(),
+            project: flag("project"),
+            token: flag("os-token"),
         },
     )
 }
