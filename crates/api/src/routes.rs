@@ -568,6 +568,13 @@ pub(crate) fn ops() -> Vec<Op> {
     ));
     v.push(op(
         Admin,
+        Method::DELETE,
+        "/amphorae/{id}",
+        delete(amphorae::delete),
+        Doc::new("amphorae", "delete", Query::None, None, 204, Resp::Empty),
+    ));
+    v.push(op(
+        Admin,
         Method::PUT,
         "/amphorae/{id}/failover",
         put(amphorae::failover),

@@ -775,3 +775,51 @@ fn operator_policy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("load-balancer:read"), "{err}");
 }
+
+#[test]
+fn only_an_amphora_in_error_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rocta::start_in(dir.path(), "serve", TEST_CONFIG, &[]);
+    let (s, b) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": SUBNET, "project_id": "p1"}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let lb = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&lb);
+    let amps = r
+        .get(&format!("/v2/octavia/amphorae?loadbalancer_id={lb}"))
+        .1;
+    let aid = amps["amphorae"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/v2/octavia/amphorae/{aid}");
+    // A working amphora is refused; members may not delete amphorae at all.
+    assert_fault(
+        r.req("DELETE", &path, None),
+        409,
+        "is immutable and cannot be updated.",
+    );
+    assert_eq!(r.req_as("DELETE", &path, None, "p1", Some("member")).0, 403);
+    // An amphora Octavia would have marked ERROR (rocta's flows replace theirs instead).
+    let store =
+        rocta_store::Store::open_sqlite(&dir.path().join("data/rocta.db"), "normal").unwrap();
+    let id: rocta_model::Id = aid.parse().unwrap();
+    let moved = store
+        .blocking(true, |tx| {
+            tx.amphora_transition(
+                id,
+                &[rocta_model::AmphoraStatus::Allocated],
+                rocta_model::AmphoraStatus::Error,
+            )
+        })
+        .unwrap();
+    assert!(moved);
+    assert_eq!(r.get(&path).1["amphora"]["status"], "ERROR");
+    assert_eq!(r.req("DELETE", &path, None).0, 204);
+    common::dataplane::eventually("the amphora is deleted", || r.get(&path).0 == 404);
+    assert_fault(r.req("DELETE", &path, None), 404, "Amphora");
+    assert_fault(
+        r.req("DELETE", "/v2/octavia/amphorae/not-an-id", None),
+        404,
+        "Amphora",
+    );
+}

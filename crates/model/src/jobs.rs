@@ -74,6 +74,13 @@ pub enum Job {
         lb_id: Id,
         amphora_id: Id,
     },
+    /// Tear down an amphora in `ERROR` (Octavia's `DELETE /v2/octavia/amphorae/{id}`); the API
+    /// moved it to `PENDING_DELETE`.
+    DeleteAmphora {
+        /// Its load balancer (nil for a spare): jobs of one load balancer run one at a time.
+        lb_id: Id,
+        amphora_id: Id,
+    },
     /// Release whatever VIP was allocated for a load balancer that was never recorded (its API
     /// process died between the allocation and the commit; housekeeping posts this).
     ReleaseVip {
@@ -101,6 +108,7 @@ impl Job {
             | Job::Child { lb_id, .. }
             | Job::RotateAmphoraCert { lb_id, .. }
             | Job::UpdateAmphoraConfig { lb_id, .. }
+            | Job::DeleteAmphora { lb_id, .. }
             | Job::ReleaseVip { lb_id }
             | Job::BatchMembers { lb_id, .. } => *lb_id,
             Job::CreateSpareAmphora => Id::nil(),
@@ -115,6 +123,7 @@ impl Job {
             self,
             Job::RotateAmphoraCert { .. }
                 | Job::UpdateAmphoraConfig { .. }
+                | Job::DeleteAmphora { .. }
                 | Job::CreateSpareAmphora
                 | Job::ReleaseVip { .. }
         )
@@ -133,6 +142,7 @@ impl Job {
             Job::CreateSpareAmphora => "create_spare_amphora",
             Job::RotateAmphoraCert { .. } => "rotate_amphora_cert",
             Job::UpdateAmphoraConfig { .. } => "update_amphora_config",
+            Job::DeleteAmphora { .. } => "delete_amphora",
             Job::ReleaseVip { .. } => "release_vip",
         }
     }

@@ -77,6 +77,10 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
             name: "update_amphora_config",
             tasks: vec![t(Box::new(UpdateAgentConfig { amphora_id }))],
         },
+        Job::DeleteAmphora { amphora_id, .. } => Flow {
+            name: "delete_amphora",
+            tasks: vec![t(Box::new(DeleteErroredAmphora { amphora_id }))],
+        },
         Job::ReleaseVip { lb_id } => Flow {
             name: "release_vip",
             tasks: vec![t(Box::new(ReleaseVipsOf { lb_id }))],

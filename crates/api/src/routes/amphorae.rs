@@ -1,4 +1,4 @@
-//! `/v2/octavia/amphorae` (admin only): list, show, stats, failover.
+//! `/v2/octavia/amphorae` (admin only): list, show, stats, failover, configuration, delete.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -109,6 +109,37 @@ pub(crate) async fn update_config(
     s.store.write(|tx| post_job(tx, &job)).await?;
     s.wake.notify_one();
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Octavia's `DELETE /v2/octavia/amphorae/{id}`: only an amphora in `ERROR` can be deleted
+/// (409 otherwise); it goes `PENDING_DELETE` with its job in one transaction, 204.
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let a = get(&s, &ctx, &id).await?;
+    let job = Job::DeleteAmphora {
+        lb_id: a.loadbalancer_id.unwrap_or_default(),
+        amphora_id: a.id,
+    };
+    s.store
+        .write(|tx| -> ApiResult<_> {
+            if !tx.amphora_transition(
+                a.id,
+                &[AmphoraStatus::Error],
+                AmphoraStatus::PendingDelete,
+            )? {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("amphora {} is immutable and cannot be updated.", a.id),
+                ));
+            }
+            post_job(tx, &job)
+        })
+        .await?;
+    s.wake.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) async fn failover(

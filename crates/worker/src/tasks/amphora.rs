@@ -461,6 +461,48 @@ impl Task<Ctx> for DeleteAmphorae {
     }
 }
 
+/// Tears down one amphora an administrator deleted (it was `ERROR`, the API set it
+/// `PENDING_DELETE`): unplugged from its load balancer's VIP if it had one, its instance and
+/// certificate gone, `DELETED`. On revert it is `ERROR` again.
+pub(crate) struct DeleteErroredAmphora {
+    pub amphora_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for DeleteErroredAmphora {
+    fn name(&self) -> &'static str {
+        "delete_errored_amphora"
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let amp = ctx
+            .store
+            .read(|tx| tx.get::<Amphora>(self.amphora_id))
+            .await
+            .map_err(db)?;
+        let lb = match amp.and_then(|a| a.loadbalancer_id) {
+            Some(lb_id) => ctx
+                .store
+                .read(|tx| tx.get::<LoadBalancer>(lb_id))
+                .await
+                .map_err(db)?,
+            None => None,
+        };
+        let vip = lb.as_ref().and_then(vip_of);
+        destroy_amphora(ctx, self.amphora_id, vip.as_ref()).await?;
+        Ok(Value::Null)
+    }
+    async fn revert(&self, ctx: &Ctx, _: Option<&Value>, _: &Outputs) -> R<()> {
+        let id = self.amphora_id;
+        ctx.store
+            .write(|tx| {
+                tx.amphora_transition(id, &[AmphoraStatus::PendingDelete], AmphoraStatus::Error)
+            })
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
 /// Releases the VIP.
 pub(crate) struct DeallocateVip {
     pub lb_id: Id,
