@@ -411,6 +411,18 @@ pub fn respond_all<I: Serialize>(items: &[I], key: &str, raw_query: Option<&str>
     json_response(&serde_json::json!({ key: list }))
 }
 
+/// `respond_all` with an empty `links_key` list beside it (quotas).
+pub fn respond_all_linked<I: Serialize>(
+    items: &[I],
+    key: &str,
+    links_key: &str,
+    raw_query: Option<&str>,
+) -> Response {
+    let fields = fields_of(raw_query);
+    let list: Vec<Value> = items.iter().map(|i| selected(i, &fields)).collect();
+    json_response(&serde_json::json!({ key: list, links_key: [] }))
+}
+
 /// Serializes `body` as an `application/json` 200 response.
 pub fn json_response<B: Serialize + ?Sized>(body: &B) -> Response {
     match serde_json::to_vec(body) {

@@ -350,7 +350,7 @@ pub(crate) fn ops() -> Vec<Op> {
         Doc::new(
             "quotas",
             "list",
-            Query::None,
+            Query::Fields,
             None,
             200,
             Resp::list::<quotas::QuotaDoc>("quotas"),

@@ -564,6 +564,16 @@ fn quotas_are_reported_and_enforced() {
             .len(),
         1
     );
+    // Filtered by project, fields selected.
+    assert_eq!(
+        r.get("/v2/lbaas/quotas?project_id=p1&fields=project_id&fields=pool")
+            .1,
+        json!({"quotas": [{"project_id": "p1", "pool": -1}], "quotas_links": []})
+    );
+    assert_eq!(
+        r.get("/v2/lbaas/quotas?project_id=p9").1["quotas"],
+        json!([])
+    );
     let lb = r.lb();
     assert_fault(
         r.post(

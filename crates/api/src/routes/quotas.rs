@@ -1,7 +1,7 @@
 //! `/quotas`: list, per project (effective values), defaults, set (202) and reset (202).
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rocta_model::Quota;
@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::common::read_json;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::query::json_response;
+use crate::query::{json_response, respond_all_linked};
 use crate::validate::{envelope, opt, Get, F, T};
 use crate::AppState;
 
@@ -66,19 +66,33 @@ fn render(s: &AppState, q: &Quota, project: Option<&str>) -> QuotaDoc {
     }
 }
 
-pub(crate) async fn list(State(s): State<AppState>, ctx: Context) -> ApiResult<Response> {
+/// The quotas the caller may read; `?project_id=` (or `tenant_id`) narrows to one project,
+/// `fields=` selects attributes.
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    ctx: Context,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let all = s.store.read(|tx| tx.quota_list()).await?;
     let global = ctx.can_read_quota_global();
     if !global {
         ctx.require_reader()?;
     }
+    let wanted: Vec<String> = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "project_id" || k == "tenant_id")
+        .map(|(_, v)| v.into_owned())
+        .collect();
     let items: Vec<QuotaDoc> = all
         .iter()
         .filter(|(p, _)| global || ctx.can_read_quota(p))
+        .filter(|(p, _)| wanted.is_empty() || wanted.iter().any(|w| w == p))
         .map(|(p, q)| render(&s, q, Some(p)))
         .collect();
-    Ok(json_response(
-        &json!({ "quotas": items, "quotas_links": [] }),
+    Ok(respond_all_linked(
+        &items,
+        "quotas",
+        "quotas_links",
+        raw.as_deref(),
     ))
 }
 
