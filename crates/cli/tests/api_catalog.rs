@@ -189,6 +189,24 @@ fn flavors_and_their_profiles() {
     assert_fault(r.delete(&format!("{FL}/{fl}")), 404, "not found");
     assert_eq!(r.delete(&format!("{FP}/{fp}")).0, 204);
     assert_eq!(r.get(FP).1["flavorprofiles"], json!([]));
+
+    // ACTIVE_STANDBY is a valid profile, but no load balancer is built SINGLE in its name.
+    let (_, b) = r.post(
+        FP,
+        json!({"flavorprofile": {"name": "ha", "provider_name": "amphora",
+            "flavor_data": "{\"loadbalancer_topology\": \"ACTIVE_STANDBY\"}"}}),
+    );
+    let fp = b["flavorprofile"]["id"].as_str().unwrap().to_string();
+    let (_, b) = r.post(
+        FL,
+        json!({"flavor": {"name": "ha", "flavor_profile_id": fp}}),
+    );
+    let fl = b["flavor"]["id"].as_str().unwrap().to_string();
+    assert_fault(lb_with(&fl), 501, "does not support a requested option");
+    assert_eq!(
+        r.get("/v2/lbaas/loadbalancers").1["loadbalancers"],
+        json!([])
+    );
 }
 
 #[test]

@@ -101,6 +101,11 @@ pub struct Instance {
 pub struct Boot {
     pub server_pem: String,
     pub client_ca_pem: String,
+    /// Where to place it: the compute zone of its availability zone (Nova's
+    /// `availability_zone`); `None`: anywhere.
+    pub zone: Option<String>,
+    /// The compute flavor its load balancer's flavor asks for; `None`: the driver's default.
+    pub compute_flavor: Option<String>,
 }
 
 /// Where amphorae run (Octavia's compute driver).

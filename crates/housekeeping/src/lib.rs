@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rocta_model::*;
 use rocta_service::tasks::{periodic, DutyStats};
-use rocta_store::{Filter, Store, StoreError, Tx};
+use rocta_store::{CatalogKind, Filter, Store, StoreError, Tx};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -104,8 +104,10 @@ fn post(tx: &Tx<'_>, job: &Job) -> Result<(), StoreError> {
     tx.job_post(job).map(drop)
 }
 
-/// Posts one spare-creation job per missing spare (spares being built count as present).
-/// Returns how many were posted.
+/// Keeps `size` spares for load balancers without an availability zone and `size` for each
+/// enabled availability zone (Octavia's spare pool per zone; a spare's zone is its compute
+/// zone, `cached_zone`): posts one spare-creation job per missing spare (spares being built
+/// count as present). Returns how many were posted.
 pub async fn fill_spares(store: &Store, size: usize) -> Result<usize, StoreError> {
     if size == 0 {
         return Ok(0);
@@ -113,13 +115,45 @@ pub async fn fill_spares(store: &Store, size: usize) -> Result<usize, StoreError
     store
         .write(|tx| {
             tx.duty_lock("spares")?;
-            let ready = tx.amphorae_in(AmphoraStatus::Ready, size as i64)?.len();
-            let building = tx.jobs_named(Job::CreateSpareAmphora.name())? as usize;
-            let missing = size.saturating_sub(ready + building);
-            for _ in 0..missing {
-                post(tx, &Job::CreateSpareAmphora)?;
+            let mut zones: Vec<Option<String>> = vec![None];
+            zones.extend(
+                tx.catalog_list(CatalogKind::AvailabilityZone)?
+                    .into_iter()
+                    .filter(|z| z.doc["enabled"] != false)
+                    .map(|z| Some(z.key)),
+            );
+            let ready_ids = tx.amphorae_in(AmphoraStatus::Ready, i64::MAX)?;
+            let ready = tx.list_in::<Amphora>(false, &ready_ids)?;
+            let building = tx.open_jobs_named("create_spare_amphora")?;
+            let mut posted = 0;
+            for az in zones {
+                let compute_zone = match &az {
+                    Some(name) => {
+                        tx.profile_setting(CatalogKind::AvailabilityZone, name, "compute_zone")?
+                    }
+                    None => None,
+                };
+                let have = ready
+                    .iter()
+                    .filter(|a| a.cached_zone == compute_zone)
+                    .count()
+                    + building
+                        .iter()
+                        .filter(|j| {
+                            matches!(j, Job::CreateSpareAmphora { availability_zone } if *availability_zone == az)
+                        })
+                        .count();
+                for _ in have..size {
+                    post(
+                        tx,
+                        &Job::CreateSpareAmphora {
+                            availability_zone: az.clone(),
+                        },
+                    )?;
+                    posted += 1;
+                }
             }
-            Ok(missing)
+            Ok(posted)
         })
         .await
 }

@@ -59,8 +59,12 @@ pub enum Job {
         id: Id,
         lb_id: Id,
     },
-    /// Boot a spare amphora (no load balancer) and leave it `READY` for a create to claim.
-    CreateSpareAmphora,
+    /// Boot a spare amphora (no load balancer) and leave it `READY` for a create to claim: one
+    /// of the pool of an availability zone (`None`: of load balancers without one).
+    CreateSpareAmphora {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        availability_zone: Option<String>,
+    },
     /// Give an amphora a new server certificate before the old one expires.
     RotateAmphoraCert {
         /// Its load balancer (nil for a spare): jobs of one load balancer run one at a time.
@@ -111,7 +115,7 @@ impl Job {
             | Job::DeleteAmphora { lb_id, .. }
             | Job::ReleaseVip { lb_id }
             | Job::BatchMembers { lb_id, .. } => *lb_id,
-            Job::CreateSpareAmphora => Id::nil(),
+            Job::CreateSpareAmphora { .. } => Id::nil(),
         }
     }
 
@@ -124,7 +128,7 @@ impl Job {
             Job::RotateAmphoraCert { .. }
                 | Job::UpdateAmphoraConfig { .. }
                 | Job::DeleteAmphora { .. }
-                | Job::CreateSpareAmphora
+                | Job::CreateSpareAmphora { .. }
                 | Job::ReleaseVip { .. }
         )
     }
@@ -139,7 +143,7 @@ impl Job {
             Job::FailoverAmphora { .. } => "failover_amphora",
             Job::Child { .. } => "child",
             Job::BatchMembers { .. } => "batch_members",
-            Job::CreateSpareAmphora => "create_spare_amphora",
+            Job::CreateSpareAmphora { .. } => "create_spare_amphora",
             Job::RotateAmphoraCert { .. } => "rotate_amphora_cert",
             Job::UpdateAmphoraConfig { .. } => "update_amphora_config",
             Job::DeleteAmphora { .. } => "delete_amphora",

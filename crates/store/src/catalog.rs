@@ -151,6 +151,37 @@ impl Tx<'_> {
         .map_or(Ok(0), |r| r.int(0))
     }
 
+    /// A setting of the profile behind a flavor (`kind` `Flavor`, its `flavor_data`) or an
+    /// availability zone (`AvailabilityZone`, its `availability_zone_data`): e.g. a flavor's
+    /// `compute_flavor`, a zone's `compute_zone`. `None` when the object, its profile or the
+    /// setting is missing, or the setting is not a string.
+    pub fn profile_setting(
+        &self,
+        kind: CatalogKind,
+        key: &str,
+        setting: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (profile_kind, data) = match kind {
+            CatalogKind::Flavor => (CatalogKind::FlavorProfile, "flavor_data"),
+            CatalogKind::AvailabilityZone => (
+                CatalogKind::AvailabilityZoneProfile,
+                "availability_zone_data",
+            ),
+            _ => return Ok(None),
+        };
+        let Some(obj) = self.catalog_get(kind, key)? else {
+            return Ok(None);
+        };
+        let Some(profile) = self.catalog_get(profile_kind, &obj.refers_to)? else {
+            return Ok(None);
+        };
+        let data: serde_json::Value = profile.doc[data]
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        Ok(data[setting].as_str().map(str::to_string))
+    }
+
     /// How many load balancers not `DELETED` name `value` in their document's `field`
     /// (`flavor_id`, `availability_zone`): a flavor or zone in use is not deleted.
     pub fn load_balancers_using(&self, field: &str, value: &str) -> Result<i64, StoreError> {

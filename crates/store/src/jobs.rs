@@ -343,6 +343,21 @@ impl Tx<'_> {
     }
 
     /// Unfinished jobs of one kind (by name).
+    /// The jobs named `name` not yet done (pending, running or reverting), oldest first.
+    pub fn open_jobs_named(&self, name: &str) -> Result<Vec<Job>, StoreError> {
+        self.rows(
+            "SELECT payload FROM jobs WHERE name = ? AND state IN ('pending', 'running', \
+             'reverting') ORDER BY created_at",
+            args![name],
+        )?
+        .iter()
+        .map(|r| {
+            let text = r.text(0)?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Decode(format!("jobs: {e}")))
+        })
+        .collect()
+    }
+
     pub fn jobs_named(&self, name: &str) -> Result<i64, StoreError> {
         self.row(
             "SELECT COUNT(*) FROM jobs WHERE name = ? AND state IN ('pending', 'running', 'reverting')",

@@ -624,7 +624,7 @@ async fn quota_is_never_exceeded_by_parallel_creates(db: Db) {
 async fn duty_rounds_in_parallel_post_once(db: Db) {
     let s = db.store.clone();
     const POOL: i64 = 3;
-    let name = Job::CreateSpareAmphora.name();
+    let name = "create_spare_amphora";
     let barrier = Arc::new(tokio::sync::Barrier::new(6));
     let tasks: Vec<_> = (0..6)
         .map(|_| {
@@ -636,7 +636,9 @@ async fn duty_rounds_in_parallel_post_once(db: Db) {
                     tx.duty_lock("spares")?;
                     let missing = (POOL - tx.jobs_named(name)?).max(0);
                     for _ in 0..missing {
-                        tx.job_post(&Job::CreateSpareAmphora)?;
+                        tx.job_post(&Job::CreateSpareAmphora {
+                            availability_zone: None,
+                        })?;
                     }
                     Ok(missing)
                 })

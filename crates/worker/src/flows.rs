@@ -20,6 +20,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                     lb_id: Some(lb_id),
                     slot: NEW_AMPHORA,
                     use_spare: true,
+                    spare_zone: None,
                 })),
                 t(Box::new(WaitAmphora { slot: NEW_AMPHORA })),
                 t(Box::new(PlugVip {
@@ -57,13 +58,14 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                 t(Box::new(MarkLbDeleted { lb_id })),
             ],
         },
-        Job::CreateSpareAmphora => Flow {
+        Job::CreateSpareAmphora { availability_zone } => Flow {
             name: "create_spare_amphora",
             tasks: vec![
                 t(Box::new(CreateAmphora {
                     lb_id: None,
                     slot: NEW_AMPHORA,
                     use_spare: false,
+                    spare_zone: availability_zone,
                 })),
                 t(Box::new(WaitAmphora { slot: NEW_AMPHORA })),
                 t(Box::new(MarkAmphoraReady { slot: NEW_AMPHORA })),
@@ -158,6 +160,7 @@ fn failover(lb_id: Id, only: Option<Id>) -> Flow<Ctx> {
                 lb_id: Some(lb_id),
                 slot: NEW_AMPHORA,
                 use_spare: true,
+                spare_zone: None,
             }),
             Box::new(WaitAmphora { slot: NEW_AMPHORA }),
             Box::new(PlugVip {

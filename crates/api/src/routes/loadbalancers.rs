@@ -224,7 +224,26 @@ async fn flavor_of(
             "The selected flavor is not allowed in this deployment: {f}"
         )));
     }
-    let provider = profile.and_then(|p| p.doc["provider_name"].as_str().map(String::from));
+    let provider = profile
+        .as_ref()
+        .and_then(|p| p.doc["provider_name"].as_str().map(String::from));
+    // Two amphorae per load balancer need VRRP between isolated hosts, which the compute
+    // drivers here do not give yet: refused rather than silently built SINGLE.
+    let data: serde_json::Value = profile
+        .as_ref()
+        .and_then(|p| p.doc["flavor_data"].as_str())
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    if data["loadbalancer_topology"] == "ACTIVE_STANDBY" {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "Provider '{}' does not support a requested option: loadbalancer_topology \
+                 ACTIVE_STANDBY (this deployment runs one amphora per load balancer).",
+                provider.as_deref().unwrap_or("amphora")
+            ),
+        ));
+    }
     Ok((Some(f), provider))
 }
 

@@ -4,7 +4,7 @@ use rocta_drivers::Vip;
 use rocta_flow::{Outputs, RetryPolicy, Task, TaskError};
 use rocta_model::time;
 use rocta_model::*;
-use rocta_store::{Filter, StoreError, Tx};
+use rocta_store::{CatalogKind, Filter, StoreError, Tx};
 use serde_json::{json, Value};
 
 use super::*;
@@ -17,6 +17,41 @@ pub(crate) struct CreateAmphora {
     pub slot: &'static str,
     /// Claim a `READY` spare when there is one instead of booting.
     pub use_spare: bool,
+    /// A spare's availability zone (a load balancer's amphora takes its load balancer's).
+    pub spare_zone: Option<String>,
+}
+
+/// Where an amphora goes and what it is built with: from its load balancer's availability
+/// zone (its profile's `compute_zone`) and flavor (its profile's `compute_flavor`), or a
+/// spare's zone.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Placement {
+    zone: Option<String>,
+    compute_flavor: Option<String>,
+}
+
+async fn placement(ctx: &Ctx, lb_id: Option<Id>, spare_zone: Option<&str>) -> R<Placement> {
+    let spare_zone = spare_zone.map(str::to_string);
+    ctx.store
+        .read(|tx| {
+            let (az, flavor) = match lb_id {
+                Some(id) => match tx.get::<LoadBalancer>(id)? {
+                    Some(lb) => (lb.availability_zone, lb.flavor_id),
+                    None => (None, None),
+                },
+                None => (spare_zone, None),
+            };
+            let setting = |kind, key: Option<String>, name| match key {
+                Some(k) => tx.profile_setting(kind, &k, name),
+                None => Ok(None),
+            };
+            Ok::<_, StoreError>(Placement {
+                zone: setting(CatalogKind::AvailabilityZone, az, "compute_zone")?,
+                compute_flavor: setting(CatalogKind::Flavor, flavor, "compute_flavor")?,
+            })
+        })
+        .await
+        .map_err(db)
 }
 
 #[async_trait::async_trait]
@@ -26,11 +61,16 @@ impl Task<Ctx> for CreateAmphora {
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let lb_id = self.lb_id;
-        if let (Some(lb), true) = (lb_id, self.use_spare) {
+        let place = placement(ctx, lb_id, self.spare_zone.as_deref()).await?;
+        // Spares are booted with the default compute flavor: a flavor that names another one
+        // gets an amphora of its own.
+        let use_spare = self.use_spare && place.compute_flavor.is_none();
+        if let (Some(lb), true) = (lb_id, use_spare) {
             let (job, slot, built) = (ctx.job_id, self.slot, built_amphora_id(ctx, self.slot));
+            let zone = place.zone.as_deref();
             let spare = ctx
                 .store
-                .write(|tx| claim_spare(tx, job, slot, built, lb))
+                .write(|tx| claim_spare(tx, job, slot, built, lb, zone))
                 .await
                 .map_err(db)?;
             if let Some(id) = spare {
@@ -57,11 +97,11 @@ impl Task<Ctx> for CreateAmphora {
                         vrrp_interface: None,
                         vrrp_id: None,
                         vrrp_priority: None,
-                        cached_zone: None,
+                        cached_zone: place.zone.clone(),
                         created_at: time::now(),
                         updated_at: None,
                         image_id: None,
-                        compute_flavor: None,
+                        compute_flavor: place.compute_flavor.clone(),
                     })?;
                 }
                 Ok::<_, StoreError>(())
@@ -77,6 +117,8 @@ impl Task<Ctx> for CreateAmphora {
         let boot = rocta_drivers::Boot {
             server_pem: cert.pem.clone(),
             client_ca_pem: ctx.drivers.certs.client_ca_pem(),
+            zone: place.zone.clone(),
+            compute_flavor: place.compute_flavor.clone(),
         };
         let inst = ctx.drivers.compute.create(id, &boot).await.map_err(drv)?;
         update_amphora(ctx, id, |a| {
@@ -103,6 +145,7 @@ fn claim_spare(
     slot: &str,
     built: Id,
     lb: Id,
+    zone: Option<&str>,
 ) -> Result<Option<Id>, StoreError> {
     if let Some(id) = tx.claim_get(job, slot)? {
         return Ok(Some(id));
@@ -110,9 +153,14 @@ fn claim_spare(
     if tx.get::<Amphora>(built)?.is_some() {
         return Ok(None);
     }
-    // A spare is taken by moving it out of READY: of two workers taking the same one, one
-    // moves it and the other moves on.
-    for id in tx.amphorae_in(AmphoraStatus::Ready, 4)? {
+    // A spare of the load balancer's zone is taken by moving it out of READY: of two workers
+    // taking the same one, one moves it and the other moves on.
+    let ready = tx.amphorae_in(AmphoraStatus::Ready, SPARES_LOOKED_AT)?;
+    for spare in tx.list_in::<Amphora>(false, &ready)? {
+        if spare.cached_zone.as_deref() != zone {
+            continue;
+        }
+        let id = spare.id;
         if !tx.amphora_transition(id, &[AmphoraStatus::Ready], AmphoraStatus::Allocated)? {
             continue;
         }
@@ -127,6 +175,9 @@ fn claim_spare(
     }
     Ok(None)
 }
+
+/// How many `READY` spares a claim looks through for one of its zone.
+const SPARES_LOOKED_AT: i64 = 256;
 
 /// A booted spare is ready to be claimed.
 pub(crate) struct MarkAmphoraReady {
