@@ -11,7 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
-use crate::policy::{Creds, Policy, Target};
+use crate::policy::{action_of, Creds, Policy, Target, API_RULE_PREFIX};
 use crate::AppState;
 
 /// The caller.
@@ -20,6 +20,10 @@ pub struct Context {
     pub project_id: Option<String>,
     creds: Creds,
     policy: Arc<Policy>,
+    /// Octavia's per-API action of the request (`loadbalancer:get_one`): when the operator's
+    /// policy file sets its rule (`os_load-balancer_api:loadbalancer:get_one`), that rule
+    /// decides instead of the base rule it defaults to.
+    action: Option<String>,
 }
 
 impl Context {
@@ -69,6 +73,7 @@ impl Context {
             project_id: creds.project_id.clone(),
             creds,
             policy,
+            action: None,
         }
     }
 
@@ -87,14 +92,37 @@ impl Context {
         )
     }
 
-    fn allows(&self, rule: &str, project: &str) -> bool {
+    /// The context for a request of Octavia's per-API `action`.
+    pub fn for_action(mut self, action: Option<String>) -> Context {
+        self.action = action;
+        self
+    }
+
+    fn allows(&self, base: &str, project: &str) -> bool {
+        let api_rule = self.api_rule(base);
         self.policy.enforce(
-            rule,
+            api_rule.as_deref().unwrap_or(base),
             &self.creds,
             Target {
                 project_id: project,
             },
         )
+    }
+
+    /// The operator's rule for this request's action, if the file sets one: a list's global
+    /// check is its `get_all-global` rule, every other check the action's own.
+    fn api_rule(&self, base: &str) -> Option<String> {
+        let action = self.action.as_deref()?;
+        let global = matches!(
+            base,
+            "load-balancer:read-global" | "load-balancer:read-quota-global"
+        );
+        let name = match (global, action.strip_suffix(":get_all")) {
+            (true, Some(res)) => format!("{API_RULE_PREFIX}{res}:get_all-global"),
+            (true, None) => return None,
+            (false, _) => format!("{API_RULE_PREFIX}{action}"),
+        };
+        self.policy.sets(&name).then_some(name)
     }
 
     fn own(&self) -> &str {
@@ -193,7 +221,11 @@ impl FromRequestParts<AppState> for Context {
             Some(c) => c.clone(),
             None => Context::creds_from_headers(&parts.headers),
         };
-        Ok(Context::new(creds, s.policy.clone()))
+        let action = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .and_then(|p| action_of(parts.method.as_str(), p.as_str()));
+        Ok(Context::new(creds, s.policy.clone()).for_action(action))
     }
 }
 

@@ -8,8 +8,11 @@
 //!
 //! The API asks for Octavia's base rules (`load-balancer:read`, `read-global`, `write`,
 //! `read-quota`, `read-quota-global`, `write-quota`, `admin`) through `Context`, each with
-//! the owner's project as the target; the per-API rules
-//! (`os_load-balancer_api:loadbalancer:get_one` …) default to those base rules.
+//! the owner's project as the target. Octavia's per-API rules
+//! (`os_load-balancer_api:loadbalancer:get_one` …) default to those base rules; when the
+//! operator's file sets the rule of a request's action (`action_of`: from its method and
+//! route), that rule decides the request's checks instead (a list's global check: its
+//! `get_all-global` rule).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -71,7 +74,98 @@ pub struct Target<'a> {
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: HashMap<String, Check>,
+    /// The rules the operator's file set.
+    overridden: std::collections::HashSet<String>,
     enforce_scope: bool,
+}
+
+/// The prefix of Octavia's per-API rules (`os_load-balancer_api:loadbalancer:get_one`).
+pub const API_RULE_PREFIX: &str = "os_load-balancer_api:";
+
+/// Octavia's per-API action of a request (`loadbalancer:get_one`, `member:get_all`,
+/// `amphora:put_failover` …) from its method and route (`/v2/lbaas/pools/{id}/members`);
+/// `None` for routes without one (version documents, the Neutron view).
+pub fn action_of(method: &str, route: &str) -> Option<String> {
+    let rest = [
+        "/v2/lbaas",
+        "/v2.0/lbaas",
+        "/v2/octavia",
+        "/v2.0/octavia",
+        "/v2.0",
+        "/v2",
+    ]
+    .iter()
+    .find_map(|p| route.strip_prefix(p))?;
+    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let resource = |plural: &str| -> Option<&'static str> {
+        Some(match plural {
+            "loadbalancers" => "loadbalancer",
+            "listeners" => "listener",
+            "pools" => "pool",
+            "members" => "member",
+            "healthmonitors" => "healthmonitor",
+            "l7policies" => "l7policy",
+            "rules" => "l7rule",
+            "quotas" => "quota",
+            "amphorae" => "amphora",
+            "providers" => "provider",
+            "flavors" => "flavor",
+            "flavorprofiles" => "flavor-profile",
+            "availabilityzones" => "availability-zone",
+            "availabilityzoneprofiles" => "availability-zone-profile",
+            _ => return None,
+        })
+    };
+    let is_id = |s: &str| s.starts_with('{');
+    let (res, action) = match (segs.as_slice(), method) {
+        (["providers", p, "flavor_capabilities"], _) if is_id(p) => ("provider-flavor", "get_all"),
+        (["providers", p, "availability_zone_capabilities"], _) if is_id(p) => {
+            ("provider-availability-zone", "get_all")
+        }
+        // Children under their parent: members of a pool, rules of an L7 policy.
+        ([_, p, child], m) if is_id(p) && matches!(*child, "members" | "rules") => (
+            resource(child)?,
+            match m {
+                "GET" => "get_all",
+                "POST" => "post",
+                _ => "put",
+            },
+        ),
+        ([_, p, child, c], m) if is_id(p) && is_id(c) && matches!(*child, "members" | "rules") => {
+            (resource(child)?, one(m)?)
+        }
+        ([r], m) => (
+            resource(r)?,
+            match m {
+                "GET" => "get_all",
+                "POST" => "post",
+                _ => return None,
+            },
+        ),
+        ([r, id], m) if is_id(id) => (resource(r)?, one(m)?),
+        ([r, id, sub], _) if is_id(id) => (
+            resource(r)?,
+            match *sub {
+                "stats" => "get_stats",
+                "status" => "get_status",
+                "failover" => "put_failover",
+                "config" => "put_config",
+                "default" => "get_defaults",
+                _ => return None,
+            },
+        ),
+        _ => return None,
+    };
+    Some(format!("{res}:{action}"))
+}
+
+fn one(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "GET" => "get_one",
+        "PUT" => "put",
+        "DELETE" => "delete",
+        _ => return None,
+    })
 }
 
 /// Octavia 19's base rules and Keystone-default-role rules (`octavia/policies/base.py`,
@@ -182,6 +276,7 @@ impl Policy {
         }
         Ok(Policy {
             rules,
+            overridden: overrides.keys().cloned().collect(),
             enforce_scope,
         })
     }
@@ -194,6 +289,12 @@ impl Policy {
             overrides = read_rules(Path::new(&cfg.policy_file))?;
         }
         Policy::with_overrides(&overrides, cfg.enforce_new_defaults, cfg.enforce_scope)
+    }
+
+    /// Whether the operator's file sets `rule` (a per-API rule left alone defaults to its base
+    /// rule, which the API asks directly).
+    pub fn sets(&self, rule: &str) -> bool {
+        self.overridden.contains(rule)
     }
 
     /// Whether `rule` allows `creds` on `target`. Octavia's rules are project-scoped: with
@@ -533,6 +634,53 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+    }
+
+    #[test]
+    fn requests_name_octavias_actions() {
+        let a = |m, r| action_of(m, r);
+        assert_eq!(
+            a("GET", "/v2/lbaas/loadbalancers").as_deref(),
+            Some("loadbalancer:get_all")
+        );
+        assert_eq!(
+            a("POST", "/v2.0/listeners").as_deref(),
+            Some("listener:post")
+        );
+        assert_eq!(
+            a("DELETE", "/v2/lbaas/pools/{id}").as_deref(),
+            Some("pool:delete")
+        );
+        assert_eq!(
+            a("GET", "/v2/lbaas/loadbalancers/{id}/status").as_deref(),
+            Some("loadbalancer:get_status")
+        );
+        assert_eq!(
+            a("PUT", "/v2/lbaas/pools/{id}/members").as_deref(),
+            Some("member:put")
+        );
+        assert_eq!(
+            a("GET", "/v2/lbaas/l7policies/{id}/rules/{rule_id}").as_deref(),
+            Some("l7rule:get_one")
+        );
+        assert_eq!(
+            a("PUT", "/v2/octavia/amphorae/{id}/failover").as_deref(),
+            Some("amphora:put_failover")
+        );
+        assert_eq!(
+            a("GET", "/v2/lbaas/quotas/{id}/default").as_deref(),
+            Some("quota:get_defaults")
+        );
+        assert_eq!(
+            a("GET", "/v2/lbaas/providers/{id}/flavor_capabilities").as_deref(),
+            Some("provider-flavor:get_all")
+        );
+        assert_eq!(
+            a("GET", "/v2/lbaas/availabilityzoneprofiles").as_deref(),
+            Some("availability-zone-profile:get_all")
+        );
+        assert_eq!(a("GET", "/"), None);
+        assert_eq!(a("GET", "/v2.0/networks"), None);
     }
 
     #[test]

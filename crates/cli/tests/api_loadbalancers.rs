@@ -755,6 +755,36 @@ fn operator_policy() {
     assert_eq!((s, b["loadbalancers"].as_array().unwrap().len()), (200, 0));
     drop(r);
 
+    // Octavia's per-API rules: deletes for administrators only, no listener lists at all.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "\"os_load-balancer_api:loadbalancer:delete\": \"rule:load-balancer:admin\"\n\
+         \"os_load-balancer_api:listener:get_all\": \"!\"\n",
+    )
+    .unwrap();
+    let config = format!("{TEST_CONFIG}[oslo_policy]\npolicy_file = \"policy.yaml\"\n");
+    let r = Rocta::start_in(dir.path(), "serve", &config, &[]);
+    let (s, b) = r.req_as("POST", lbs, Some(body.clone()), "p1", Some("member"));
+    assert_eq!(s, 201, "{b}");
+    let id = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let path = format!("{lbs}/{id}");
+    r.wait_active(&id);
+    assert_eq!(r.req_as("GET", &path, None, "p1", Some("member")).0, 200);
+    assert_eq!(r.req_as("DELETE", &path, None, "p1", Some("member")).0, 403);
+    let listeners = "/v2/lbaas/listeners";
+    assert_eq!(
+        r.req_as("GET", listeners, None, "p1", Some("member")).0,
+        403
+    );
+    assert_eq!(
+        r.req_as("GET", "/v2/lbaas/pools", None, "p1", Some("member"))
+            .0,
+        200
+    );
+    assert_eq!(r.req_as("DELETE", &path, None, "p1", Some("admin")).0, 204);
+    drop(r);
+
     // A policy file that does not parse stops the API at start, naming the rule.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
