@@ -212,7 +212,8 @@ fn flavors_and_their_profiles() {
 #[test]
 fn availability_zones_and_their_profiles() {
     let (_d, r) = Rocta::start();
-    let data = r#"{"compute_zone": "nova", "valid_vip_networks": ["n1"]}"#;
+    let net = "11111111-2222-3333-4444-000000000001";
+    let data = format!(r#"{{"compute_zone": "nova", "valid_vip_networks": ["{net}"]}}"#);
     let (s, b) = r.post(AZP, json!({"availability_zone_profile": {"name": "azp", "provider_name": "amphora", "availability_zone_data": data}}));
     assert_eq!(s, 201, "{b}");
     let azp = b["availability_zone_profile"]["id"]
@@ -264,9 +265,18 @@ fn availability_zones_and_their_profiles() {
         400,
         "Unknown attribute",
     );
+    // The zone's valid_vip_networks restrict the VIP network.
+    assert_fault(
+        r.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET, "availability_zone": "az1"}}),
+        ),
+        400,
+        "Supplied VIP network_id is not allowed by the configuration of this deployment.",
+    );
     let (s, b) = r.post(
         "/v2/lbaas/loadbalancers",
-        json!({"loadbalancer": {"vip_subnet_id": SUBNET, "availability_zone": "az1"}}),
+        json!({"loadbalancer": {"vip_network_id": net, "availability_zone": "az1"}}),
     );
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["loadbalancer"]["availability_zone"], "az1");

@@ -247,23 +247,49 @@ async fn flavor_of(
     Ok((Some(f), provider))
 }
 
-/// The availability zone a new load balancer asks for: it must exist and be enabled.
-async fn availability_zone_of(s: &AppState, az: Option<String>) -> ApiResult<Option<String>> {
+/// The availability zone a new load balancer asks for (it must exist and be enabled), with
+/// the VIP networks its profile allows (`valid_vip_networks`; empty: any).
+async fn availability_zone_of(
+    s: &AppState,
+    az: Option<String>,
+) -> ApiResult<(Option<String>, Vec<String>)> {
     let Some(az) = az else {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
-    match s
+    let (zone, profile) = s
         .store
-        .read(|tx| tx.catalog_get(CatalogKind::AvailabilityZone, &az))
-        .await?
-    {
+        .read(|tx| {
+            let zone = tx.catalog_get(CatalogKind::AvailabilityZone, &az)?;
+            let profile = match &zone {
+                Some(z) => tx.catalog_get(CatalogKind::AvailabilityZoneProfile, &z.refers_to)?,
+                None => None,
+            };
+            Ok::<_, rocta_store::StoreError>((zone, profile))
+        })
+        .await?;
+    match zone {
         None => Err(ApiError::validation(format!(
             "Invalid availability zone: {az} not found."
         ))),
         Some(r) if r.doc["enabled"] == false => Err(ApiError::bad_request(format!(
             "The selected availability_zone is not allowed in this deployment: {az}"
         ))),
-        Some(_) => Ok(Some(az)),
+        Some(_) => {
+            let data: Value = profile
+                .and_then(|p| p.doc["availability_zone_data"].as_str().map(String::from))
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            let networks = data["valid_vip_networks"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok((Some(az), networks))
+        }
     }
 }
 
@@ -283,7 +309,8 @@ pub(crate) async fn create(
         ));
     }
     let (flavor_id, flavor_provider) = flavor_of(&s, m.s("flavor_id")).await?;
-    let availability_zone = availability_zone_of(&s, m.s("availability_zone")).await?;
+    let (availability_zone, valid_vip_networks) =
+        availability_zone_of(&s, m.s("availability_zone")).await?;
     let provider = match (m.s("provider"), flavor_provider) {
         (Some(p), Some(fp)) if p != fp => {
             return Err(ApiError::bad_request(format!(
@@ -319,6 +346,20 @@ pub(crate) async fn create(
         })
         .await;
     let vip = match allocated {
+        // The zone's profile may restrict the VIP networks (Octavia's `valid_vip_networks`).
+        Ok(vip)
+            if !valid_vip_networks.is_empty()
+                && !valid_vip_networks.contains(&vip.network_id.to_ascii_lowercase()) =>
+        {
+            if let Err(e) = s.network.deallocate_vip(&vip).await {
+                tracing::error!(error = %e, "cannot release a refused VIP; housekeeping will");
+            } else {
+                end_vip_intent(&s, lb_id).await;
+            }
+            return Err(ApiError::validation(
+                "Supplied VIP network_id is not allowed by the configuration of this deployment.",
+            ));
+        }
         Ok(vip) => vip,
         Err(VipError::Invalid(msg)) => {
             end_vip_intent(&s, lb_id).await;
