@@ -46,6 +46,18 @@ enum Cmd {
     /// The database schema (Octavia's `octavia-db-manage`).
     #[command(subcommand)]
     Db(DbCmd),
+    /// The load-balancer management network on this host (bridge, controller port, filter,
+    /// VXLAN to other hosts).
+    #[command(subcommand)]
+    Network(NetworkCmd),
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Builds what is missing (idempotent).
+    Setup(network::NetworkArgs),
+    /// Removes what setup built (idempotent).
+    Teardown(network::NetworkArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +104,7 @@ struct RoleArgs {
 
 mod boot;
 mod client;
+mod network;
 mod roles;
 
 fn main() -> ExitCode {
@@ -111,6 +124,8 @@ fn main() -> ExitCode {
         Cmd::AmphoraAgent(a) => ("amphora-agent", roles::run_agent(a)),
         Cmd::Db(DbCmd::Upgrade(a)) => ("db upgrade", boot::db_upgrade(a)),
         Cmd::Db(DbCmd::Version(a)) => ("db version", boot::db_version(a)),
+        Cmd::Network(NetworkCmd::Setup(a)) => ("network setup", network::setup(a)),
+        Cmd::Network(NetworkCmd::Teardown(a)) => ("network teardown", network::teardown(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

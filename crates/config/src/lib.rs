@@ -43,6 +43,33 @@ pub struct Config {
     pub logging: Logging,
     pub keystone_authtoken: KeystoneAuthtoken,
     pub oslo_policy: OsloPolicy,
+    pub netns: Netns,
+}
+
+/// `[netns]`: the load-balancer management network that `rocta network setup` builds on this
+/// host (Octavia's `o-hm0` and its bridge), for amphorae that are network namespaces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Netns {
+    /// The bridge the amphorae's management interfaces plug into.
+    pub management_bridge: String,
+    /// The management subnet; the controller's address on it is its first address.
+    pub management_cidr: String,
+    /// The controller's port on the bridge (a veth; its peer is `<name>-br`).
+    pub host_port: String,
+    /// The amphora agents' API port (Octavia's `[haproxy_amphora] bind_port`).
+    pub agent_port: u16,
+}
+
+impl Default for Netns {
+    fn default() -> Self {
+        Netns {
+            management_bridge: "rocta-mgmt".into(),
+            management_cidr: "198.18.0.0/24".into(),
+            host_port: "rocta-hm0".into(),
+            agent_port: 9443,
+        }
+    }
 }
 
 /// `[oslo_policy]`: oslo.policy's options. The API enforces Octavia's in-code policy; a

@@ -11,6 +11,7 @@
 //!   TLS), `pki` (rocta's CAs and certificates; `LocalCerts` is its `CertManager`).
 
 mod fault;
+pub mod hostnet;
 pub mod local;
 pub mod loopback;
 pub mod noop;

@@ -1,0 +1,120 @@
+//! `rocta network setup` / `rocta network teardown`: the load-balancer management network on
+//! this host (`rocta_drivers::hostnet`), from `[netns]` and `[health_manager]` and the VXLAN
+//! flags. Both are idempotent; `--dry-run` prints the `ip`/`nft` commands instead.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::Args;
+use rocta_drivers::hostnet::{MgmtNetwork, Plan, ThisHost, Vxlan};
+
+use crate::boot::BootError;
+
+#[derive(Args, Clone)]
+pub struct NetworkArgs {
+    /// TOML configuration file (its `[netns]` and `[health_manager]` sections).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the commands instead of running them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Join the management bridge to other hosts' over VXLAN with this id.
+    #[arg(long)]
+    vxlan_id: Option<u32>,
+    /// This host's underlay address (the VXLAN's source).
+    #[arg(long)]
+    local: Option<IpAddr>,
+    /// Another host's underlay address (repeatable).
+    #[arg(long)]
+    remote: Vec<IpAddr>,
+    /// A multicast group instead of remotes.
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// The VXLAN's UDP port.
+    #[arg(long, default_value_t = 4789)]
+    dstport: u16,
+    /// The underlay interface.
+    #[arg(long)]
+    dev: Option<String>,
+}
+
+fn usage(msg: impl Into<String>) -> BootError {
+    BootError::LoadConfig(msg.into())
+}
+
+/// The network the arguments describe; teardown only needs the VXLAN's id.
+fn network(a: &NetworkArgs, setup: bool) -> Result<MgmtNetwork, BootError> {
+    let cfg = crate::boot::load_config(&crate::RoleArgs {
+        config: a.config.clone(),
+        data_dir: PathBuf::from("."),
+        api_bind: None,
+        drivers: None,
+    })?;
+    let n = &cfg.netns;
+    let cidr: ipnet::Ipv4Net = n.management_cidr.parse().map_err(|e| {
+        usage(format!(
+            "[netns] management_cidr {:?}: {e}",
+            n.management_cidr
+        ))
+    })?;
+    let host_address = cidr
+        .hosts()
+        .next()
+        .ok_or_else(|| usage(format!("[netns] management_cidr {cidr}: no host address")))?;
+    let other_controllers: Vec<Ipv4Addr> = cfg
+        .health_manager
+        .controller_ip_port_list
+        .iter()
+        .filter_map(|hp| hp.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
+        .filter(|ip| *ip != host_address)
+        .collect();
+    let vxlan = match (a.vxlan_id, a.local) {
+        (None, _) if !a.remote.is_empty() || a.group.is_some() => {
+            return Err(usage("--remote and --group need --vxlan-id N"))
+        }
+        (None, _) => None,
+        (Some(_), None) if setup => return Err(usage("--vxlan-id needs --local ADDR")),
+        (Some(id), local) => Some(Vxlan {
+            id,
+            local: local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            remotes: a.remote.clone(),
+            group: a.group,
+            dstport: a.dstport,
+            dev: a.dev.clone(),
+        }),
+    };
+    Ok(MgmtNetwork {
+        bridge: n.management_bridge.clone(),
+        cidr,
+        host_port: n.host_port.clone(),
+        host_address,
+        other_controllers,
+        agent_port: n.agent_port,
+        heartbeat_port: cfg.health_manager.bind_port,
+        vxlan,
+    })
+}
+
+fn carry_out(plan: &Plan, dry_run: bool, what: &str) -> Result<(), BootError> {
+    if dry_run {
+        for s in &plan.steps {
+            println!("{s}");
+        }
+        return Ok(());
+    }
+    plan.apply()
+        .map_err(|e| BootError::Preflight(e.to_string()))?;
+    println!("rocta network {what}: done ({} commands)", plan.steps.len());
+    Ok(())
+}
+
+pub fn setup(a: &NetworkArgs) -> Result<(), BootError> {
+    let n = network(a, true)?;
+    let plan = n.setup(&ThisHost).map_err(|e| usage(e.to_string()))?;
+    carry_out(&plan, a.dry_run, "setup")
+}
+
+pub fn teardown(a: &NetworkArgs) -> Result<(), BootError> {
+    let n = network(a, false)?;
+    carry_out(&n.teardown(&ThisHost), a.dry_run, "teardown")
+}

@@ -1,0 +1,546 @@
+//! The host side of the load-balancer management network, as Octavia's installation guide
+//! builds it: a bridge the amphorae's management interfaces plug into (`rocta-mgmt`), the
+//! controller's own port on it carrying the health manager's and worker's address (Octavia's
+//! `o-hm0`; here a veth pair `rocta-hm0` / `rocta-hm0-br`), nftables rules on the bridge that
+//! let through only the agent API (TCP to the agents' port) from the controllers and heartbeats
+//! (UDP to the health manager's port) from amphorae, and optionally a VXLAN interface joining
+//! this host's bridge to other hosts' (`rocta-vx<id>`).
+//!
+//! `rocta network setup` / `teardown` build a [`Plan`]: the `ip` and `nft` commands still
+//! needed on this host (what exists is skipped, so both are idempotent), which `--dry-run`
+//! prints and a real run executes, removing what it created if a command fails.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+
+/// The nftables table (bridge family) holding the management network's filter.
+pub const NFT_TABLE: &str = "rocta_mgmt";
+
+/// What the management network is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MgmtNetwork {
+    pub bridge: String,
+    pub cidr: Ipv4Net,
+    /// The controller's port (Octavia's `o-hm0`); its peer on the bridge is `<name>-br`.
+    pub host_port: String,
+    /// The controller's address on it: the subnet's first address.
+    pub host_address: Ipv4Addr,
+    /// Other controllers' management addresses (`[health_manager] controller_ip_port_list`):
+    /// they too may call agents and receive heartbeats.
+    pub other_controllers: Vec<Ipv4Addr>,
+    /// The agents' API port.
+    pub agent_port: u16,
+    /// The health managers' heartbeat port.
+    pub heartbeat_port: u16,
+    pub vxlan: Option<Vxlan>,
+}
+
+/// A VXLAN interface joining the management bridge to other hosts'.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vxlan {
+    pub id: u32,
+    pub local: IpAddr,
+    /// Unicast peers (head-end replication: one all-zero FDB entry each).
+    pub remotes: Vec<IpAddr>,
+    /// Or a multicast group.
+    pub group: Option<IpAddr>,
+    pub dstport: u16,
+    /// The underlay interface.
+    pub dev: Option<String>,
+}
+
+impl Vxlan {
+    pub fn name(&self) -> String {
+        format!("rocta-vx{}", self.id)
+    }
+}
+
+/// Why a network cannot be set up as asked: one line, nothing created.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, SetupError> {
+    Err(SetupError(msg.into()))
+}
+
+/// One command of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub argv: Vec<String>,
+    /// Fed to the command's standard input (an `nft -f -` script).
+    pub stdin: Option<String>,
+    /// The command that removes what this one made, if it makes something.
+    pub undo: Option<Vec<String>>,
+}
+
+fn step(argv: &[&str]) -> Step {
+    Step {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        stdin: None,
+        undo: None,
+    }
+}
+
+fn making(argv: &[&str], undo: &[&str]) -> Step {
+    Step {
+        undo: Some(undo.iter().map(|s| s.to_string()).collect()),
+        ..step(argv)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.argv.join(" "))?;
+        if let Some(s) = &self.stdin {
+            write!(f, " <<'EOF'\n{s}EOF")?;
+        }
+        Ok(())
+    }
+}
+
+/// The commands still needed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+/// What exists on this host, as far as a plan cares.
+pub trait Host {
+    fn link_exists(&self, name: &str) -> bool;
+    fn has_address(&self, dev: &str, addr: &str) -> bool;
+    fn nft_table_exists(&self) -> bool;
+    /// Addresses (with prefix) configured on interfaces rocta did not make.
+    fn foreign_networks(&self) -> Vec<Ipv4Net>;
+}
+
+/// This host, read through `/sys/class/net`, `ip -j addr` and `nft list`.
+pub struct ThisHost;
+
+impl Host for ThisHost {
+    fn link_exists(&self, name: &str) -> bool {
+        Path::new("/sys/class/net").join(name).exists()
+    }
+    fn has_address(&self, dev: &str, addr: &str) -> bool {
+        addresses()
+            .iter()
+            .any(|(d, net)| d == dev && net.to_string() == addr)
+    }
+    fn nft_table_exists(&self) -> bool {
+        Command::new("nft")
+            .args(["list", "table", "bridge", NFT_TABLE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+    fn foreign_networks(&self) -> Vec<Ipv4Net> {
+        addresses()
+            .into_iter()
+            .filter(|(d, _)| !d.starts_with("rocta-"))
+            .map(|(_, n)| n.trunc())
+            .collect()
+    }
+}
+
+/// Every IPv4 address of this host with its interface (`ip -j -4 addr`).
+fn addresses() -> Vec<(String, Ipv4Net)> {
+    let Ok(out) = Command::new("ip").args(["-j", "-4", "addr"]).output() else {
+        return Vec::new();
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut v = Vec::new();
+    for link in doc.as_array().into_iter().flatten() {
+        let dev = link["ifname"].as_str().unwrap_or_default();
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            let (Some(ip), Some(len)) = (a["local"].as_str(), a["prefixlen"].as_u64()) else {
+                continue;
+            };
+            if let Ok(n) = format!("{ip}/{len}").parse::<Ipv4Net>() {
+                v.push((dev.to_string(), n));
+            }
+        }
+    }
+    v
+}
+
+impl MgmtNetwork {
+    /// Checks what can be checked before touching anything.
+    pub fn validate(&self, host: &dyn Host) -> Result<(), SetupError> {
+        for name in [&self.bridge, &self.host_port] {
+            // `<host_port>-br` and `rocta-vx<id>` must fit IFNAMSIZ (15) too.
+            if name.len() > 12 || name.is_empty() || !name.starts_with("rocta") {
+                return err(format!(
+                    "interface name {name:?}: must start with \"rocta\" and have at most 12 characters"
+                ));
+            }
+        }
+        if self.cidr.prefix_len() > 30 {
+            return err(format!(
+                "management network {}: too small (at most /30)",
+                self.cidr
+            ));
+        }
+        for net in host.foreign_networks() {
+            if net.contains(&self.cidr.network()) || self.cidr.contains(&net.network()) {
+                return err(format!(
+                    "management network {} overlaps {net}, already on this host",
+                    self.cidr
+                ));
+            }
+        }
+        if let Some(v) = &self.vxlan {
+            if v.id == 0 || v.id > 16_777_215 {
+                return err(format!("--vxlan-id {}: a VXLAN id is 1 to 16777215", v.id));
+            }
+            if v.remotes.is_empty() && v.group.is_none() {
+                return err("--vxlan-id needs --remote ADDR (one or more) or --group MCAST");
+            }
+            if !v.remotes.is_empty() && v.group.is_some() {
+                return err("--remote and --group exclude each other");
+            }
+            if let Some(g) = v.group {
+                if !g.is_multicast() {
+                    return err(format!("--group {g}: not a multicast address"));
+                }
+            }
+            if let Some(dev) = &v.dev {
+                if !host.link_exists(dev) {
+                    return err(format!("--dev {dev}: no such interface on this host"));
+                }
+            } else if v.group.is_some() {
+                return err("--group needs --dev IF (the interface to join the group on)");
+            }
+        }
+        Ok(())
+    }
+
+    fn host_cidr(&self) -> String {
+        format!("{}/{}", self.host_address, self.cidr.prefix_len())
+    }
+
+    /// The nftables script of the management bridge's filter.
+    pub fn nft_script(&self) -> String {
+        let mut controllers = vec![self.host_address.to_string()];
+        controllers.extend(self.other_controllers.iter().map(|a| a.to_string()));
+        let set = controllers.join(", ");
+        format!(
+            "table bridge {NFT_TABLE} {{\n\
+             \x20 chain forward {{\n\
+             \x20   type filter hook forward priority 0; policy drop;\n\
+             \x20   ether type arp accept\n\
+             \x20   ip saddr {{ {set} }} tcp dport {agent} accept\n\
+             \x20   ip daddr {{ {set} }} tcp sport {agent} accept\n\
+             \x20   ip daddr {{ {set} }} udp dport {hb} accept\n\
+             \x20 }}\n\
+             }}\n",
+            agent = self.agent_port,
+            hb = self.heartbeat_port,
+        )
+    }
+
+    /// What `rocta network setup` still has to do on `host`.
+    pub fn setup(&self, host: &dyn Host) -> Result<Plan, SetupError> {
+        self.validate(host)?;
+        let (br, hp) = (self.bridge.as_str(), self.host_port.as_str());
+        let peer = format!("{hp}-br");
+        let mut p = Vec::new();
+        if !host.link_exists(br) {
+            p.push(making(
+                &["ip", "link", "add", br, "type", "bridge"],
+                &["ip", "link", "del", br],
+            ));
+        }
+        p.push(step(&["ip", "link", "set", br, "up"]));
+        if !host.link_exists(hp) {
+            p.push(making(
+                &[
+                    "ip", "link", "add", hp, "type", "veth", "peer", "name", &peer,
+                ],
+                &["ip", "link", "del", hp],
+            ));
+        }
+        p.push(step(&["ip", "link", "set", &peer, "master", br]));
+        p.push(step(&["ip", "link", "set", &peer, "up"]));
+        let cidr = self.host_cidr();
+        if !host.has_address(hp, &cidr) {
+            p.push(step(&["ip", "addr", "add", &cidr, "dev", hp]));
+        }
+        p.push(step(&["ip", "link", "set", hp, "up"]));
+        if let Some(v) = &self.vxlan {
+            let name = v.name();
+            if !host.link_exists(&name) {
+                let (id, local, port) =
+                    (v.id.to_string(), v.local.to_string(), v.dstport.to_string());
+                let mut argv = vec![
+                    "ip", "link", "add", &name, "type", "vxlan", "id", &id, "local", &local,
+                    "dstport", &port,
+                ];
+                let group = v.group.map(|g| g.to_string());
+                if let Some(g) = &group {
+                    argv.extend(["group", g.as_str()]);
+                } else {
+                    argv.push("nolearning");
+                }
+                if let Some(d) = &v.dev {
+                    argv.extend(["dev", d.as_str()]);
+                }
+                p.push(making(&argv, &["ip", "link", "del", &name]));
+                for r in &v.remotes {
+                    let r = r.to_string();
+                    p.push(step(&[
+                        "bridge",
+                        "fdb",
+                        "append",
+                        "00:00:00:00:00:00",
+                        "dev",
+                        &name,
+                        "dst",
+                        &r,
+                    ]));
+                }
+            }
+            p.push(step(&["ip", "link", "set", &name, "master", br]));
+            p.push(step(&["ip", "link", "set", &name, "up"]));
+        }
+        if host.nft_table_exists() {
+            // Rules follow the configuration: the table is replaced as a whole, atomically.
+            p.push(Step {
+                stdin: Some(format!(
+                    "delete table bridge {NFT_TABLE}\n{}",
+                    self.nft_script()
+                )),
+                ..step(&["nft", "-f", "-"])
+            });
+        } else {
+            p.push(Step {
+                stdin: Some(self.nft_script()),
+                undo: Some(
+                    ["nft", "delete", "table", "bridge", NFT_TABLE]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                ..step(&["nft", "-f", "-"])
+            });
+        }
+        Ok(Plan { steps: p })
+    }
+
+    /// What `rocta network teardown` still has to remove on `host`.
+    pub fn teardown(&self, host: &dyn Host) -> Plan {
+        let mut p = Vec::new();
+        if host.nft_table_exists() {
+            p.push(step(&["nft", "delete", "table", "bridge", NFT_TABLE]));
+        }
+        if let Some(v) = &self.vxlan {
+            if host.link_exists(&v.name()) {
+                p.push(step(&["ip", "link", "del", &v.name()]));
+            }
+        }
+        // Deleting one end of the veth deletes both.
+        for name in [&self.host_port, &self.bridge] {
+            if host.link_exists(name) {
+                p.push(step(&["ip", "link", "del", name]));
+            }
+        }
+        Plan { steps: p }
+    }
+}
+
+impl Plan {
+    /// Runs the steps in order; if one fails, undoes (newest first) what the earlier ones
+    /// made, so a failed setup leaves nothing half-created.
+    pub fn apply(&self) -> Result<(), SetupError> {
+        let mut made: Vec<&Vec<String>> = Vec::new();
+        for s in &self.steps {
+            if let Err(e) = run(&s.argv, s.stdin.as_deref()) {
+                for undo in made.iter().rev() {
+                    let _ = run(undo, None);
+                }
+                return err(format!("{s}: {e}"));
+            }
+            if let Some(u) = &s.undo {
+                made.push(u);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(argv: &[String], stdin: Option<&str>) -> Result<(), String> {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..])
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        input
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("writing to {}: {e}", argv[0]))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[derive(Default)]
+    struct Fake {
+        links: HashSet<String>,
+        addrs: HashSet<(String, String)>,
+        nft: bool,
+        foreign: Vec<Ipv4Net>,
+    }
+
+    impl Host for Fake {
+        fn link_exists(&self, n: &str) -> bool {
+            self.links.contains(n)
+        }
+        fn has_address(&self, d: &str, a: &str) -> bool {
+            self.addrs.contains(&(d.into(), a.into()))
+        }
+        fn nft_table_exists(&self) -> bool {
+            self.nft
+        }
+        fn foreign_networks(&self) -> Vec<Ipv4Net> {
+            self.foreign.clone()
+        }
+    }
+
+    fn net() -> MgmtNetwork {
+        MgmtNetwork {
+            bridge: "rocta-mgmt".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            host_port: "rocta-hm0".into(),
+            host_address: "198.18.0.1".parse().unwrap(),
+            other_controllers: vec!["198.18.0.2".parse().unwrap()],
+            agent_port: 9443,
+            heartbeat_port: 5555,
+            vxlan: None,
+        }
+    }
+
+    fn lines(p: &Plan) -> Vec<String> {
+        p.steps.iter().map(|s| s.argv.join(" ")).collect()
+    }
+
+    #[test]
+    fn a_fresh_host_gets_everything_and_a_second_run_only_refreshes() {
+        let n = net();
+        let p = n.setup(&Fake::default()).unwrap();
+        let l = lines(&p);
+        assert_eq!(l[0], "ip link add rocta-mgmt type bridge");
+        assert!(l.contains(&"ip link add rocta-hm0 type veth peer name rocta-hm0-br".into()));
+        assert!(l.contains(&"ip addr add 198.18.0.1/24 dev rocta-hm0".into()));
+        let script = p.steps.last().unwrap().stdin.clone().unwrap();
+        assert!(script.contains("policy drop"), "{script}");
+        assert!(script.contains("ip saddr { 198.18.0.1, 198.18.0.2 } tcp dport 9443 accept"));
+        assert!(script.contains("udp dport 5555 accept"));
+        let done = Fake {
+            links: ["rocta-mgmt", "rocta-hm0"].map(String::from).into(),
+            addrs: [("rocta-hm0".to_string(), "198.18.0.1/24".to_string())].into(),
+            nft: true,
+            ..Default::default()
+        };
+        let again = lines(&n.setup(&done).unwrap());
+        assert!(again.iter().all(|l| !l.contains(" add ")), "{again:?}");
+        assert_eq!(lines(&n.teardown(&Fake::default())), Vec::<String>::new());
+        assert_eq!(
+            lines(&n.teardown(&done)),
+            [
+                "nft delete table bridge rocta_mgmt",
+                "ip link del rocta-hm0",
+                "ip link del rocta-mgmt"
+            ]
+        );
+    }
+
+    #[test]
+    fn vxlan_joins_the_bridge() {
+        let mut n = net();
+        n.vxlan = Some(Vxlan {
+            id: 42,
+            local: "198.19.255.1".parse().unwrap(),
+            remotes: vec!["198.19.255.2".parse().unwrap()],
+            group: None,
+            dstport: 4789,
+            dev: Some("eth9".into()),
+        });
+        let host = Fake {
+            links: ["eth9".to_string()].into(),
+            ..Default::default()
+        };
+        let l = lines(&n.setup(&host).unwrap());
+        assert!(l.contains(
+            &"ip link add rocta-vx42 type vxlan id 42 local 198.19.255.1 dstport 4789 nolearning dev eth9"
+                .into()
+        ));
+        assert!(l.contains(
+            &"bridge fdb append 00:00:00:00:00:00 dev rocta-vx42 dst 198.19.255.2".into()
+        ));
+        assert!(l.contains(&"ip link set rocta-vx42 master rocta-mgmt".into()));
+    }
+
+    #[test]
+    fn bad_input_is_one_line_and_nothing_planned() {
+        let bad = |change: &dyn Fn(&mut MgmtNetwork), host: &Fake, want: &str| {
+            let mut n = net();
+            change(&mut n);
+            let e = n.setup(host).unwrap_err().0;
+            assert!(e.contains(want), "{e} / {want}");
+            assert!(!e.contains('\n'));
+        };
+        let none = Fake::default();
+        let vx = |n: &mut MgmtNetwork| {
+            n.vxlan = Some(Vxlan {
+                id: 7,
+                local: "198.19.0.1".parse().unwrap(),
+                remotes: vec![],
+                group: None,
+                dstport: 4789,
+                dev: None,
+            })
+        };
+        bad(&vx, &none, "needs --remote");
+        bad(
+            &|n| {
+                vx(n);
+                n.vxlan.as_mut().unwrap().remotes = vec!["198.19.0.2".parse().unwrap()];
+                n.vxlan.as_mut().unwrap().dev = Some("nope0".into());
+            },
+            &none,
+            "--dev nope0: no such interface",
+        );
+        bad(
+            &|n| n.bridge = "br0".into(),
+            &none,
+            "must start with \"rocta\"",
+        );
+        let taken = Fake {
+            foreign: vec!["198.18.0.0/16".parse().unwrap()],
+            ..Default::default()
+        };
+        bad(&|_| {}, &taken, "overlaps 198.18.0.0/16");
+    }
+}
