@@ -85,7 +85,9 @@ fn setup_builds_the_management_network_and_teardown_removes_it() {
     std::fs::write(&config, "[health_manager]\nbind_port = 5555\n").unwrap();
     let host = Ns::new("h");
     // An underlay interface for the VXLAN.
-    host.ip(&["link", "add", "und0", "type", "veth", "peer", "name", "und1"]);
+    host.ip(&[
+        "link", "add", "und0", "type", "veth", "peer", "name", "und1",
+    ]);
     host.ip(&["addr", "add", "198.19.255.1/24", "dev", "und0"]);
     host.ip(&["link", "set", "und0", "up"]);
     let vx = [
@@ -106,17 +108,7 @@ fn setup_builds_the_management_network_and_teardown_removes_it() {
             "--vxlan-id needs --local ADDR",
         ),
         (
-            vec![
-                "setup",
-                "--vxlan-id",
-                "42",
-                "--local",
-                "198.19.255.1",
-                "--remote",
-                "198.19.255.2",
-                "--dev",
-                "nope0",
-            ],
+            [&["setup"], &vx[..6], &["--dev", "nope0"][..]].concat(),
             "--dev nope0: no such interface",
         ),
         (

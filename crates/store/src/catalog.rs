@@ -37,6 +37,14 @@ pub struct CatalogRow {
     pub doc: serde_json::Value,
 }
 
+/// A flavor or an availability zone with its profile's provider and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profiled {
+    pub object: CatalogRow,
+    pub provider: Option<String>,
+    pub settings: serde_json::Value,
+}
+
 fn doc(kind: CatalogKind, key: &str, body: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
         table: kind.as_str(),
@@ -151,16 +159,14 @@ impl Tx<'_> {
         .map_or(Ok(0), |r| r.int(0))
     }
 
-    /// A setting of the profile behind a flavor (`kind` `Flavor`, its `flavor_data`) or an
-    /// availability zone (`AvailabilityZone`, its `availability_zone_data`): e.g. a flavor's
-    /// `compute_flavor`, a zone's `compute_zone`. `None` when the object, its profile or the
-    /// setting is missing, or the setting is not a string.
-    pub fn profile_setting(
+    /// A flavor (`kind` `Flavor`) or an availability zone (`AvailabilityZone`) with what its
+    /// profile says: the provider and the settings (`flavor_data` / `availability_zone_data`,
+    /// parsed; `Null` when the profile is missing or unreadable). `None`: no such object.
+    pub fn catalog_profiled(
         &self,
         kind: CatalogKind,
         key: &str,
-        setting: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Profiled>, StoreError> {
         let (profile_kind, data) = match kind {
             CatalogKind::Flavor => (CatalogKind::FlavorProfile, "flavor_data"),
             CatalogKind::AvailabilityZone => (
@@ -169,17 +175,36 @@ impl Tx<'_> {
             ),
             _ => return Ok(None),
         };
-        let Some(obj) = self.catalog_get(kind, key)? else {
+        let Some(object) = self.catalog_get(kind, key)? else {
             return Ok(None);
         };
-        let Some(profile) = self.catalog_get(profile_kind, &obj.refers_to)? else {
-            return Ok(None);
-        };
-        let data: serde_json::Value = profile.doc[data]
-            .as_str()
+        let profile = self.catalog_get(profile_kind, &object.refers_to)?;
+        let provider = profile
+            .as_ref()
+            .and_then(|p| p.doc["provider_name"].as_str().map(str::to_string));
+        let settings = profile
+            .as_ref()
+            .and_then(|p| p.doc[data].as_str())
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default();
-        Ok(data[setting].as_str().map(str::to_string))
+        Ok(Some(Profiled {
+            object,
+            provider,
+            settings,
+        }))
+    }
+
+    /// One string setting of the profile behind a flavor or an availability zone (a flavor's
+    /// `compute_flavor`, a zone's `compute_zone`); `None` when anything is missing.
+    pub fn profile_setting(
+        &self,
+        kind: CatalogKind,
+        key: &str,
+        setting: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .catalog_profiled(kind, key)?
+            .and_then(|p| p.settings[setting].as_str().map(str::to_string)))
     }
 
     /// How many load balancers not `DELETED` name `value` in their document's `field`

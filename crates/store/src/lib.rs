@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub use catalog::{CatalogKind, CatalogRow};
+pub use catalog::{CatalogKind, CatalogRow, Profiled};
 pub use entity::{Cols, Entity, Filter, RawRow, Table};
 pub use jobs::{JobRow, JobState, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};

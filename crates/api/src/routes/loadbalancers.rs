@@ -203,38 +203,24 @@ async fn flavor_of(
     let Some(f) = flavor else {
         return Ok((None, None));
     };
-    let (found, profile) = s
+    let Some(found) = s
         .store
-        .read(|tx| {
-            let found = tx.catalog_get(CatalogKind::Flavor, &f)?;
-            let profile = match &found {
-                Some(r) => tx.catalog_get(CatalogKind::FlavorProfile, &r.refers_to)?,
-                None => None,
-            };
-            Ok::<_, rocta_store::StoreError>((found, profile))
-        })
-        .await?;
-    let Some(found) = found else {
+        .read(|tx| tx.catalog_profiled(CatalogKind::Flavor, &f))
+        .await?
+    else {
         return Err(ApiError::validation(format!(
             "Invalid flavor_id: flavor {f} not found."
         )));
     };
-    if found.doc["enabled"] == false {
+    if found.object.doc["enabled"] == false {
         return Err(ApiError::bad_request(format!(
             "The selected flavor is not allowed in this deployment: {f}"
         )));
     }
-    let provider = profile
-        .as_ref()
-        .and_then(|p| p.doc["provider_name"].as_str().map(String::from));
+    let provider = found.provider;
     // Two amphorae per load balancer need VRRP between isolated hosts, which the compute
     // drivers here do not give yet: refused rather than silently built SINGLE.
-    let data: serde_json::Value = profile
-        .as_ref()
-        .and_then(|p| p.doc["flavor_data"].as_str())
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    if data["loadbalancer_topology"] == "ACTIVE_STANDBY" {
+    if found.settings["loadbalancer_topology"] == "ACTIVE_STANDBY" {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_IMPLEMENTED,
             format!(
@@ -256,30 +242,19 @@ async fn availability_zone_of(
     let Some(az) = az else {
         return Ok((None, Vec::new()));
     };
-    let (zone, profile) = s
+    match s
         .store
-        .read(|tx| {
-            let zone = tx.catalog_get(CatalogKind::AvailabilityZone, &az)?;
-            let profile = match &zone {
-                Some(z) => tx.catalog_get(CatalogKind::AvailabilityZoneProfile, &z.refers_to)?,
-                None => None,
-            };
-            Ok::<_, rocta_store::StoreError>((zone, profile))
-        })
-        .await?;
-    match zone {
+        .read(|tx| tx.catalog_profiled(CatalogKind::AvailabilityZone, &az))
+        .await?
+    {
         None => Err(ApiError::validation(format!(
             "Invalid availability zone: {az} not found."
         ))),
-        Some(r) if r.doc["enabled"] == false => Err(ApiError::bad_request(format!(
+        Some(z) if z.object.doc["enabled"] == false => Err(ApiError::bad_request(format!(
             "The selected availability_zone is not allowed in this deployment: {az}"
         ))),
-        Some(_) => {
-            let data: Value = profile
-                .and_then(|p| p.doc["availability_zone_data"].as_str().map(String::from))
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
-            let networks = data["valid_vip_networks"]
+        Some(z) => {
+            let networks = z.settings["valid_vip_networks"]
                 .as_array()
                 .map(|a| {
                     a.iter()
