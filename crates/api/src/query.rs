@@ -302,11 +302,18 @@ pub fn respond<I: Item>(
     if q.page_reverse {
         rows.reverse();
     }
+    // A marker is an object's id; objects without one (availability zones) go by name.
+    let key_of = |r: &Map<String, Value>| {
+        r.get("id")
+            .or_else(|| r.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let start = match &q.marker {
         Some(m) => {
             let pos = rows
                 .iter()
-                .position(|r| r.get("id").and_then(Value::as_str) == Some(m.as_str()))
+                .position(|r| key_of(r).as_deref() == Some(m.as_str()))
                 .ok_or_else(|| ApiError::bad_request(format!("Marker {m} could not be found.")))?;
             pos + 1
         }
@@ -320,12 +327,7 @@ pub fn respond<I: Item>(
     if q.page_reverse {
         page.reverse();
     }
-    let id_of = |r: Option<&Map<String, Value>>| {
-        r.and_then(|r| r.get("id"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let id_of = |r: Option<&Map<String, Value>>| r.and_then(key_of).unwrap_or_default();
     let mut links = Vec::new();
     let params: String = q
         .link_params

@@ -300,6 +300,18 @@ fn availability_zones_and_their_profiles() {
         (200, &json!([{"name": "az1"}])),
         "{b}"
     );
+    // Zones page by name (they have no id).
+    let (s, b) = r.post(
+        AZ,
+        json!({"availability_zone": {"name": "az2", "availability_zone_profile_id": azp}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (_, b) = r.get(&format!("{AZ}?limit=1"));
+    assert_eq!(b["availability_zones"][0]["name"], "az1", "{b}");
+    let next = b["availability_zones_links"][0]["href"].as_str().unwrap();
+    assert!(next.ends_with("marker=az1"), "{next}");
+    let (_, b) = r.get(&format!("{AZ}?limit=1&marker=az1"));
+    assert_eq!(b["availability_zones"][0]["name"], "az2", "{b}");
 }
 
 #[test]
