@@ -77,21 +77,6 @@ impl Context {
         }
     }
 
-    /// The context of a caller of `project_id` with these roles, under Octavia's defaults.
-    pub fn from_roles(project_id: Option<String>, roles: &[String]) -> Context {
-        Context::new(
-            Creds {
-                roles: roles
-                    .iter()
-                    .map(|r| r.trim().to_ascii_lowercase())
-                    .collect(),
-                project_id,
-                ..Default::default()
-            },
-            Arc::new(Policy::defaults(true)),
-        )
-    }
-
     /// The context for a request of Octavia's per-API `action`.
     pub fn for_action(mut self, action: Option<String>) -> Context {
         self.action = action;
