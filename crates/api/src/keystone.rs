@@ -1,7 +1,8 @@
 //! Keystone authentication, as keystonemiddleware's `auth_token` does it for Octavia
 //! (`[api_settings] auth_strategy = "keystone"`, options in `[keystone_authtoken]`).
 //!
-//! Every request but the version documents (`/`, the Neutron view's `/networking/`) needs `X-Auth-Token`. The token is validated
+//! Every request but the version documents (`/`, the Neutron view's `/networking/`) needs
+//! `X-Auth-Token`. The token is validated
 //! with `GET /v3/auth/tokens` (`X-Subject-Token`), authenticated by the service's own token
 //! (password auth with `username`/`password`/`project_name`, renewed a minute before it
 //! expires, and once more when Keystone refuses it). Answers are cached by the token's
@@ -275,8 +276,8 @@ impl Keystone {
 }
 
 /// The credentials of a validated token: its project, user and roles (Keystone lists implied
-/// roles too). A token scoped to a domain has no project; one scoped to the system is marked
-/// so, and Octavia's project-scoped rules refuse it.
+/// roles too). A token scoped to the system or a domain is marked so: Octavia's rules are
+/// project-scoped and refuse it.
 pub fn creds_of(info: &TokenInfo) -> Creds {
     Creds {
         roles: info
@@ -288,6 +289,7 @@ pub fn creds_of(info: &TokenInfo) -> Creds {
         user_id: info.user.as_ref().map(|u| u.id.clone()),
         is_admin: false,
         system_scope: info.system.is_some(),
+        domain_scope: info.project.is_none() && info.domain.is_some(),
     }
 }
 

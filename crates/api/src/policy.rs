@@ -50,6 +50,8 @@ pub struct Creds {
     pub is_admin: bool,
     /// A system-scoped token (`system_scope: all`).
     pub system_scope: bool,
+    /// A domain-scoped token.
+    pub domain_scope: bool,
 }
 
 impl Creds {
@@ -298,9 +300,9 @@ impl Policy {
     }
 
     /// Whether `rule` allows `creds` on `target`. Octavia's rules are project-scoped: with
-    /// `enforce_scope`, a system-scoped token is refused.
+    /// `enforce_scope`, a token scoped to the system or a domain is refused.
     pub fn enforce(&self, rule: &str, creds: &Creds, target: Target<'_>) -> bool {
-        if self.enforce_scope && creds.system_scope {
+        if self.enforce_scope && (creds.system_scope || creds.domain_scope) {
             return false;
         }
         self.eval(&Check::Rule(rule.to_string()), creds, target, 0)
@@ -587,6 +589,12 @@ mod tests {
         let mut system = creds("p1", &["admin"]);
         system.system_scope = true;
         assert!(!read(&system));
+        let domain = Creds {
+            roles: vec!["admin".into()],
+            domain_scope: true,
+            ..Default::default()
+        };
+        assert!(!p.enforce("load-balancer:admin", &domain, P1));
         // is_admin (noauth) passes the admin rule.
         let noauth = Creds {
             is_admin: true,

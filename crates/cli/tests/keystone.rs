@@ -169,8 +169,25 @@ fn keystone_tokens_decide_who_calls() {
         call(&r, "GET", "/v2/octavia/amphorae", Some(&alice), None).0,
         403
     );
+    // A system-scoped admin token: Octavia's rules are project-scoped (enforce_scope).
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": "admin-pass"}}},
+        "scope": {"system": {"all": true}}}});
+    let r2 = reqwest::blocking::Client::new()
+        .post(format!("{}/v3/auth/tokens", k.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r2.status().as_u16(), 201);
+    let system = r2.headers()["x-subject-token"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(call(&r, "GET", lbs, Some(&system), None).0, 403);
     // A revoked token stops working once its cached validation lapses (2 s here).
     let admin = token(&k, "admin", "admin");
+    assert_eq!(call(&r, "GET", &one, Some(&admin), None).0, 200);
     let revoked = reqwest::blocking::Client::new()
         .delete(format!("{}/v3/auth/tokens", k.url))
         .header("X-Auth-Token", &admin)
