@@ -1,12 +1,12 @@
-//! `rocta network setup` / `rocta network teardown`: the load-balancer management network on
-//! this host (`rocta_drivers::hostnet`), from `[netns]` and `[health_manager]` and the VXLAN
+//! `rocta network setup` / `rocta network teardown`: the load-balancer management network and
+//! the tenant networks on this host (`rocta_drivers::hostnet`), from `[netns]` and `[health_manager]` and the VXLAN
 //! flags. Both are idempotent; `--dry-run` prints the `ip`/`nft` commands instead.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use clap::Args;
-use rocta_drivers::hostnet::{MgmtNetwork, Plan, ThisHost, Vxlan};
+use rocta_drivers::hostnet::{HostNetworks, Plan, TenantNetwork, ThisHost, Vxlan};
 
 use crate::boot::BootError;
 
@@ -43,7 +43,7 @@ fn usage(msg: impl Into<String>) -> BootError {
 }
 
 /// The network the arguments describe; teardown only needs the VXLAN's id.
-fn network(a: &NetworkArgs, setup: bool) -> Result<MgmtNetwork, BootError> {
+fn network(a: &NetworkArgs, setup: bool) -> Result<HostNetworks, BootError> {
     let cfg = crate::boot::load_config(&crate::RoleArgs {
         config: a.config.clone(),
         data_dir: PathBuf::from("."),
@@ -83,7 +83,22 @@ fn network(a: &NetworkArgs, setup: bool) -> Result<MgmtNetwork, BootError> {
             dev: a.dev.clone(),
         }),
     };
-    Ok(MgmtNetwork {
+    let tenants = n
+        .networks
+        .iter()
+        .map(|t| {
+            Ok(TenantNetwork {
+                name: t.name.clone(),
+                cidr: t.cidr.parse().map_err(|e| {
+                    usage(format!(
+                        "[[netns.networks]] {}: cidr {:?}: {e}",
+                        t.name, t.cidr
+                    ))
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, BootError>>()?;
+    Ok(HostNetworks {
         bridge: n.management_bridge.clone(),
         cidr,
         host_port: n.host_port.clone(),
@@ -92,6 +107,7 @@ fn network(a: &NetworkArgs, setup: bool) -> Result<MgmtNetwork, BootError> {
         agent_port: n.agent_port,
         heartbeat_port: cfg.health_manager.bind_port,
         vxlan,
+        tenants,
     })
 }
 

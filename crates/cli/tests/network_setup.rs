@@ -1,7 +1,8 @@
 //! `rocta network setup` / `teardown` for real, inside network namespaces this test creates
 //! (a "host" and an "amphora" plugged into the host's management bridge), removed at the end:
 //! the bridge, the controller's port and address, the VXLAN, the filter letting through only
-//! the agent port, idempotence, and bad input refused with nothing created.
+//! the agent port, the default tenant network, idempotence, and bad input refused with nothing
+//! created.
 
 mod common;
 
@@ -161,6 +162,9 @@ fn setup_builds_the_management_network_and_teardown_removes_it() {
     }
     let addr = host.ip(&["-4", "-o", "addr", "show", "rocta-hm0"]);
     assert!(addr.contains("198.18.0.1/24"), "{addr}");
+    // The default tenant network `public`, with this host's gateway on it.
+    let public = host.ip(&["-4", "-o", "addr", "show", "rocta-public"]);
+    assert!(public.contains("198.19.0.1/24"), "{public}");
     let link = host.ip(&["-d", "link", "show", "rocta-vx42"]);
     assert!(
         link.contains("vxlan id 42") && link.contains("master rocta-mgmt"),
@@ -222,7 +226,13 @@ fn setup_builds_the_management_network_and_teardown_removes_it() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for name in ["rocta-mgmt", "rocta-hm0", "rocta-hm0-br", "rocta-vx42"] {
+    for name in [
+        "rocta-mgmt",
+        "rocta-hm0",
+        "rocta-hm0-br",
+        "rocta-vx42",
+        "rocta-public",
+    ] {
         assert!(!host.has_link(name), "{name} left behind");
     }
     assert!(!host

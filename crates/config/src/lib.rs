@@ -59,6 +59,23 @@ pub struct Netns {
     pub host_port: String,
     /// The amphora agents' API port (Octavia's `[haproxy_amphora] bind_port`).
     pub agent_port: u16,
+    /// Tenant networks (`[[netns.networks]]`): a bridge `rocta-<name>` each with this host's
+    /// gateway address (the subnet's first address). Default: `public`, 198.19.0.0/24.
+    pub networks: Vec<NetnsNetwork>,
+}
+
+/// A tenant network of `[netns]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetnsNetwork {
+    /// 1 to 9 of a-z, 0-9 and `-`.
+    pub name: String,
+    pub cidr: String,
+    /// Its Neutron-style ids (a network and its one subnet).
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub subnet_id: String,
 }
 
 impl Default for Netns {
@@ -68,6 +85,13 @@ impl Default for Netns {
             management_cidr: "198.18.0.0/24".into(),
             host_port: "rocta-hm0".into(),
             agent_port: 9443,
+            // The id of the loopback driver's `public`, so clients keep working.
+            networks: vec![NetnsNetwork {
+                name: "public".into(),
+                cidr: "198.19.0.0/24".into(),
+                network_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a".into(),
+                subnet_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b".into(),
+            }],
         }
     }
 }

@@ -20,9 +20,10 @@ use ipnet::Ipv4Net;
 /// The nftables table (bridge family) holding the management network's filter.
 pub const NFT_TABLE: &str = "rocta_mgmt";
 
-/// What the management network is.
+/// The networks `rocta network setup` builds on this host: the management network and the
+/// tenant networks.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MgmtNetwork {
+pub struct HostNetworks {
     pub bridge: String,
     pub cidr: Ipv4Net,
     /// The controller's port (Octavia's `o-hm0`); its peer on the bridge is `<name>-br`.
@@ -37,6 +38,29 @@ pub struct MgmtNetwork {
     /// The health managers' heartbeat port.
     pub heartbeat_port: u16,
     pub vxlan: Option<Vxlan>,
+    /// Tenant networks: a bridge each, with the host's gateway address on it (the subnet's
+    /// first address), as a provider network.
+    pub tenants: Vec<TenantNetwork>,
+}
+
+/// A tenant network on this host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantNetwork {
+    pub name: String,
+    pub cidr: Ipv4Net,
+}
+
+impl TenantNetwork {
+    /// Its bridge: `rocta-<name>`.
+    pub fn bridge(&self) -> String {
+        format!("rocta-{}", self.name)
+    }
+
+    /// The host's address on it: the subnet's first address, with the prefix.
+    pub fn gateway(&self) -> String {
+        let first = self.cidr.hosts().next().unwrap_or(self.cidr.network());
+        format!("{first}/{}", self.cidr.prefix_len())
+    }
 }
 
 /// A VXLAN interface joining the management bridge to other hosts'.
@@ -168,7 +192,7 @@ fn addresses() -> Vec<(String, Ipv4Net)> {
     v
 }
 
-impl MgmtNetwork {
+impl HostNetworks {
     /// Checks what can be checked before touching anything.
     pub fn validate(&self, host: &dyn Host) -> Result<(), SetupError> {
         for name in [&self.bridge, &self.host_port] {
@@ -192,6 +216,43 @@ impl MgmtNetwork {
                     self.cidr
                 ));
             }
+        }
+        let mut ours = vec![("the management network".to_string(), self.cidr)];
+        for t in &self.tenants {
+            let ok_name = !t.name.is_empty()
+                && t.name.len() <= 9
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok_name || t.bridge() == self.bridge || t.bridge() == self.host_port {
+                return err(format!(
+                    "network name {:?}: 1 to 9 of a-z, 0-9 and -, not the management bridge's",
+                    t.name
+                ));
+            }
+            if t.cidr.prefix_len() > 30 {
+                return err(format!(
+                    "network {} {}: too small (at most /30)",
+                    t.name, t.cidr
+                ));
+            }
+            for net in host.foreign_networks() {
+                if net.contains(&t.cidr.network()) || t.cidr.contains(&net.network()) {
+                    return err(format!(
+                        "network {} {} overlaps {net}, already on this host",
+                        t.name, t.cidr
+                    ));
+                }
+            }
+            for (other, c) in &ours {
+                if c.contains(&t.cidr.network()) || t.cidr.contains(&c.network()) {
+                    return err(format!(
+                        "network {} {} overlaps {other} {c}",
+                        t.name, t.cidr
+                    ));
+                }
+            }
+            ours.push((format!("network {}", t.name), t.cidr));
         }
         if let Some(v) = &self.vxlan {
             if v.id == 0 || v.id > 16_777_215 {
@@ -307,6 +368,19 @@ impl MgmtNetwork {
             p.push(step(&["ip", "link", "set", &name, "master", br]));
             p.push(step(&["ip", "link", "set", &name, "up"]));
         }
+        for t in &self.tenants {
+            let (b, gw) = (t.bridge(), t.gateway());
+            if !host.link_exists(&b) {
+                p.push(making(
+                    &["ip", "link", "add", &b, "type", "bridge"],
+                    &["ip", "link", "del", &b],
+                ));
+            }
+            if !host.has_address(&b, &gw) {
+                p.push(step(&["ip", "addr", "add", &gw, "dev", &b]));
+            }
+            p.push(step(&["ip", "link", "set", &b, "up"]));
+        }
         if host.nft_table_exists() {
             // Rules follow the configuration: the table is replaced as a whole, atomically.
             p.push(Step {
@@ -342,9 +416,13 @@ impl MgmtNetwork {
             }
         }
         // Deleting one end of the veth deletes both.
-        for name in [&self.host_port, &self.bridge] {
-            if host.link_exists(name) {
-                p.push(step(&["ip", "link", "del", name]));
+        let tenants = self.tenants.iter().map(TenantNetwork::bridge);
+        for name in [self.host_port.clone(), self.bridge.clone()]
+            .into_iter()
+            .chain(tenants)
+        {
+            if host.link_exists(&name) {
+                p.push(step(&["ip", "link", "del", &name]));
             }
         }
         Plan { steps: p }
@@ -428,8 +506,8 @@ mod tests {
         }
     }
 
-    fn net() -> MgmtNetwork {
-        MgmtNetwork {
+    fn net() -> HostNetworks {
+        HostNetworks {
             bridge: "rocta-mgmt".into(),
             cidr: "198.18.0.0/24".parse().unwrap(),
             host_port: "rocta-hm0".into(),
@@ -438,6 +516,10 @@ mod tests {
             agent_port: 9443,
             heartbeat_port: 5555,
             vxlan: None,
+            tenants: vec![TenantNetwork {
+                name: "public".into(),
+                cidr: "198.19.0.0/24".parse().unwrap(),
+            }],
         }
     }
 
@@ -453,13 +535,21 @@ mod tests {
         assert_eq!(l[0], "ip link add rocta-mgmt type bridge");
         assert!(l.contains(&"ip link add rocta-hm0 type veth peer name rocta-hm0-br".into()));
         assert!(l.contains(&"ip addr add 198.18.0.1/24 dev rocta-hm0".into()));
+        assert!(l.contains(&"ip link add rocta-public type bridge".into()));
+        assert!(l.contains(&"ip addr add 198.19.0.1/24 dev rocta-public".into()));
         let script = p.steps.last().unwrap().stdin.clone().unwrap();
         assert!(script.contains("policy drop"), "{script}");
         assert!(script.contains("ip saddr { 198.18.0.1, 198.18.0.2 } tcp dport 9443 accept"));
         assert!(script.contains("udp dport 5555 accept"));
         let done = Fake {
-            links: ["rocta-mgmt", "rocta-hm0"].map(String::from).into(),
-            addrs: [("rocta-hm0".to_string(), "198.18.0.1/24".to_string())].into(),
+            links: ["rocta-mgmt", "rocta-hm0", "rocta-public"]
+                .map(String::from)
+                .into(),
+            addrs: [
+                ("rocta-hm0".to_string(), "198.18.0.1/24".to_string()),
+                ("rocta-public".to_string(), "198.19.0.1/24".to_string()),
+            ]
+            .into(),
             nft: true,
             ..Default::default()
         };
@@ -471,7 +561,8 @@ mod tests {
             [
                 "nft delete table bridge rocta_mgmt",
                 "ip link del rocta-hm0",
-                "ip link del rocta-mgmt"
+                "ip link del rocta-mgmt",
+                "ip link del rocta-public"
             ]
         );
     }
@@ -504,7 +595,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_one_line_and_nothing_planned() {
-        let bad = |change: &dyn Fn(&mut MgmtNetwork), host: &Fake, want: &str| {
+        let bad = |change: &dyn Fn(&mut HostNetworks), host: &Fake, want: &str| {
             let mut n = net();
             change(&mut n);
             let e = n.setup(host).unwrap_err().0;
@@ -512,7 +603,7 @@ mod tests {
             assert!(!e.contains('\n'));
         };
         let none = Fake::default();
-        let vx = |n: &mut MgmtNetwork| {
+        let vx = |n: &mut HostNetworks| {
             n.vxlan = Some(Vxlan {
                 id: 7,
                 local: "198.19.0.1".parse().unwrap(),
@@ -542,5 +633,15 @@ mod tests {
             ..Default::default()
         };
         bad(&|_| {}, &taken, "overlaps 198.18.0.0/16");
+        bad(
+            &|n| n.tenants[0].cidr = "198.18.0.128/25".parse().unwrap(),
+            &none,
+            "network public 198.18.0.128/25 overlaps the management network 198.18.0.0/24",
+        );
+        bad(
+            &|n| n.tenants[0].name = "Public_Net".into(),
+            &none,
+            "network name \"Public_Net\"",
+        );
     }
 }
