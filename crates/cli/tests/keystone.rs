@@ -71,10 +71,19 @@ fn keystone_on(dir: &std::path::Path, port: u16, services: &[String]) -> Keyston
 }
 
 fn token(k: &Keystone, user: &str, project: &str) -> String {
+    token_scoped(
+        k,
+        user,
+        json!({"project": {"name": project, "domain": {"id": "default"}}}),
+    )
+}
+
+/// A token of `user` with this scope (`{"project": …}`, `{"system": {"all": true}}`).
+fn token_scoped(k: &Keystone, user: &str, scope: Value) -> String {
     let body = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"id": "default"}, "password": format!("{user}-pass")}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+        "scope": scope}});
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/v3/auth/tokens", k.url))
         .json(&body)
@@ -170,20 +179,7 @@ fn keystone_tokens_decide_who_calls() {
         403
     );
     // A system-scoped admin token: Octavia's rules are project-scoped (enforce_scope).
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": "admin-pass"}}},
-        "scope": {"system": {"all": true}}}});
-    let r2 = reqwest::blocking::Client::new()
-        .post(format!("{}/v3/auth/tokens", k.url))
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(r2.status().as_u16(), 201);
-    let system = r2.headers()["x-subject-token"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let system = token_scoped(&k, "admin", json!({"system": {"all": true}}));
     assert_eq!(call(&r, "GET", lbs, Some(&system), None).0, 403);
     // A revoked token stops working once its cached validation lapses (2 s here).
     let admin = token(&k, "admin", "admin");
