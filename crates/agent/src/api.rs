@@ -210,14 +210,43 @@ async fn details(S(s): S<State>) -> Response {
     .into_response()
 }
 
-/// On loopback every 127/8 address is already local: plugging only validates the address.
-async fn plug_vip(Path(vip): Path<String>) -> Response {
-    match vip.parse::<std::net::IpAddr>() {
-        Ok(_) => ok(
+/// Plugs the VIP: the interface with the body's MAC address becomes `eth1` with the VIP (and
+/// this amphora's own port address), the subnet's gateway as default route and the host
+/// routes (`netif`). Without a MAC address (loopback, where every 127/8 address is already
+/// local) the address is only validated.
+async fn plug_vip(S(s): S<State>, Path(vip): Path<String>, body: Bytes) -> Response {
+    use crate::netif::{PlugError, PlugVip};
+    let req: PlugVip = if body.iter().all(u8::is_ascii_whitespace) {
+        PlugVip::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return err(StatusCode::BAD_REQUEST, "Invalid request", &e.to_string()),
+        }
+    };
+    let plugged = match req.config(&vip) {
+        Ok(None) => Ok("lo".to_string()),
+        Ok(Some(cfg)) => {
+            let _g = s.lock.lock().await;
+            crate::netif::plug_vip(&cfg, "eth1").await
+        }
+        Err(e) => Err(e),
+    };
+    match plugged {
+        Ok(dev) => ok(
             StatusCode::ACCEPTED,
-            &format!("VIPs plugged on interface lo: {vip}"),
+            &format!("VIPs plugged on interface {dev}: {vip}"),
         ),
-        Err(_) => err(StatusCode::BAD_REQUEST, "Invalid VIP", &vip),
+        Err(PlugError::Invalid(m)) => err(StatusCode::BAD_REQUEST, "Invalid VIP", &m),
+        Err(PlugError::NoInterface) => err(
+            StatusCode::NOT_FOUND,
+            "No suitable network interface found",
+            &vip,
+        ),
+        Err(PlugError::Exists(m)) => err(StatusCode::CONFLICT, "Interface already exists", &m),
+        Err(PlugError::Failed(m)) => {
+            err(StatusCode::INTERNAL_SERVER_ERROR, "Error plugging VIP", &m)
+        }
     }
 }
 

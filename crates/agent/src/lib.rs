@@ -10,6 +10,7 @@ pub mod api;
 pub mod haproxy;
 pub mod heartbeat;
 pub mod logs;
+pub mod netif;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -92,9 +92,11 @@ pub fn load_config(args: &RoleArgs) -> Result<Config, BootError> {
     match args.drivers.as_deref() {
         None => {}
         Some("noop") => cfg.controller_worker.all_noop(),
+        Some("local") => cfg.controller_worker.real(false),
+        Some("netns") => cfg.controller_worker.real(true),
         Some(other) => {
             return Err(BootError::LoadConfig(format!(
-                "--drivers: unknown driver {other:?} (available: noop)"
+                "--drivers: unknown driver {other:?} (available: local, netns, noop)"
             )))
         }
     }
@@ -234,13 +236,42 @@ pub fn preflight(cfg: &Config) -> Result<(), BootError> {
     Ok(())
 }
 
+/// The tenant networks of the netns network driver (`[[netns.networks]]`); a network without
+/// ids gets stable ones derived from its name.
+fn tenant_networks(cfg: &Config) -> Result<Vec<rocta_drivers::netns::TenantNet>, BootError> {
+    let hosts = crate::network::host_networks(cfg, None)?;
+    Ok(cfg
+        .netns
+        .networks
+        .iter()
+        .zip(hosts.tenants)
+        .map(|(c, t)| {
+            let id = |kind: &str, given: &str| {
+                if given.is_empty() {
+                    let name = format!("rocta-{kind}-{}", c.name);
+                    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+                } else {
+                    given.to_string()
+                }
+            };
+            rocta_drivers::netns::TenantNet {
+                name: c.name.clone(),
+                bridge: t.bridge(),
+                cidr: t.cidr,
+                network_id: id("network", &c.network_id),
+                subnet_id: id("subnet", &c.subnet_id),
+            }
+        })
+        .collect())
+}
+
 /// The composition root of the drivers: each `[controller_worker]` driver by name.
 pub fn build_drivers(
     cfg: &Config,
     data: &Path,
     heartbeat: rocta_drivers::local::HeartbeatTarget,
 ) -> Result<Drivers, BootError> {
-    use rocta_drivers::{local, loopback, noop, pki, rest};
+    use rocta_drivers::{local, loopback, netns, noop, pki, rest};
     let w = &cfg.controller_worker;
     let dir_err = |p: &Path| {
         let p = p.display().to_string();
@@ -256,22 +287,50 @@ pub fn build_drivers(
     } else {
         None
     };
-    let compute: Arc<dyn rocta_drivers::Compute> = if w.compute_driver == ComputeDriver::Local {
-        let root = data.join("amphorae");
-        let exe = std::env::current_exe()
-            .map_err(|e| BootError::BuildDrivers(format!("cannot find the rocta binary: {e}")))?;
-        Arc::new(
-            local::LocalCompute::new(&root, &exe, &cfg.haproxy_amphora.haproxy_cmd, heartbeat)
-                .map_err(dir_err(&root))?,
-        )
-    } else {
-        noop.compute.clone()
+    let placement = match w.compute_driver {
+        ComputeDriver::Local => Some(local::Placement::Loopback),
+        ComputeDriver::Netns => {
+            let n = crate::network::host_networks(cfg, None)?;
+            let mut excluded = vec![n.host_address];
+            excluded.extend(&n.other_controllers);
+            Some(local::Placement::Netns(local::Management {
+                bridge: n.bridge,
+                cidr: n.cidr,
+                excluded,
+            }))
+        }
+        ComputeDriver::Noop => None,
     };
-    let network: Arc<dyn rocta_drivers::Network> = if w.network_driver == NetworkDriver::Loopback {
-        let root = data.join("loopback");
-        Arc::new(loopback::LoopbackNetwork::new(&root).map_err(dir_err(&root))?)
-    } else {
-        noop.network.clone()
+    let compute: Arc<dyn rocta_drivers::Compute> = match placement {
+        Some(placement) => {
+            let root = data.join("amphorae");
+            let exe = std::env::current_exe().map_err(|e| {
+                BootError::BuildDrivers(format!("cannot find the rocta binary: {e}"))
+            })?;
+            Arc::new(
+                local::LocalCompute::new(
+                    &root,
+                    &exe,
+                    &cfg.haproxy_amphora.haproxy_cmd,
+                    heartbeat,
+                    placement,
+                )
+                .map_err(dir_err(&root))?,
+            )
+        }
+        None => noop.compute.clone(),
+    };
+    let network: Arc<dyn rocta_drivers::Network> = match w.network_driver {
+        NetworkDriver::Loopback => {
+            let root = data.join("loopback");
+            Arc::new(loopback::LoopbackNetwork::new(&root).map_err(dir_err(&root))?)
+        }
+        NetworkDriver::Netns => {
+            let root = data.join("netns");
+            let nets = tenant_networks(cfg)?;
+            Arc::new(netns::NetnsNetwork::new(&root, nets).map_err(dir_err(&root))?)
+        }
+        NetworkDriver::Noop => noop.network.clone(),
     };
     let certs: Arc<dyn rocta_drivers::CertManager> = match (&pki, w.cert_manager) {
         (Some(p), CertManager::Local) => {

@@ -97,7 +97,8 @@ struct RoleArgs {
     /// API address (overrides [api_settings] bind_host/bind_port).
     #[arg(long)]
     api_bind: Option<SocketAddr>,
-    /// Use these drivers for compute, network, amphora and certificates ("noop").
+    /// Use these drivers for compute, network, amphora and certificates: "noop", "local"
+    /// (agents on this host's loopback) or "netns" (amphorae in network namespaces; root).
     #[arg(long)]
     drivers: Option<String>,
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 use rocta_drivers::hostnet::{HostNetworks, Plan, TenantNetwork, ThisHost, Vxlan};
 
+use rocta_config::Config;
+
 use crate::boot::BootError;
 
 #[derive(Args, Clone)]
@@ -50,6 +52,26 @@ fn network(a: &NetworkArgs, setup: bool) -> Result<HostNetworks, BootError> {
         api_bind: None,
         drivers: None,
     })?;
+    let vxlan = match (a.vxlan_id, a.local) {
+        (None, _) if !a.remote.is_empty() || a.group.is_some() => {
+            return Err(usage("--remote and --group need --vxlan-id N"))
+        }
+        (None, _) => None,
+        (Some(_), None) if setup => return Err(usage("--vxlan-id needs --local ADDR")),
+        (Some(id), local) => Some(Vxlan {
+            id,
+            local: local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            remotes: a.remote.clone(),
+            group: a.group,
+            dstport: a.dstport,
+            dev: a.dev.clone(),
+        }),
+    };
+    host_networks(&cfg, vxlan)
+}
+
+/// The networks `[netns]` and `[health_manager]` describe on this host.
+pub fn host_networks(cfg: &Config, vxlan: Option<Vxlan>) -> Result<HostNetworks, BootError> {
     let n = &cfg.netns;
     let cidr: ipnet::Ipv4Net = n.management_cidr.parse().map_err(|e| {
         usage(format!(
@@ -68,21 +90,6 @@ fn network(a: &NetworkArgs, setup: bool) -> Result<HostNetworks, BootError> {
         .filter_map(|hp| hp.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
         .filter(|ip| *ip != host_address)
         .collect();
-    let vxlan = match (a.vxlan_id, a.local) {
-        (None, _) if !a.remote.is_empty() || a.group.is_some() => {
-            return Err(usage("--remote and --group need --vxlan-id N"))
-        }
-        (None, _) => None,
-        (Some(_), None) if setup => return Err(usage("--vxlan-id needs --local ADDR")),
-        (Some(id), local) => Some(Vxlan {
-            id,
-            local: local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            remotes: a.remote.clone(),
-            group: a.group,
-            dstport: a.dstport,
-            dev: a.dev.clone(),
-        }),
-    };
     let tenants = n
         .networks
         .iter()
@@ -109,6 +116,16 @@ fn network(a: &NetworkArgs, setup: bool) -> Result<HostNetworks, BootError> {
         vxlan,
         tenants,
     })
+}
+
+/// Builds what is missing of the host networks (`rocta serve` with the netns drivers does
+/// this itself at start, idempotently, as `rocta network setup` would).
+pub fn ensure(n: &HostNetworks) -> Result<(), BootError> {
+    let plan = n
+        .setup(&ThisHost)
+        .map_err(|e| BootError::Preflight(format!("host networks: {e}")))?;
+    plan.apply()
+        .map_err(|e| BootError::Preflight(format!("host networks: {e}")))
 }
 
 fn carry_out(plan: &Plan, dry_run: bool, what: &str) -> Result<(), BootError> {

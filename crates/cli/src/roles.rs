@@ -86,7 +86,27 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
         } else {
             None
         };
-        let hm = cfg.health_manager.clone();
+        let mut hm = cfg.health_manager.clone();
+        // Amphorae in namespaces reach the controller on its management address only: the
+        // host networks are built first (idempotent) and a loopback `bind_ip` means that
+        // address.
+        let host_nets = if cfg.controller_worker.compute_driver
+            == rocta_config::ComputeDriver::Netns
+            && (with_worker || with_health)
+        {
+            let n = crate::network::host_networks(&cfg, None)?;
+            crate::network::ensure(&n)?;
+            if hm
+                .bind_ip
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            {
+                hm.bind_ip = n.host_address.to_string();
+            }
+            Some(n)
+        } else {
+            None
+        };
         let hm_addr = format!("{}:{}", hm.bind_ip, hm.bind_port);
         let (udp, controllers) = if with_health {
             let sock = tokio::net::UdpSocket::bind(&hm_addr).await.map_err(|e| {
@@ -96,6 +116,14 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or(hm_addr.clone());
+            if let (Some(n), Ok(a)) = (&host_nets, sock.local_addr()) {
+                if a.port() != n.heartbeat_port {
+                    // An ephemeral port: the filter lets heartbeats through to it.
+                    let mut n = n.clone();
+                    n.heartbeat_port = a.port();
+                    crate::network::ensure(&n)?;
+                }
+            }
             (Some(sock), vec![actual])
         } else {
             (None, vec![hm_addr.clone()])

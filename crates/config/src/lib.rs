@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod netns;
+pub use netns::{Netns, NetnsNetwork};
+
 /// A configuration error; the binary exits 64 (`EX_USAGE`) on it before binding anything.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -44,56 +47,6 @@ pub struct Config {
     pub keystone_authtoken: KeystoneAuthtoken,
     pub oslo_policy: OsloPolicy,
     pub netns: Netns,
-}
-
-/// `[netns]`: the load-balancer management network that `rocta network setup` builds on this
-/// host (Octavia's `o-hm0` and its bridge), for amphorae that are network namespaces.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Netns {
-    /// The bridge the amphorae's management interfaces plug into.
-    pub management_bridge: String,
-    /// The management subnet; the controller's address on it is its first address.
-    pub management_cidr: String,
-    /// The controller's port on the bridge (a veth; its peer is `<name>-br`).
-    pub host_port: String,
-    /// The amphora agents' API port (Octavia's `[haproxy_amphora] bind_port`).
-    pub agent_port: u16,
-    /// Tenant networks (`[[netns.networks]]`): a bridge `rocta-<name>` each with this host's
-    /// gateway address (the subnet's first address). Default: `public`, 198.19.0.0/24.
-    pub networks: Vec<NetnsNetwork>,
-}
-
-/// A tenant network of `[netns]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NetnsNetwork {
-    /// 1 to 9 of a-z, 0-9 and `-`.
-    pub name: String,
-    pub cidr: String,
-    /// Its Neutron-style ids (a network and its one subnet).
-    #[serde(default)]
-    pub network_id: String,
-    #[serde(default)]
-    pub subnet_id: String,
-}
-
-impl Default for Netns {
-    fn default() -> Self {
-        Netns {
-            management_bridge: "rocta-mgmt".into(),
-            management_cidr: "198.18.0.0/24".into(),
-            host_port: "rocta-hm0".into(),
-            agent_port: 9443,
-            // The id of the loopback driver's `public`, so clients keep working.
-            networks: vec![NetnsNetwork {
-                name: "public".into(),
-                cidr: "198.19.0.0/24".into(),
-                network_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a".into(),
-                subnet_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b".into(),
-            }],
-        }
-    }
 }
 
 /// `[oslo_policy]`: oslo.policy's options. The API enforces Octavia's in-code policy; a
@@ -277,6 +230,7 @@ impl Default for HouseKeeping {
 #[serde(deny_unknown_fields, default)]
 pub struct HealthManager {
     /// Address heartbeats are received on (the management network side of the controller).
+    /// With the netns drivers a loopback address means the controller's management address.
     pub bind_ip: String,
     /// UDP port (0: any free port, for tests; amphorae are told the real one).
     pub bind_port: u16,
@@ -420,6 +374,15 @@ impl Config {
                 "controller_worker",
                 "loadbalancer_topology",
                 "only SINGLE is available in this version",
+            ));
+        }
+        let w = &self.controller_worker;
+        if (w.compute_driver == ComputeDriver::Netns) != (w.network_driver == NetworkDriver::Netns)
+        {
+            return Err(invalid(
+                "controller_worker",
+                "compute_driver",
+                "the netns compute and network drivers go together (amphorae in namespaces are plugged into the netns networks)",
             ));
         }
         if self.controller_worker.workers == 0 {
@@ -622,9 +585,13 @@ pub struct ControllerWorker {
     pub job_lease_seconds: u64,
     /// How often a worker looks for jobs posted by another process, in milliseconds.
     pub job_poll_interval_ms: u64,
-    /// `local` (an agent process per amphora on this host) or `noop` (records only; tests).
+    /// `local` (an agent process per amphora on this host, sharing its loopback), `netns` (an
+    /// amphora is a network namespace of its own on the `[netns]` management network; needs
+    /// root and `network_driver = "netns"`) or `noop` (records only; tests).
     pub compute_driver: ComputeDriver,
-    /// `loopback` (VIPs in 127.10.0.0/16 from subnet `public`) or `noop` (any subnet id).
+    /// `loopback` (VIPs in 127.10.0.0/16 from subnet `public`), `netns` (VIPs from the
+    /// `[[netns.networks]]` subnets, plugged into the amphorae's namespaces) or `noop` (any
+    /// subnet id).
     pub network_driver: NetworkDriver,
     /// `rest` (the agent API over mutual TLS) or `noop`.
     pub amphora_driver: AmphoraDriver,
@@ -667,11 +634,11 @@ macro_rules! driver_choice {
 
 driver_choice!(
     /// Where amphorae run.
-    ComputeDriver { Local = "local", Noop = "noop" }
+    ComputeDriver { Local = "local", Netns = "netns", Noop = "noop" }
 );
 driver_choice!(
     /// VIPs and ports.
-    NetworkDriver { Loopback = "loopback", Noop = "noop" }
+    NetworkDriver { Loopback = "loopback", Netns = "netns", Noop = "noop" }
 );
 driver_choice!(
     /// How the controller talks to the agents.
@@ -683,6 +650,17 @@ driver_choice!(
 );
 
 impl ControllerWorker {
+    /// The real drivers of one placement (`--drivers local|netns`).
+    pub fn real(&mut self, netns: bool) {
+        (self.compute_driver, self.network_driver) = if netns {
+            (ComputeDriver::Netns, NetworkDriver::Netns)
+        } else {
+            (ComputeDriver::Local, NetworkDriver::Loopback)
+        };
+        self.amphora_driver = AmphoraDriver::Rest;
+        self.cert_manager = CertManager::Local;
+    }
+
     /// Every driver `noop` (`--drivers noop`: tests and control-plane benchmarks).
     pub fn all_noop(&mut self) {
         self.compute_driver = ComputeDriver::Noop;
@@ -786,86 +764,4 @@ impl Default for Logging {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_file_gives_defaults() {
-        let c = Config::from_toml("").unwrap();
-        assert_eq!(c.api_settings.bind_port, 9876);
-        assert_eq!(c.quotas.default_member_quota, -1);
-    }
-
-    #[test]
-    fn unknown_key_is_an_error() {
-        let e = Config::from_toml("[api_settings]\nbind_prot = 1\n").unwrap_err();
-        assert!(e.to_string().contains("bind_prot"), "{e}");
-    }
-
-    #[test]
-    fn bad_value_is_an_error() {
-        let e = Config::from_toml("[quotas]\ndefault_pool_quota = -5\n").unwrap_err();
-        assert!(e.to_string().contains("default_pool_quota"), "{e}");
-    }
-
-    #[test]
-    fn example_config_parses_and_names_every_key() {
-        let text = include_str!("../../../etc/rocta.example.toml");
-        // The example has every key commented out; uncommenting must give a valid config.
-        let uncommented: String = text
-            .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .filter(|r| r.contains(" = ") || r.starts_with('['))
-                    .unwrap_or(l)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let cfg = Config::from_toml(&uncommented).unwrap();
-        assert_eq!(cfg.api_settings.bind_port, ApiSettings::default().bind_port);
-        for key in [
-            "bind_host",
-            "bind_port",
-            "auth_strategy",
-            "pagination_max_limit",
-            "api_base_uri",
-            "default_provider_driver",
-            "max_request_body_size",
-            "connection",
-            "sqlite_synchronous",
-            "loadbalancer_topology",
-            "workers",
-            "job_lease_seconds",
-            "job_poll_interval_ms",
-            "compute_driver",
-            "network_driver",
-            "amphora_driver",
-            "cert_manager",
-            "haproxy_cmd",
-            "connection_logging",
-            "default_connection_limit",
-            "timeout_client_data",
-            "timeout_member_connect",
-            "timeout_member_data",
-            "timeout_tcp_inspect",
-            "default_load_balancer_quota",
-            "default_listener_quota",
-            "default_member_quota",
-            "default_pool_quota",
-            "default_health_monitor_quota",
-            "default_l7policy_quota",
-            "default_l7rule_quota",
-            "storage_path",
-            "bind_ip",
-            "heartbeat_interval",
-            "heartbeat_key",
-            "format",
-            "level",
-        ] {
-            assert!(
-                text.contains(&format!("# {key} = ")),
-                "example config lacks {key}"
-            );
-        }
-    }
-}
+mod tests;

@@ -17,8 +17,37 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 
-/// The nftables table (bridge family) holding the management network's filter.
-pub const NFT_TABLE: &str = "rocta_mgmt";
+/// The nftables table (bridge family) holding the filter of management bridge `bridge`
+/// (`rocta_mgmt` for `rocta-mgmt`). Its set `ports` names the bridge's ports the filter
+/// applies to (the controller's port, the VXLAN, every amphora's management port: the netns
+/// compute driver adds each as it plugs it): the kernel here cannot match a frame's bridge,
+/// and frames of other bridges must pass untouched.
+pub fn nft_table(bridge: &str) -> String {
+    bridge.replace('-', "_")
+}
+
+/// Adds a management port to the filter of `bridge` (the netns compute driver, per amphora).
+pub fn nft_add_port(bridge: &str, port: &str) -> Vec<String> {
+    let t = nft_table(bridge);
+    [
+        "nft",
+        "add",
+        "element",
+        "bridge",
+        &t,
+        "ports",
+        &format!("{{ \"{port}\" }}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Removes it again (the port is gone; its name could come back).
+pub fn nft_delete_port(bridge: &str, port: &str) -> Vec<String> {
+    let mut v = nft_add_port(bridge, port);
+    v[1] = "delete".into();
+    v
+}
 
 /// The networks `rocta network setup` builds on this host: the management network and the
 /// tenant networks.
@@ -137,7 +166,9 @@ pub struct Plan {
 pub trait Host {
     fn link_exists(&self, name: &str) -> bool;
     fn has_address(&self, dev: &str, addr: &str) -> bool;
-    fn nft_table_exists(&self) -> bool;
+    fn nft_table_exists(&self, table: &str) -> bool;
+    /// The interfaces enslaved to `bridge`.
+    fn bridge_ports(&self, bridge: &str) -> Vec<String>;
     /// Addresses (with prefix) configured on interfaces rocta did not make.
     fn foreign_networks(&self) -> Vec<Ipv4Net>;
 }
@@ -154,9 +185,20 @@ impl Host for ThisHost {
             .iter()
             .any(|(d, net)| d == dev && net.to_string() == addr)
     }
-    fn nft_table_exists(&self) -> bool {
+    fn bridge_ports(&self, bridge: &str) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(Path::new("/sys/class/net").join(bridge).join("brif"))
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+        v.sort();
+        v
+    }
+    fn nft_table_exists(&self, table: &str) -> bool {
         Command::new("nft")
-            .args(["list", "table", "bridge", NFT_TABLE])
+            .args(["list", "table", "bridge", table])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -284,21 +326,38 @@ impl HostNetworks {
         format!("{}/{}", self.host_address, self.cidr.prefix_len())
     }
 
-    /// The nftables script of the management bridge's filter.
-    pub fn nft_script(&self) -> String {
+    /// The nftables script of the management bridge's filter; `ports`: the bridge's ports it
+    /// applies to besides the controller's and the VXLAN (the amphorae's, when it is rebuilt).
+    pub fn nft_script(&self, ports: &[String]) -> String {
         let mut controllers = vec![self.host_address.to_string()];
         controllers.extend(self.other_controllers.iter().map(|a| a.to_string()));
         let set = controllers.join(", ");
+        let mut filtered = vec![format!("{}-br", self.host_port)];
+        filtered.extend(self.vxlan.iter().map(Vxlan::name));
+        for p in ports {
+            if !filtered.contains(p) {
+                filtered.push(p.clone());
+            }
+        }
+        let elements: Vec<String> = filtered.iter().map(|p| format!("\"{p}\"")).collect();
         format!(
-            "table bridge {NFT_TABLE} {{\n\
+            "table bridge {table} {{\n\
+             \x20 set ports {{\n\
+             \x20   type ifname\n\
+             \x20   elements = {{ {elements} }}\n\
+             \x20 }}\n\
              \x20 chain forward {{\n\
-             \x20   type filter hook forward priority 0; policy drop;\n\
+             \x20   type filter hook forward priority 0; policy accept;\n\
+             \x20   iifname != @ports accept\n\
              \x20   ether type arp accept\n\
              \x20   ip saddr {{ {set} }} tcp dport {agent} accept\n\
              \x20   ip daddr {{ {set} }} tcp sport {agent} accept\n\
              \x20   ip daddr {{ {set} }} udp dport {hb} accept\n\
+             \x20   drop\n\
              \x20 }}\n\
              }}\n",
+            table = nft_table(&self.bridge),
+            elements = elements.join(", "),
             agent = self.agent_port,
             hb = self.heartbeat_port,
         )
@@ -381,20 +440,23 @@ impl HostNetworks {
             }
             p.push(step(&["ip", "link", "set", &b, "up"]));
         }
-        if host.nft_table_exists() {
+        let table = nft_table(br);
+        // The amphorae already plugged stay filtered.
+        let ports = host.bridge_ports(br);
+        if host.nft_table_exists(&table) {
             // Rules follow the configuration: the table is replaced as a whole, atomically.
             p.push(Step {
                 stdin: Some(format!(
-                    "delete table bridge {NFT_TABLE}\n{}",
-                    self.nft_script()
+                    "delete table bridge {table}\n{}",
+                    self.nft_script(&ports)
                 )),
                 ..step(&["nft", "-f", "-"])
             });
         } else {
             p.push(Step {
-                stdin: Some(self.nft_script()),
+                stdin: Some(self.nft_script(&ports)),
                 undo: Some(
-                    ["nft", "delete", "table", "bridge", NFT_TABLE]
+                    ["nft", "delete", "table", "bridge", &table]
                         .map(String::from)
                         .to_vec(),
                 ),
@@ -407,8 +469,9 @@ impl HostNetworks {
     /// What `rocta network teardown` still has to remove on `host`.
     pub fn teardown(&self, host: &dyn Host) -> Plan {
         let mut p = Vec::new();
-        if host.nft_table_exists() {
-            p.push(step(&["nft", "delete", "table", "bridge", NFT_TABLE]));
+        let table = nft_table(&self.bridge);
+        if host.nft_table_exists(&table) {
+            p.push(step(&["nft", "delete", "table", "bridge", &table]));
         }
         if let Some(v) = &self.vxlan {
             if host.link_exists(&v.name()) {
@@ -498,8 +561,11 @@ mod tests {
         fn has_address(&self, d: &str, a: &str) -> bool {
             self.addrs.contains(&(d.into(), a.into()))
         }
-        fn nft_table_exists(&self) -> bool {
-            self.nft
+        fn nft_table_exists(&self, t: &str) -> bool {
+            self.nft && t == "rocta_mgmt"
+        }
+        fn bridge_ports(&self, _: &str) -> Vec<String> {
+            Vec::new()
         }
         fn foreign_networks(&self) -> Vec<Ipv4Net> {
             self.foreign.clone()
@@ -538,7 +604,12 @@ mod tests {
         assert!(l.contains(&"ip link add rocta-public type bridge".into()));
         assert!(l.contains(&"ip addr add 198.19.0.1/24 dev rocta-public".into()));
         let script = p.steps.last().unwrap().stdin.clone().unwrap();
-        assert!(script.contains("policy drop"), "{script}");
+        assert!(script.contains("iifname != @ports accept"), "{script}");
+        assert!(
+            script.contains("elements = { \"rocta-hm0-br\" }"),
+            "{script}"
+        );
+        assert!(script.trim_end().ends_with("drop\n  }\n}"), "{script}");
         assert!(script.contains("ip saddr { 198.18.0.1, 198.18.0.2 } tcp dport 9443 accept"));
         assert!(script.contains("udp dport 5555 accept"));
         let done = Fake {

@@ -6,14 +6,19 @@
 //!   types and `DriverError`.
 //! - `noop`: implementations that act on nothing but record what they hold in a state directory,
 //!   so tests can prove that nothing leaks (every record must belong to a live object).
-//! - `local` (compute: an agent process per amphora on this host), `loopback` (network: VIPs in
-//!   127.10.0.0/16, management addresses in 127.20.0.0/16), `rest` (the agent API over mutual
-//!   TLS), `pki` (rocta's CAs and certificates; `LocalCerts` is its `CertManager`).
+//! - `local` (compute: an agent process per amphora on this host, sharing its loopback or, in
+//!   the `netns` placement, in a network namespace of its own), `loopback` (network: VIPs in
+//!   127.10.0.0/16, management addresses in 127.20.0.0/16), `netns` (network: VIPs on Linux
+//!   bridges plugged into the amphorae's namespaces), `addresses` (reservations both use),
+//!   `rest` (the agent API over mutual TLS), `pki` (rocta's CAs and certificates;
+//!   `LocalCerts` is its `CertManager`).
 
+pub mod addresses;
 mod fault;
 pub mod hostnet;
 pub mod local;
 pub mod loopback;
+pub mod netns;
 pub mod noop;
 pub mod pki;
 pub mod rest;
@@ -86,6 +91,16 @@ pub struct VipPlug {
     pub ha_ip: String,
     pub vrrp_port_id: String,
     pub ha_port_id: String,
+    /// The port's interface as the agent finds it (Octavia's plug-VIP body); `None` where the
+    /// amphora needs no interface configured (loopback).
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub subnet_cidr: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 /// What the compute driver made.

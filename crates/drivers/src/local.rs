@@ -1,11 +1,16 @@
 //! The `local` compute driver: an amphora is a `rocta amphora-agent` process on this host, in its
 //! own process group, with its certificates and settings in its own directory (its "config
-//! drive") and its own management address in 127.20.0.0/16 (agent on port 9443). Amphorae keep
+//! drive") and its own management address (agent on port 9443): in 127.20.0.0/16 on the
+//! host's loopback ([`Placement::Loopback`], compute driver `local`), or, as compute driver
+//! `netns` ([`Placement::Netns`]), in a network namespace of its own (`amphora-<short id>`,
+//! see [`crate::netns`]) whose only interface is a veth into the management bridge with an
+//! address of the management subnet, the agent started in it with `ip netns exec`. Amphorae keep
 //! serving when the control plane stops; a restarted control plane finds them by what they are
 //! (a `rocta amphora-agent` whose command line names the amphora's `agent.toml`), not only by
 //! the pid file written after the spawn, so a controller killed between the spawn and the pid
 //! file neither starts a second agent nor leaves the first behind. Delete ends the whole process
-//! group of every such agent (agent and HAProxy) and removes the directory.
+//! group of every such agent (agent and HAProxy), in the `netns` placement every process left
+//! in the namespace and the namespace with its interfaces, and removes the directory.
 
 use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
@@ -15,6 +20,8 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use rocta_model::Id;
 
+use crate::addresses::AddressPool;
+use crate::netns;
 use crate::*;
 
 /// The agent's port, as Octavia's.
@@ -28,8 +35,28 @@ pub struct HeartbeatTarget {
     pub key: String,
 }
 
+/// Where the amphorae's agents live.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// On this host's loopback, management addresses in 127.20.0.0/16.
+    Loopback,
+    /// In a network namespace each, plugged into the management bridge.
+    Netns(Management),
+}
+
+/// The management network of the `netns` placement (what `rocta network setup` built).
+#[derive(Debug, Clone)]
+pub struct Management {
+    pub bridge: String,
+    pub cidr: ipnet::Ipv4Net,
+    /// Addresses of the subnet that are not the amphorae's (the controllers').
+    pub excluded: Vec<Ipv4Addr>,
+}
+
 pub struct LocalCompute {
     root: PathBuf,
+    placement: Placement,
+    mgmt: AddressPool,
     heartbeat: HeartbeatTarget,
     /// The `rocta` binary (the agent is its `amphora-agent` subcommand).
     exe: PathBuf,
@@ -50,10 +77,21 @@ impl LocalCompute {
         exe: &Path,
         haproxy_bin: &str,
         heartbeat: HeartbeatTarget,
+        placement: Placement,
     ) -> std::io::Result<Self> {
-        std::fs::create_dir_all(root.join("mgmt"))?;
+        let dir = root.join("mgmt");
+        let mgmt = match &placement {
+            Placement::Loopback => AddressPool::new(
+                &dir,
+                Ipv4Addr::new(127, 20, 0, 2),
+                Ipv4Addr::new(127, 20, 255, 254),
+            )?,
+            Placement::Netns(m) => AddressPool::of_subnet(&dir, m.cidr, m.excluded.clone())?,
+        };
         Ok(LocalCompute {
             root: root.to_path_buf(),
+            placement,
+            mgmt,
             heartbeat,
             exe: exe.to_path_buf(),
             haproxy_bin: haproxy_bin.into(),
@@ -128,26 +166,86 @@ impl LocalCompute {
         )
     }
 
-    /// Reserves a management address (a file created exclusively under `mgmt/`).
+    /// Reserves a management address (the one it holds, else a free one).
     fn reserve_mgmt(&self, amp: Id) -> Result<Ipv4Addr, DriverError> {
-        let start = (amp.as_u128() % 65_000) as u32 + 2;
-        for k in 0..65_000u32 {
-            let n = (start + k - 2) % 65_000 + 2;
-            let ip = Ipv4Addr::new(127, 20, (n >> 8) as u8, (n & 0xff) as u8);
-            let p = self.root.join("mgmt").join(ip.to_string());
-            // Whole or absent: a crash never leaves an address reserved for nobody.
-            let owner = amp.to_string();
-            if rocta_service::fs::create_exclusive(&p, owner.as_bytes(), 0o644)
-                .map_err(io("reserve management address"))?
-                || std::fs::read_to_string(&p).is_ok_and(|o| o == owner)
+        let owner = amp.to_string();
+        let held = self
+            .mgmt
+            .owned_by(&owner)
+            .map_err(io("reserve management address"))?;
+        if let Some(ip) = held.first() {
+            return Ok(*ip);
+        }
+        self.mgmt
+            .reserve_any(&owner, amp.as_u128())
+            .map_err(io("reserve management address"))?
+            .ok_or_else(|| {
+                DriverError::fatal(
+                    "reserve management address",
+                    "the management network is full",
+                )
+            })
+    }
+
+    /// The amphora's namespace with its management interface up on `ip` (idempotent).
+    async fn build_namespace(&self, m: &Management, amp: Id, ip: Ipv4Addr) -> DriverResult<()> {
+        let ns = netns::namespace(amp);
+        let fail = |e: String| DriverError::transient("create amphora namespace", e);
+        if !netns::namespace_exists(&ns) {
+            netns::ip(&["netns", "add", &ns]).await.map_err(fail)?;
+        }
+        let mac = netns::mac(amp, 0);
+        let port = netns::port(amp, 0);
+        netns::plug(&port, &m.bridge, &ns, "eth0", &mac)
+            .await
+            .map_err(fail)?;
+        // The management bridge's filter applies to the port (only the agent API from the
+        // controllers and heartbeats to them pass).
+        netns::run(&crate::hostnet::nft_add_port(&m.bridge, &port))
+            .await
+            .map_err(fail)?;
+        let cidr = format!("{ip}/{}", m.cidr.prefix_len());
+        for args in [
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+            vec!["-n", &ns, "addr", "replace", &cidr, "dev", "eth0"],
+            vec!["-n", &ns, "link", "set", "eth0", "up"],
+        ] {
+            netns::ip(&args).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every process left in the amphora's namespace and removes it with its interfaces.
+    async fn remove_namespace(&self, amp: Id) -> DriverResult<()> {
+        let ns = netns::namespace(amp);
+        if netns::namespace_exists(&ns) {
+            let pids = tokio::process::Command::new("ip")
+                .args(["netns", "pids", &ns])
+                .output()
+                .await
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
             {
-                return Ok(ip);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if let Err(e) = netns::ip(&["netns", "del", &ns]).await {
+                if netns::namespace_exists(&ns) {
+                    return Err(DriverError::transient("delete amphora namespace", e));
+                }
             }
         }
-        Err(DriverError::fatal(
-            "reserve management address",
-            "127.20.0.0/16 is full",
-        ))
+        let port = netns::port(amp, 0);
+        netns::unplug(&port)
+            .await
+            .map_err(|e| DriverError::transient("delete amphora namespace", e))?;
+        if let Placement::Netns(m) = &self.placement {
+            // Best effort: the filter may have been rebuilt without it already.
+            let _ = netns::run(&crate::hostnet::nft_delete_port(&m.bridge, &port)).await;
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +261,9 @@ impl Compute for LocalCompute {
             compute_id: amp.to_string(),
             lb_network_ip: ip.to_string(),
         };
+        if let Placement::Netns(m) = &self.placement {
+            self.build_namespace(m, amp, ip).await?;
+        }
         if self.agent_pid(amp).is_some() {
             return Ok(instance);
         }
@@ -174,7 +275,18 @@ impl Compute for LocalCompute {
         write_file(&dir.join("agent.toml"), &cfg, 0o600).map_err(io("write config drive"))?;
         let log = std::fs::File::create(dir.join("agent.log")).map_err(io("start agent"))?;
         let log2 = log.try_clone().map_err(io("start agent"))?;
-        let child = tokio::process::Command::new(&self.exe)
+        let mut cmd = match &self.placement {
+            Placement::Loopback => tokio::process::Command::new(&self.exe),
+            Placement::Netns(_) => {
+                // `ip netns exec` enters the namespace (and a mount namespace with its own
+                // /sys) and execs the agent: the pid stays the agent's.
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", &netns::namespace(amp)])
+                    .arg(&self.exe);
+                c
+            }
+        };
+        let child = cmd
             .arg("amphora-agent")
             .arg("--config")
             .arg(dir.join("agent.toml"))
@@ -236,9 +348,12 @@ impl Compute for LocalCompute {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        if let Ok(ip) = std::fs::read_to_string(dir.join("mgmt_ip")) {
-            let _ = std::fs::remove_file(self.root.join("mgmt").join(ip.trim()));
+        if let Placement::Netns(_) = &self.placement {
+            self.remove_namespace(amp).await?;
         }
+        self.mgmt
+            .release_owned_by(&amp.to_string())
+            .map_err(io("release management address"))?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

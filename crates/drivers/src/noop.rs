@@ -161,6 +161,7 @@ impl Network for NoopNetwork {
             ha_ip: vip.address.clone(),
             vrrp_port_id: uuid::Uuid::new_v5(&amphora.id, b"noop-vrrp-port").to_string(),
             ha_port_id: vip.port_id.clone(),
+            ..Default::default()
         })
     }
 

@@ -222,17 +222,36 @@ impl AmphoraDriver for RestAmphora {
         .map(|_| ())
     }
 
-    async fn post_vip_plug(&self, amp: &Amphora, vip: &Vip, _plug: &VipPlug) -> DriverResult<()> {
+    async fn post_vip_plug(&self, amp: &Amphora, vip: &Vip, plug: &VipPlug) -> DriverResult<()> {
+        // Octavia's body; without a MAC address the amphora has no interface to configure.
+        let body = match &plug.mac_address {
+            Some(mac) => serde_json::json!({
+                "subnet_cidr": plug.subnet_cidr,
+                "gateway": plug.gateway,
+                "mac_address": mac,
+                "mtu": plug.mtu,
+                "vrrp_ip": plug.vrrp_ip,
+                "host_routes": [],
+                "additional_vips": [],
+            })
+            .to_string(),
+            None => "{}".into(),
+        };
         self.call(
             "plug vip",
             amp,
             reqwest::Method::POST,
             &format!("plug/vip/{}", vip.address),
-            Some("{}".into()),
+            Some(body),
             &[202, 409],
         )
         .await
         .map(|_| ())
+        .map_err(|e| DriverError {
+            // The interface not visible yet (404): retried, as Octavia.
+            retryable: e.retryable || e.message.contains("answered 404"),
+            ..e
+        })
     }
 
     async fn apply(&self, amp: &Amphora, tree: &LbTree) -> DriverResult<()> {

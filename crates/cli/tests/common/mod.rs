@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dataplane;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,26 +42,37 @@ impl Rocta {
 
     /// Starts `role` with `config` in `dir` (reused across restarts) and extra env vars.
     pub fn start_in(dir: &Path, role: &str, config: &str, env: &[(&str, &str)]) -> Rocta {
-        Rocta::start_with(dir, role, config, env, true)
+        Rocta::start_with(dir, role, config, env, Some("noop"))
+    }
+
+    /// Starts `rocta serve --drivers netns` (amphorae in network namespaces) with `config`.
+    pub fn start_netns(dir: &Path, config: &str) -> Rocta {
+        Rocta::start_with(dir, "serve", config, &[], Some("netns"))
     }
 
     /// Starts `rocta serve` with the real drivers (local amphorae, loopback network, HAProxy).
     pub fn start_real(dir: &Path) -> Rocta {
-        Rocta::start_with(dir, "serve", TEST_CONFIG, &[], false)
+        Rocta::start_with(dir, "serve", TEST_CONFIG, &[], Some("local"))
     }
 
     /// `start_real` with a config and extra environment (fault injection).
     pub fn start_real_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Rocta {
-        Rocta::start_with(dir, "serve", config, env, false)
+        Rocta::start_with(dir, "serve", config, env, Some("local"))
     }
 
     /// Starts `role` on the real drivers, with its own config file (`<role>-<n>.toml`) so that
     /// processes of one data dir can differ (e.g. each health manager's port).
     pub fn start_role_real(dir: &Path, role: &str, config: &str, env: &[(&str, &str)]) -> Rocta {
-        Rocta::start_with(dir, role, config, env, false)
+        Rocta::start_with(dir, role, config, env, Some("local"))
     }
 
-    fn start_with(dir: &Path, role: &str, config: &str, env: &[(&str, &str)], noop: bool) -> Rocta {
+    fn start_with(
+        dir: &Path,
+        role: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        drivers: Option<&str>,
+    ) -> Rocta {
         let cfg = (0..)
             .map(|n| dir.join(format!("rocta-{role}-{n}.toml")))
             .find(|p| !p.exists())
@@ -83,8 +95,8 @@ impl Rocta {
         if has_api {
             cmd.arg("--api-bind").arg("127.0.0.1:0");
         }
-        if noop {
-            cmd.arg("--drivers").arg("noop");
+        if let Some(d) = drivers {
+            cmd.arg("--drivers").arg(d);
         }
         for (k, v) in env {
             cmd.env(k, v);

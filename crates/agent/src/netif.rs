@@ -1,0 +1,302 @@
+//! Plugging networks inside the amphora (Octavia's `POST /plug/vip/<ip>` and
+//! `POST /plug/network`): the interface the network driver attached is found by its MAC
+//! address, named (`eth1` for the VIP), given its addresses and routes, and brought up. Its
+//! `arp_notify` is set first, so bringing it up announces its addresses with gratuitous ARP
+//! (what Octavia's agent sends after plugging, so a failed-over VIP moves at once).
+//!
+//! An amphora without interfaces to configure (the loopback placement, where every 127/8
+//! address is local) gets a plug-VIP request without a MAC address: it is only validated.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+/// A host route of a subnet.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HostRoute {
+    pub destination: String,
+    pub nexthop: String,
+}
+
+/// Octavia's plug-VIP body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlugVip {
+    pub subnet_cidr: Option<String>,
+    pub gateway: Option<String>,
+    pub mac_address: Option<String>,
+    pub mtu: Option<u32>,
+    pub vrrp_ip: Option<String>,
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
+}
+
+/// Why a plug failed: the agent's status and its words.
+#[derive(Debug, PartialEq)]
+pub enum PlugError {
+    /// 400: the request does not describe a usable VIP.
+    Invalid(String),
+    /// 404: no interface with that MAC address (yet); the controller retries.
+    NoInterface,
+    /// 409: the interface is already plugged as asked (the controller takes it as success).
+    Exists(String),
+    /// 500: configuring it failed.
+    Failed(String),
+}
+
+/// What [`plug_vip`] will do, checked before anything is touched.
+#[derive(Debug, PartialEq)]
+pub struct VipConfig {
+    pub mac: String,
+    pub addresses: Vec<String>,
+    pub mtu: u32,
+    pub routes: Vec<Vec<String>>,
+}
+
+impl PlugVip {
+    /// Validates the request for VIP `vip`; `None` when there is no interface to configure.
+    pub fn config(&self, vip: &str) -> Result<Option<VipConfig>, PlugError> {
+        let ip: std::net::IpAddr = vip
+            .parse()
+            .map_err(|_| PlugError::Invalid(format!("Invalid VIP: {vip}")))?;
+        let Some(mac) = &self.mac_address else {
+            return Ok(None);
+        };
+        let std::net::IpAddr::V4(ip) = ip else {
+            return Err(PlugError::Invalid(format!(
+                "IPv6 VIPs are not supported: {vip}"
+            )));
+        };
+        let mac = mac.to_ascii_lowercase();
+        let ok_mac = mac.len() == 17
+            && mac
+                .split(':')
+                .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok_mac {
+            return Err(PlugError::Invalid(format!("Invalid MAC address: {mac}")));
+        }
+        let cidr: Ipv4Net = self
+            .subnet_cidr
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| {
+                PlugError::Invalid(format!("Invalid subnet_cidr: {:?}", self.subnet_cidr))
+            })?;
+        let inside = |a: Ipv4Addr| cidr.contains(&a);
+        if !inside(ip) {
+            return Err(PlugError::Invalid(format!("VIP {vip} is not in {cidr}")));
+        }
+        let len = cidr.prefix_len();
+        let mut addresses = Vec::new();
+        if let Some(v) = &self.vrrp_ip {
+            let a: Ipv4Addr = v
+                .parse()
+                .ok()
+                .filter(|a| inside(*a))
+                .ok_or_else(|| PlugError::Invalid(format!("Invalid VRRP IP: {v}")))?;
+            if a != ip {
+                addresses.push(format!("{a}/{len}"));
+            }
+        }
+        addresses.push(format!("{ip}/{len}"));
+        let mut routes = Vec::new();
+        if let Some(g) = &self.gateway {
+            let gw: Ipv4Addr = g
+                .parse()
+                .ok()
+                .filter(|a| inside(*a))
+                .ok_or_else(|| PlugError::Invalid(format!("Invalid gateway: {g}")))?;
+            routes.push(
+                ["default", "via", &gw.to_string()]
+                    .map(String::from)
+                    .to_vec(),
+            );
+        }
+        for r in &self.host_routes {
+            let dest: Ipv4Net = r.destination.parse().map_err(|_| {
+                PlugError::Invalid(format!("Invalid host route: {}", r.destination))
+            })?;
+            let hop: Ipv4Addr = r
+                .nexthop
+                .parse()
+                .map_err(|_| PlugError::Invalid(format!("Invalid host route: {}", r.nexthop)))?;
+            routes.push(vec![dest.to_string(), "via".into(), hop.to_string()]);
+        }
+        let mtu = self.mtu.unwrap_or(1500);
+        if !(576..=9216).contains(&mtu) {
+            return Err(PlugError::Invalid(format!("Invalid MTU: {mtu}")));
+        }
+        Ok(Some(VipConfig {
+            mac,
+            addresses,
+            mtu,
+            routes,
+        }))
+    }
+}
+
+/// The interfaces of this namespace: `(name, MAC address, addresses with prefix, up)`.
+async fn links() -> Result<Vec<(String, String, Vec<String>, bool)>, PlugError> {
+    let out = tokio::process::Command::new("ip")
+        .args(["-j", "addr"])
+        .output()
+        .await
+        .map_err(|e| PlugError::Failed(format!("cannot run ip: {e}")))?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(doc
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let addrs = l["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+                .collect();
+            let up = l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"));
+            (
+                l["ifname"].as_str().unwrap_or_default().to_string(),
+                l["address"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                addrs,
+                up,
+            )
+        })
+        .collect())
+}
+
+async fn ip(args: &[&str]) -> Result<(), PlugError> {
+    let out = tokio::process::Command::new("ip")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| PlugError::Failed(format!("cannot run ip: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(PlugError::Failed(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Configures the VIP interface as `cfg` says and names it `name`; returns its name.
+pub async fn plug_vip(cfg: &VipConfig, name: &str) -> Result<String, PlugError> {
+    let all = links().await?;
+    let Some((current, _, addrs, up)) = all.into_iter().find(|l| l.1 == cfg.mac) else {
+        return Err(PlugError::NoInterface);
+    };
+    if current == name && up && cfg.addresses.iter().all(|a| addrs.contains(a)) {
+        return Err(PlugError::Exists(format!(
+            "Interface already exists: {name}"
+        )));
+    }
+    if current != name {
+        ip(&["link", "set", &current, "down"]).await?;
+        ip(&["link", "set", &current, "name", name]).await?;
+    }
+    // Bringing the interface up then announces every address on it (gratuitous ARP).
+    let notify = format!("/proc/sys/net/ipv4/conf/{name}/arp_notify");
+    if let Err(e) = std::fs::write(&notify, "1") {
+        tracing::warn!(error = %e, "{notify}: gratuitous ARP on plug is off");
+    }
+    ip(&["link", "set", name, "mtu", &cfg.mtu.to_string()]).await?;
+    for a in &cfg.addresses {
+        ip(&["addr", "replace", a, "dev", name]).await?;
+    }
+    if up && current == name {
+        // Re-plugged with new addresses: down and up again so they are announced.
+        ip(&["link", "set", name, "down"]).await?;
+    }
+    ip(&["link", "set", name, "up"]).await?;
+    for r in &cfg.routes {
+        let mut args = vec!["route", "replace"];
+        args.extend(r.iter().map(String::as_str));
+        args.extend(["dev", name, "onlink"]);
+        ip(&args).await?;
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> PlugVip {
+        PlugVip {
+            subnet_cidr: Some("198.19.0.0/24".into()),
+            gateway: Some("198.19.0.1".into()),
+            mac_address: Some("FA:16:3E:01:02:03".into()),
+            mtu: None,
+            vrrp_ip: Some("198.19.0.9".into()),
+            host_routes: vec![HostRoute {
+                destination: "203.0.113.0/24".into(),
+                nexthop: "198.19.0.5".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_vip_plug_is_checked_before_anything_is_touched() {
+        let c = body().config("198.19.0.7").unwrap().unwrap();
+        assert_eq!(c.mac, "fa:16:3e:01:02:03");
+        assert_eq!(c.addresses, ["198.19.0.9/24", "198.19.0.7/24"]);
+        assert_eq!(c.routes[0], ["default", "via", "198.19.0.1"]);
+        assert_eq!(c.routes[1], ["203.0.113.0/24", "via", "198.19.0.5"]);
+        assert_eq!(c.mtu, 1500);
+        // No MAC: nothing to configure (loopback).
+        assert_eq!(PlugVip::default().config("127.10.0.5").unwrap(), None);
+        for (vip, b) in [
+            ("nope", body()),
+            ("198.20.0.7", body()),
+            (
+                "198.19.0.7",
+                PlugVip {
+                    mac_address: Some("zz".into()),
+                    ..body()
+                },
+            ),
+            (
+                "198.19.0.7",
+                PlugVip {
+                    vrrp_ip: Some("10.0.0.1".into()),
+                    ..body()
+                },
+            ),
+            (
+                "198.19.0.7",
+                PlugVip {
+                    gateway: Some("x".into()),
+                    ..body()
+                },
+            ),
+            (
+                "198.19.0.7",
+                PlugVip {
+                    subnet_cidr: None,
+                    ..body()
+                },
+            ),
+            (
+                "198.19.0.7",
+                PlugVip {
+                    mtu: Some(70000),
+                    ..body()
+                },
+            ),
+        ] {
+            assert!(
+                matches!(b.config(vip), Err(PlugError::Invalid(_))),
+                "{vip} {b:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The host networks of a netns test: a management bridge, controller port and tenant network
+//! of the test's own (names and 198.18.0.0/15 subnets derived from the process id and a
+//! counter, so tests running at once never share one), torn down with `rocta network
+//! teardown` when the test ends, passed or failed, after the amphorae the test left.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// One test's networks and the `rocta` config naming them.
+pub struct NetnsEnv {
+    pub k: u32,
+    /// The `[netns]` (and `[health_manager]`) part of the config.
+    pub config: String,
+    /// The host's address on the tenant network (members listen here).
+    pub gateway: String,
+    pub subnet_id: String,
+    pub mgmt_prefix: String,
+    config_file: std::path::PathBuf,
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A free UDP port on the host (the health manager's, fixed so a restarted control plane
+/// listens where the amphorae send).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NetnsEnv {
+    pub fn new(dir: &Path, extra: &str) -> NetnsEnv {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let k = 1 + (std::process::id() % 60 * 4 + n) % 250;
+        let subnet_id = format!("5e75e75e-0000-4000-8000-{k:012}");
+        let config = format!(
+            "[netns]\nmanagement_bridge = \"rocta-m{k}\"\nmanagement_cidr = \"198.18.{k}.0/24\"\n\
+             host_port = \"rocta-h{k}\"\n\
+             [[netns.networks]]\nname = \"t{k}\"\ncidr = \"198.19.{k}.0/24\"\n\
+             network_id = \"5e75e75e-0000-4000-9000-{k:012}\"\nsubnet_id = \"{subnet_id}\"\n\
+             [health_manager]\nbind_port = {port}\n{extra}",
+            port = free_udp_port(),
+        );
+        let config_file = dir.join(format!("netns-{k}.toml"));
+        std::fs::write(&config_file, &config).unwrap();
+        NetnsEnv {
+            k,
+            config,
+            gateway: format!("198.19.{k}.1"),
+            subnet_id,
+            mgmt_prefix: format!("198.18.{k}."),
+            config_file,
+        }
+    }
+
+    /// The namespaces of amphorae (`amphora-*`) whose management address is in this test's
+    /// subnet.
+    pub fn namespaces(&self) -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|ns| ns.starts_with("amphora-"))
+            .filter(|ns| {
+                let a = Command::new("ip")
+                    .args(["-n", ns, "-4", "-o", "addr", "show", "eth0"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&a.stdout).contains(&self.mgmt_prefix)
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Host interfaces plugged into this test's bridges.
+    pub fn ports(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for br in [format!("rocta-m{}", self.k), format!("rocta-t{}", self.k)] {
+            let rd = std::fs::read_dir(format!("/sys/class/net/{br}/brif"));
+            v.extend(
+                rd.into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n != &format!("rocta-h{}-br", self.k)),
+            );
+        }
+        v
+    }
+}
+
+impl Drop for NetnsEnv {
+    fn drop(&mut self) {
+        for ns in self.namespaces() {
+            let pids = Command::new("ip").args(["netns", "pids", &ns]).output();
+            for pid in pids
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+                .split_whitespace()
+            {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        let _ = Command::new(super::bin())
+            .args(["network", "teardown", "--config"])
+            .arg(&self.config_file)
+            .output();
+    }
+}

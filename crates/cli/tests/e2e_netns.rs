@@ -1,0 +1,202 @@
+//! End to end on the `netns` drivers (issue 15): each amphora is a network namespace of its own
+//! on a management network `rocta serve` builds itself (bridge, controller port, nftables
+//! filter), its VIP plugged through the agent into a tenant bridge, members on the host's
+//! gateway address. Isolation, traffic, the control plane stopped and restarted, failover
+//! after `kill -9` of everything in the namespace, and nothing left after delete.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::dataplane::*;
+use common::netns::NetnsEnv;
+use common::*;
+use serde_json::json;
+
+/// Whether a TCP connection from namespace `ns` to `addr:port` opens within a second.
+fn connects_from(ns: &str, addr: &str, port: u16) -> bool {
+    let code = format!(
+        "import socket,sys\ns=socket.socket()\ns.settimeout(1)\n\
+         try:\n s.connect(('{addr}',{port}))\nexcept Exception:\n sys.exit(1)\n"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &code])
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn links_of(ns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+}
+
+fn kill_namespace(ns: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!pids.trim().is_empty(), "nothing runs in {ns}");
+    for pid in pids.split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+}
+
+#[test]
+fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let env = NetnsEnv::new(
+        dir.path(),
+        "heartbeat_interval = 0.5\nheartbeat_timeout = 3.0\n\
+         [controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n",
+    );
+    let mut r = Rocta::start_netns(dir.path(), &env.config);
+    // The host networks exist now: members listen on the host's gateway address.
+    let gw = env.gateway.clone();
+    let a = serve_backend(TcpListener::bind((gw.as_str(), 0)).unwrap(), "A");
+    let b = serve_backend(TcpListener::bind((gw.as_str(), 0)).unwrap(), "B");
+    let body = json!({"loadbalancer": {"name": "web", "vip_subnet_id": env.subnet_id,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": gw, "protocol_port": a}, {"address": gw, "protocol_port": b}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let vip = lb["loadbalancer"]["vip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(vip.starts_with(&format!("198.19.{}.", env.k)), "{vip}");
+    assert_ne!(vip, gw);
+    r.wait_active(&id);
+    let url = format!("http://{vip}:8080/");
+    eventually("no traffic through the VIP", || get(&url).is_some());
+    let answers: Vec<String> = (0..4).map(|_| get(&url).unwrap().1).collect();
+    assert!(
+        answers == ["A", "B", "A", "B"] || answers == ["B", "A", "B", "A"],
+        "round robin: {answers:?}"
+    );
+
+    // The amphora: a namespace with its own loopback, a management interface and the VIP port.
+    let spaces = env.namespaces();
+    assert_eq!(spaces.len(), 1, "{spaces:?}");
+    let ns = spaces[0].clone();
+    let mut links = links_of(&ns);
+    links.sort();
+    assert_eq!(links, ["eth0", "eth1", "lo"]);
+    let (s, amps) = r.req_as(
+        "GET",
+        &format!("/v2/octavia/amphorae?loadbalancer_id={id}"),
+        None,
+        "p1",
+        Some("admin"),
+    );
+    assert_eq!(s, 200, "{amps}");
+    let amp = &amps["amphorae"][0];
+    let mgmt = amp["lb_network_ip"].as_str().unwrap();
+    assert!(mgmt.starts_with(&env.mgmt_prefix), "{amp}");
+    assert!(
+        ns.ends_with(&amp["id"].as_str().unwrap()[..8]),
+        "{ns} {amp}"
+    );
+    // Its loopback is its own, and the management network passes only the agent API and
+    // heartbeats: a service on the controller's management address is out of reach, the
+    // tenant network's gateway is not.
+    let ctl = TcpListener::bind((format!("{}1", env.mgmt_prefix).as_str(), 0)).unwrap();
+    let ctl_port = ctl.local_addr().unwrap().port();
+    assert!(
+        !connects_from(&ns, &format!("{}1", env.mgmt_prefix), ctl_port),
+        "the management filter let a connection to the controller through"
+    );
+    assert!(
+        connects_from(&ns, &gw, a),
+        "members unreachable from the amphora"
+    );
+    let api_port: u16 = r.url.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        !connects_from(&ns, "127.0.0.1", api_port),
+        "the amphora shares the host's loopback"
+    );
+
+    // The control plane stopped: the amphora keeps serving; restarted, it finds it.
+    r.kill();
+    assert_eq!(
+        get(&url).map(|x| x.0),
+        Some(200),
+        "served without a control plane"
+    );
+    let r = Rocta::start_netns(dir.path(), &env.config);
+    let pool = lb["loadbalancer"]["pools"][0]["id"].as_str().unwrap();
+    let m0 = lb["loadbalancer"]["pools"][0]["members"][0]["id"]
+        .as_str()
+        .unwrap();
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}/members/{m0}"),
+        json!({"member": {"admin_state_up": false}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    eventually(
+        "the restarted control plane did not reach the amphora",
+        || (0..4).all(|_| get(&url).is_some_and(|x| x.1 == "B")),
+    );
+
+    // kill -9 of everything in the namespace: failed over to a new namespace, same VIP.
+    kill_namespace(&ns);
+    let killed = Instant::now();
+    let mut resumed = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        if killed.elapsed() > Duration::from_millis(500) && get(&url).is_some_and(|x| x.1 == "B") {
+            resumed = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gap = resumed.expect("traffic did not resume within 30 s of the kill");
+    eprintln!("netns failover: traffic resumed {gap:?} after kill -9");
+    r.wait_active(&id);
+    eventually("the dead amphora's namespace is left", || {
+        let now = env.namespaces();
+        now.len() == 1 && now[0] != ns
+    });
+
+    // Delete: no namespace, no port on the bridges, no filter element, no reservation.
+    delete_lb(&r, &id);
+    eventually("namespaces or ports left after delete", || {
+        env.namespaces().is_empty() && env.ports().is_empty()
+    });
+    let set = Command::new("nft")
+        .args([
+            "list",
+            "set",
+            "bridge",
+            &format!("rocta_m{}", env.k),
+            "ports",
+        ])
+        .output()
+        .unwrap();
+    let set = String::from_utf8_lossy(&set.stdout).into_owned();
+    assert!(
+        !set.contains("e0\""),
+        "a management port left in the filter: {set}"
+    );
+    for sub in [format!("netns/t{}", env.k), "amphorae/mgmt".to_string()] {
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("data").join(&sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "reservations left in {sub}: {left:?}");
+    }
+}

@@ -1,0 +1,53 @@
+//! `[netns]`: the networks of amphorae that are network namespaces.
+
+use serde::Deserialize;
+
+/// `[netns]`: the load-balancer management network that `rocta network setup` builds on this
+/// host (Octavia's `o-hm0` and its bridge), for amphorae that are network namespaces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Netns {
+    /// The bridge the amphorae's management interfaces plug into.
+    pub management_bridge: String,
+    /// The management subnet; the controller's address on it is its first address.
+    pub management_cidr: String,
+    /// The controller's port on the bridge (a veth; its peer is `<name>-br`).
+    pub host_port: String,
+    /// The amphora agents' API port (Octavia's `[haproxy_amphora] bind_port`).
+    pub agent_port: u16,
+    /// Tenant networks (`[[netns.networks]]`): a bridge `rocta-<name>` each with this host's
+    /// gateway address (the subnet's first address). Default: `public`, 198.19.0.0/24.
+    pub networks: Vec<NetnsNetwork>,
+}
+
+/// A tenant network of `[netns]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetnsNetwork {
+    /// 1 to 9 of a-z, 0-9 and `-`.
+    pub name: String,
+    pub cidr: String,
+    /// Its Neutron-style ids (a network and its one subnet).
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub subnet_id: String,
+}
+
+impl Default for Netns {
+    fn default() -> Self {
+        Netns {
+            management_bridge: "rocta-mgmt".into(),
+            management_cidr: "198.18.0.0/24".into(),
+            host_port: "rocta-hm0".into(),
+            agent_port: 9443,
+            // The id of the loopback driver's `public`, so clients keep working.
+            networks: vec![NetnsNetwork {
+                name: "public".into(),
+                cidr: "198.19.0.0/24".into(),
+                network_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a".into(),
+                subnet_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b".into(),
+            }],
+        }
+    }
+}

@@ -1,0 +1,81 @@
+use super::*;
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!(c.api_settings.bind_port, 9876);
+    assert_eq!(c.quotas.default_member_quota, -1);
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let e = Config::from_toml("[api_settings]\nbind_prot = 1\n").unwrap_err();
+    assert!(e.to_string().contains("bind_prot"), "{e}");
+}
+
+#[test]
+fn bad_value_is_an_error() {
+    let e = Config::from_toml("[quotas]\ndefault_pool_quota = -5\n").unwrap_err();
+    assert!(e.to_string().contains("default_pool_quota"), "{e}");
+}
+
+#[test]
+fn example_config_parses_and_names_every_key() {
+    let text = include_str!("../../../etc/rocta.example.toml");
+    // The example has every key commented out; uncommenting must give a valid config.
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|r| r.contains(" = ") || r.starts_with('['))
+                .unwrap_or(l)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let cfg = Config::from_toml(&uncommented).unwrap();
+    assert_eq!(cfg.api_settings.bind_port, ApiSettings::default().bind_port);
+    for key in [
+        "bind_host",
+        "bind_port",
+        "auth_strategy",
+        "pagination_max_limit",
+        "api_base_uri",
+        "default_provider_driver",
+        "max_request_body_size",
+        "connection",
+        "sqlite_synchronous",
+        "loadbalancer_topology",
+        "workers",
+        "job_lease_seconds",
+        "job_poll_interval_ms",
+        "compute_driver",
+        "network_driver",
+        "amphora_driver",
+        "cert_manager",
+        "haproxy_cmd",
+        "connection_logging",
+        "default_connection_limit",
+        "timeout_client_data",
+        "timeout_member_connect",
+        "timeout_member_data",
+        "timeout_tcp_inspect",
+        "default_load_balancer_quota",
+        "default_listener_quota",
+        "default_member_quota",
+        "default_pool_quota",
+        "default_health_monitor_quota",
+        "default_l7policy_quota",
+        "default_l7rule_quota",
+        "storage_path",
+        "bind_ip",
+        "heartbeat_interval",
+        "heartbeat_key",
+        "format",
+        "level",
+    ] {
+        assert!(
+            text.contains(&format!("# {key} = ")),
+            "example config lacks {key}"
+        );
+    }
+}
