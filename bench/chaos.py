@@ -165,8 +165,8 @@ class Run:
         cmd = [BIN, role, "--config", self.config, "--data-dir", self.data]
         if role in ("api", "serve"):
             cmd += ["--api-bind", f"127.0.0.1:{self.port}"]
-        if self.mode == "roles":
-            cmd += ["--drivers", "noop"]
+        # serve: amphorae on this host's loopback (members are loopback servers).
+        cmd += ["--drivers", "noop" if self.mode == "roles" else "local"]
         log = open(os.path.join(self.work, f"{name}.log"), "ab")
         env = dict(os.environ, RUST_LOG="warn")
         env.pop("ROCTA_CRASH_AT", None)

@@ -151,7 +151,8 @@ def main():
 def run(work):
     backends = [start([BENCH, "backend", "--port", "18081", "--name", "one"], cpu=1),
                 start([BENCH, "backend", "--port", "18082", "--name", "two"], cpu=1)]
-    start([ROCTA, "serve", "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"], cpu=1)
+    start([ROCTA, "serve", "--drivers", "local", "--data-dir", f"{work}/data",
+           "--api-bind", "127.0.0.1:19876"], cpu=1)
     for _ in range(100):
         if http_ok("http://127.0.0.1:19876/"):
             break

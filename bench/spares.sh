@@ -13,7 +13,7 @@ measure() {
   work=$(mktemp -d)
   printf '[health_manager]\nbind_port = 0\n[house_keeping]\nspare_amphora_pool_size = %s\nspare_check_interval = 0.1\n' \
     "$pool" >"$work/rocta.toml"
-  ./target/release/rocta serve --config "$work/rocta.toml" --data-dir "$work/data" \
+  ./target/release/rocta serve --drivers local --config "$work/rocta.toml" --data-dir "$work/data" \
     --api-bind 127.0.0.1:0 >"$work/out" 2>"$work/err" &
   pid=$!
   url=""

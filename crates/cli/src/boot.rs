@@ -90,7 +90,9 @@ pub fn load_config(args: &RoleArgs) -> Result<Config, BootError> {
         None => Config::default(),
     };
     match args.drivers.as_deref() {
-        None => {}
+        None => cfg
+            .controller_worker
+            .default_placement(nix::unistd::geteuid().is_root()),
         Some("noop") => cfg.controller_worker.all_noop(),
         Some("local") => cfg.controller_worker.real(false),
         Some("netns") => cfg.controller_worker.real(true),

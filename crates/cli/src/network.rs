@@ -121,6 +121,17 @@ pub fn host_networks(cfg: &Config, vxlan: Option<Vxlan>) -> Result<HostNetworks,
 /// Builds what is missing of the host networks (`rocta serve` with the netns drivers does
 /// this itself at start, idempotently, as `rocta network setup` would).
 pub fn ensure(n: &HostNetworks) -> Result<(), BootError> {
+    // Roles starting at once on one host (worker and health manager) build them one after
+    // the other: the second finds everything in place.
+    let lock_path = std::env::temp_dir().join(format!("rocta-network-{}.lock", n.bridge));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| BootError::Preflight(format!("{}: {e}", lock_path.display())))?;
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| BootError::Preflight(format!("{}: {e}", lock_path.display())))?;
     let plan = n
         .setup(&ThisHost)
         .map_err(|e| BootError::Preflight(format!("host networks: {e}")))?;

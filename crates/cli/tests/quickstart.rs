@@ -1,7 +1,9 @@
 //! The README's quick start, run as written: the `quickstart:serve` block starts rocta (here on
 //! an ephemeral port, given to the client block through `ROCTA_URL`, so a rocta already running
 //! on 9876 does not interfere), then the `quickstart:client` block runs in bash with the `rocta`
-//! under test first on PATH. Both backends must answer through the VIP.
+//! under test first on PATH. Both backends must answer through the VIP. It runs as the README's
+//! user does, as root: amphorae in namespaces on the default networks (rocta-mgmt, rocta-public),
+//! which it removes at the end.
 
 mod common;
 
@@ -52,7 +54,10 @@ fn the_readme_quick_start_works_as_written() {
     let client = block(&readme, "client");
 
     let dir = tempfile::tempdir().unwrap();
-    let rocta = Rocta::start_real(dir.path());
+    // As the README's user (root): the default drivers, amphorae in namespaces on the
+    // networks `rocta serve` builds, removed when the test ends.
+    let _networks = common::netns::NetnsEnv::defaults(dir.path());
+    let rocta = Rocta::start_default(dir.path());
     let _reaper = common::Reaper::new(dir.path());
     let bin_dir = std::path::Path::new(bin()).parent().unwrap().to_path_buf();
     let path = format!(
@@ -80,7 +85,7 @@ fn the_readme_quick_start_works_as_written() {
     );
     assert!(stdout.contains("backend A"), "{stdout}");
     assert!(stdout.contains("backend B"), "{stdout}");
-    assert!(stdout.contains("└── member 127.0.0.1:8002"), "{stdout}");
+    assert!(stdout.contains("└── member 198.19.0.1:8002"), "{stdout}");
     assert!(
         stderr.contains("ACTIVE"),
         "--wait reports progress: {stderr}"

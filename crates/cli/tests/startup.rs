@@ -110,7 +110,9 @@ fn roles_started_together_share_their_data_dir() {
                 .iter()
                 .map(|role| {
                     let mut c = Command::new(common::bin());
+                    // On loopback: as root the default would build the host networks.
                     c.arg(role)
+                        .args(["--drivers", "local"])
                         .arg("--config")
                         .arg(&cfg)
                         .arg("--data-dir")

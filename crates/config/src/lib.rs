@@ -299,6 +299,13 @@ impl Config {
                 None => msg,
             })
         })?;
+        let mut cfg = cfg;
+        // Whether the file chose where amphorae run (else it depends on the user: see
+        // `ControllerWorker::default_placement`).
+        cfg.controller_worker.placement_chosen = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|t| t.get("controller_worker")?.as_table().cloned())
+            .is_some_and(|w| w.contains_key("compute_driver") || w.contains_key("network_driver"));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -595,6 +602,9 @@ pub struct ControllerWorker {
     pub network_driver: NetworkDriver,
     /// `rest` (the agent API over mutual TLS) or `noop`.
     pub amphora_driver: AmphoraDriver,
+    /// Whether the configuration file names `compute_driver` or `network_driver`.
+    #[serde(skip)]
+    pub placement_chosen: bool,
     /// `local` (rocta's own CAs in the data dir) or `noop`.
     pub cert_manager: CertManager,
 }
@@ -650,6 +660,15 @@ driver_choice!(
 );
 
 impl ControllerWorker {
+    /// The placement when the configuration does not choose one: amphorae in network
+    /// namespaces (`netns`) when running as root, which they need, else on loopback (`local`).
+    pub fn default_placement(&mut self, root: bool) {
+        if !self.placement_chosen && root {
+            self.compute_driver = ComputeDriver::Netns;
+            self.network_driver = NetworkDriver::Netns;
+        }
+    }
+
     /// The real drivers of one placement (`--drivers local|netns`).
     pub fn real(&mut self, netns: bool) {
         (self.compute_driver, self.network_driver) = if netns {
@@ -681,6 +700,7 @@ impl Default for ControllerWorker {
             network_driver: NetworkDriver::Loopback,
             amphora_driver: AmphoraDriver::Rest,
             cert_manager: CertManager::Local,
+            placement_chosen: false,
         }
     }
 }

@@ -79,3 +79,19 @@ fn example_config_parses_and_names_every_key() {
         );
     }
 }
+
+#[test]
+fn root_gets_namespaced_amphorae_unless_the_file_chooses() {
+    let mut c = Config::from_toml("").unwrap();
+    c.controller_worker.default_placement(false);
+    assert_eq!(c.controller_worker.compute_driver, ComputeDriver::Local);
+    c.controller_worker.default_placement(true);
+    assert_eq!(c.controller_worker.compute_driver, ComputeDriver::Netns);
+    assert_eq!(c.controller_worker.network_driver, NetworkDriver::Netns);
+    let mut c = Config::from_toml("[controller_worker]\ncompute_driver = \"local\"\n").unwrap();
+    c.controller_worker.default_placement(true);
+    assert_eq!(c.controller_worker.compute_driver, ComputeDriver::Local);
+    assert_eq!(c.controller_worker.network_driver, NetworkDriver::Loopback);
+    let e = Config::from_toml("[controller_worker]\ncompute_driver = \"netns\"\n").unwrap_err();
+    assert!(e.to_string().contains("go together"), "{e}");
+}

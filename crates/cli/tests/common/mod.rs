@@ -45,6 +45,11 @@ impl Rocta {
         Rocta::start_with(dir, role, config, env, Some("noop"))
     }
 
+    /// Starts `rocta serve` on its default drivers (as root: amphorae in namespaces).
+    pub fn start_default(dir: &Path) -> Rocta {
+        Rocta::start_with(dir, "serve", TEST_CONFIG, &[], None)
+    }
+
     /// Starts `rocta serve --drivers netns` (amphorae in network namespaces) with `config`.
     pub fn start_netns(dir: &Path, config: &str) -> Rocta {
         Rocta::start_with(dir, "serve", config, &[], Some("netns"))

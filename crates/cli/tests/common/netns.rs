@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// One test's networks and the `rocta` config naming them.
 pub struct NetnsEnv {
     pub k: u32,
+    /// The management and tenant bridges.
+    pub bridges: [String; 2],
+    /// The controller port's peer on the management bridge.
+    host_peer: String,
     /// The `[netns]` (and `[health_manager]`) part of the config.
     pub config: String,
     /// The host's address on the tenant network (members listen here).
@@ -48,10 +52,29 @@ impl NetnsEnv {
         std::fs::write(&config_file, &config).unwrap();
         NetnsEnv {
             k,
+            bridges: [format!("rocta-m{k}"), format!("rocta-t{k}")],
+            host_peer: format!("rocta-h{k}-br"),
             config,
             gateway: format!("198.19.{k}.1"),
             subnet_id,
             mgmt_prefix: format!("198.18.{k}."),
+            config_file,
+        }
+    }
+
+    /// The networks `rocta serve` builds by default (rocta-mgmt 198.18.0.0/24, rocta-public
+    /// 198.19.0.0/24): the README's quick start runs on them.
+    pub fn defaults(dir: &Path) -> NetnsEnv {
+        let config_file = dir.join("netns-defaults.toml");
+        std::fs::write(&config_file, "").unwrap();
+        NetnsEnv {
+            k: 0,
+            bridges: ["rocta-mgmt".into(), "rocta-public".into()],
+            host_peer: "rocta-hm0-br".into(),
+            config: String::new(),
+            gateway: "198.19.0.1".into(),
+            subnet_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b".into(),
+            mgmt_prefix: "198.18.0.".into(),
             config_file,
         }
     }
@@ -78,14 +101,14 @@ impl NetnsEnv {
     /// Host interfaces plugged into this test's bridges.
     pub fn ports(&self) -> Vec<String> {
         let mut v = Vec::new();
-        for br in [format!("rocta-m{}", self.k), format!("rocta-t{}", self.k)] {
+        for br in &self.bridges {
             let rd = std::fs::read_dir(format!("/sys/class/net/{br}/brif"));
             v.extend(
                 rd.into_iter()
                     .flatten()
                     .flatten()
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| n != &format!("rocta-h{}-br", self.k)),
+                    .filter(|n| n != &self.host_peer),
             );
         }
         v
