@@ -293,12 +293,19 @@ pub fn build_drivers(
         ComputeDriver::Local => Some(local::Placement::Loopback),
         ComputeDriver::Netns => {
             let n = crate::network::host_networks(cfg, None)?;
-            let mut excluded = vec![n.host_address];
+            // The hosts' ports: the subnet's first ten addresses (at most half of it), this
+            // host's and every controller's.
+            let hosts = n.cidr.hosts().count();
+            let mut excluded: Vec<std::net::Ipv4Addr> =
+                n.cidr.hosts().take(10.min(hosts / 2)).collect();
+            excluded.push(n.host_address);
             excluded.extend(&n.other_controllers);
             Some(local::Placement::Netns(local::Management {
                 bridge: n.bridge,
                 cidr: n.cidr,
                 excluded,
+                mtu: n.mtu,
+                host: netns::HostNs::of(&cfg.netns.amphora_host_netns),
             }))
         }
         ComputeDriver::Noop => None,
@@ -330,7 +337,8 @@ pub fn build_drivers(
         NetworkDriver::Netns => {
             let root = data.join("netns");
             let nets = tenant_networks(cfg)?;
-            Arc::new(netns::NetnsNetwork::new(&root, nets).map_err(dir_err(&root))?)
+            let host = netns::HostNs::of(&cfg.netns.amphora_host_netns);
+            Arc::new(netns::NetnsNetwork::new(&root, nets, host).map_err(dir_err(&root))?)
         }
         NetworkDriver::Noop => noop.network.clone(),
     };

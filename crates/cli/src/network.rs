@@ -79,10 +79,21 @@ pub fn host_networks(cfg: &Config, vxlan: Option<Vxlan>) -> Result<HostNetworks,
             n.management_cidr
         ))
     })?;
-    let host_address = cidr
-        .hosts()
-        .next()
-        .ok_or_else(|| usage(format!("[netns] management_cidr {cidr}: no host address")))?;
+    let host_address = match n.host_address.as_str() {
+        "" => cidr
+            .hosts()
+            .next()
+            .ok_or_else(|| usage(format!("[netns] management_cidr {cidr}: no host address")))?,
+        a => a
+            .parse()
+            .ok()
+            .filter(|ip| cidr.contains(ip) && *ip != cidr.network() && *ip != cidr.broadcast())
+            .ok_or_else(|| {
+                usage(format!(
+                    "[netns] host_address {a:?}: not an address of management_cidr {cidr}"
+                ))
+            })?,
+    };
     let other_controllers: Vec<Ipv4Addr> = cfg
         .health_manager
         .controller_ip_port_list
@@ -112,6 +123,7 @@ pub fn host_networks(cfg: &Config, vxlan: Option<Vxlan>) -> Result<HostNetworks,
         host_address,
         other_controllers,
         agent_port: n.agent_port,
+        mtu: n.management_mtu,
         heartbeat_port: cfg.health_manager.bind_port,
         vxlan,
         tenants,

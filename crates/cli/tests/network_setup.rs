@@ -6,69 +6,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::bin;
-
-/// A network namespace, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let name = format!("rocta-t{}-{tag}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Ns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn run(&self, argv: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(argv)
-            .output()
-            .unwrap()
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut argv = vec!["ip"];
-        argv.extend(args);
-        let out = self.run(&argv);
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn rocta(&self, args: &[&str], config: &std::path::Path) -> Output {
-        let mut argv = vec![bin(), "network"];
-        argv.extend(args);
-        let cfg = config.display().to_string();
-        argv.extend(["--config", &cfg]);
-        self.run(&argv)
-    }
-
-    fn has_link(&self, name: &str) -> bool {
-        self.run(&["ip", "link", "show", name]).status.success()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(argv: &[&str]) {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::netns::Ns;
 
 /// Whether a TCP connection from `ns` to `addr:port` opens within a second.
 fn connects(ns: &Ns, addr: &str, port: u16) -> bool {

@@ -9,12 +9,25 @@ use serde::Deserialize;
 pub struct Netns {
     /// The bridge the amphorae's management interfaces plug into.
     pub management_bridge: String,
-    /// The management subnet; the controller's address on it is its first address.
+    /// The management subnet. Its first ten addresses (at most half of it) are the hosts'
+    /// ports (controllers, compute hosts); amphorae get the rest.
     pub management_cidr: String,
+    /// This host's address on it; empty: the subnet's first address. Each host joined to
+    /// the same management network over VXLAN has its own.
+    pub host_address: String,
+    /// The network namespace standing for the host amphorae are plugged on (its management
+    /// and tenant bridges, built there by `rocta network setup`); empty: this host. With it
+    /// a control plane drives amphorae of another "host" across the management network
+    /// (the two-host tests).
+    pub amphora_host_netns: String,
     /// The controller's port on the bridge (a veth; its peer is `<name>-br`).
     pub host_port: String,
     /// The amphora agents' API port (Octavia's `[haproxy_amphora] bind_port`).
     pub agent_port: u16,
+    /// The MTU of every interface on the management network (the controller's port, the
+    /// amphorae's `eth0`): 1450 leaves room for VXLAN's 50 bytes on a 1500-byte underlay
+    /// (a bridge drops frames too big for a port, it neither fragments nor says so).
+    pub management_mtu: u32,
     /// Tenant networks (`[[netns.networks]]`): a bridge `rocta-<name>` each with this host's
     /// gateway address (the subnet's first address). Default: `public`, 198.19.0.0/24.
     pub networks: Vec<NetnsNetwork>,
@@ -39,8 +52,11 @@ impl Default for Netns {
         Netns {
             management_bridge: "rocta-mgmt".into(),
             management_cidr: "198.18.0.0/24".into(),
+            host_address: String::new(),
+            amphora_host_netns: String::new(),
             host_port: "rocta-hm0".into(),
             agent_port: 9443,
+            management_mtu: 1450,
             // The id of the loopback driver's `public`, so clients keep working.
             networks: vec![NetnsNetwork {
                 name: "public".into(),

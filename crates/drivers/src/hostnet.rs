@@ -12,7 +12,6 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
@@ -64,6 +63,8 @@ pub struct HostNetworks {
     pub other_controllers: Vec<Ipv4Addr>,
     /// The agents' API port.
     pub agent_port: u16,
+    /// The MTU of the controller's port (and of the amphorae's, set by the compute driver).
+    pub mtu: u32,
     /// The health managers' heartbeat port.
     pub heartbeat_port: u16,
     pub vxlan: Option<Vxlan>,
@@ -173,12 +174,18 @@ pub trait Host {
     fn foreign_networks(&self) -> Vec<Ipv4Net>;
 }
 
-/// This host, read through `/sys/class/net`, `ip -j addr` and `nft list`.
+/// This host, read through `ip` (netlink: right in whatever network namespace this process is,
+/// whatever `/sys` shows) and `nft list`.
 pub struct ThisHost;
 
 impl Host for ThisHost {
     fn link_exists(&self, name: &str) -> bool {
-        Path::new("/sys/class/net").join(name).exists()
+        Command::new("ip")
+            .args(["link", "show", "dev", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
     fn has_address(&self, dev: &str, addr: &str) -> bool {
         addresses()
@@ -186,13 +193,19 @@ impl Host for ThisHost {
             .any(|(d, net)| d == dev && net.to_string() == addr)
     }
     fn bridge_ports(&self, bridge: &str) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(Path::new("/sys/class/net").join(bridge).join("brif"))
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                        .collect()
-                })
-                .unwrap_or_default();
+        let Ok(out) = Command::new("ip")
+            .args(["-j", "link", "show", "master", bridge])
+            .output()
+        else {
+            return Vec::new();
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut v: Vec<String> = doc
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .collect();
         v.sort();
         v
     }
@@ -384,6 +397,9 @@ impl HostNetworks {
                 &["ip", "link", "del", hp],
             ));
         }
+        let mtu = self.mtu.to_string();
+        p.push(step(&["ip", "link", "set", &peer, "mtu", &mtu]));
+        p.push(step(&["ip", "link", "set", hp, "mtu", &mtu]));
         p.push(step(&["ip", "link", "set", &peer, "master", br]));
         p.push(step(&["ip", "link", "set", &peer, "up"]));
         let cidr = self.host_cidr();
@@ -580,6 +596,7 @@ mod tests {
             host_address: "198.18.0.1".parse().unwrap(),
             other_controllers: vec!["198.18.0.2".parse().unwrap()],
             agent_port: 9443,
+            mtu: 1450,
             heartbeat_port: 5555,
             vxlan: None,
             tenants: vec![TenantNetwork {

@@ -49,8 +49,12 @@ pub enum Placement {
 pub struct Management {
     pub bridge: String,
     pub cidr: ipnet::Ipv4Net,
-    /// Addresses of the subnet that are not the amphorae's (the controllers').
+    /// Addresses of the subnet that are not the amphorae's (the hosts' ports).
     pub excluded: Vec<Ipv4Addr>,
+    /// The MTU of the amphorae's management interfaces.
+    pub mtu: u32,
+    /// Where the bridge is.
+    pub host: netns::HostNs,
 }
 
 pub struct LocalCompute {
@@ -196,17 +200,25 @@ impl LocalCompute {
         }
         let mac = netns::mac(amp, 0);
         let port = netns::port(amp, 0);
-        netns::plug(&port, &m.bridge, &ns, "eth0", &mac)
+        m.host
+            .plug(&port, &m.bridge, &ns, "eth0", &mac)
             .await
             .map_err(fail)?;
         // The management bridge's filter applies to the port (only the agent API from the
         // controllers and heartbeats to them pass).
-        netns::run(&crate::hostnet::nft_add_port(&m.bridge, &port))
+        m.host
+            .run(&crate::hostnet::nft_add_port(&m.bridge, &port))
             .await
             .map_err(fail)?;
         let cidr = format!("{ip}/{}", m.cidr.prefix_len());
+        let mtu = m.mtu.to_string();
+        m.host
+            .ip(&["link", "set", &port, "mtu", &mtu])
+            .await
+            .map_err(fail)?;
         for args in [
             vec!["-n", &ns, "link", "set", "lo", "up"],
+            vec!["-n", &ns, "link", "set", "eth0", "mtu", &mtu],
             vec!["-n", &ns, "addr", "replace", &cidr, "dev", "eth0"],
             vec!["-n", &ns, "link", "set", "eth0", "up"],
         ] {
@@ -237,13 +249,17 @@ impl LocalCompute {
                 }
             }
         }
-        let port = netns::port(amp, 0);
-        netns::unplug(&port)
-            .await
-            .map_err(|e| DriverError::transient("delete amphora namespace", e))?;
         if let Placement::Netns(m) = &self.placement {
+            let port = netns::port(amp, 0);
+            m.host
+                .unplug(&port)
+                .await
+                .map_err(|e| DriverError::transient("delete amphora namespace", e))?;
             // Best effort: the filter may have been rebuilt without it already.
-            let _ = netns::run(&crate::hostnet::nft_delete_port(&m.bridge, &port)).await;
+            let _ = m
+                .host
+                .run(&crate::hostnet::nft_delete_port(&m.bridge, &port))
+                .await;
         }
         Ok(())
     }
@@ -318,8 +334,15 @@ impl Compute for LocalCompute {
     }
 
     async fn stopped(&self, amp: Id) -> DriverResult<Option<String>> {
-        if self.agent_pid(amp).is_some() {
-            return Ok(None);
+        // Looked at three times 100 ms apart: a process caught in exec (`ip netns exec`
+        // becoming the agent) briefly shows no command line.
+        for round in 0..3 {
+            if self.agent_pid(amp).is_some() {
+                return Ok(None);
+            }
+            if round < 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
         // The agent's last words (its log is the instance's console).
         let log = std::fs::read(self.dir(amp).join("agent.log")).unwrap_or_default();

@@ -46,12 +46,7 @@ pub fn namespace_exists(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
 }
 
-/// Whether the host has the interface `name`.
-pub fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
-}
-
-/// Runs `ip <args>`; the error is its standard error.
+/// Runs `ip <args>` in this process's namespace; the error is its standard error.
 pub async fn ip(args: &[&str]) -> Result<(), String> {
     let mut argv = vec!["ip".to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
@@ -77,35 +72,83 @@ pub async fn run(argv: &[String]) -> Result<(), String> {
     }
 }
 
-/// Makes a veth pair from the host (`host_end`, on `bridge`, up) into namespace `ns` (named
-/// `inner` there, with `mac`, left down for the amphora to configure). Idempotent.
-pub async fn plug(
-    host_end: &str,
-    bridge: &str,
-    ns: &str,
-    inner: &str,
-    mac: &str,
-) -> Result<(), String> {
-    if !link_exists(host_end) {
-        ip(&[
-            "link", "add", host_end, "type", "veth", "peer", "name", inner, "address", mac,
-            "netns", ns,
-        ])
-        .await?;
-    }
-    ip(&["link", "set", host_end, "master", bridge]).await?;
-    ip(&["link", "set", host_end, "up"]).await
-}
+/// Where the bridges amphorae plug into are: this host (`None`), or a network namespace
+/// standing for another host (`[netns] amphora_host_netns`), where every host-side command
+/// runs (`ip -n`, `ip netns exec`).
+#[derive(Debug, Clone, Default)]
+pub struct HostNs(Option<String>);
 
-/// Removes the veth pair whose host end is `host_end`. Idempotent.
-pub async fn unplug(host_end: &str) -> Result<(), String> {
-    if !link_exists(host_end) {
-        return Ok(());
+impl HostNs {
+    /// `""`: this host.
+    pub fn of(name: &str) -> HostNs {
+        HostNs((!name.is_empty()).then(|| name.to_string()))
     }
-    match ip(&["link", "del", host_end]).await {
-        // Gone meanwhile (its namespace was deleted): fine.
-        Err(_) if !link_exists(host_end) => Ok(()),
-        r => r,
+
+    /// `argv` run on that host.
+    pub fn argv(&self, argv: &[String]) -> Vec<String> {
+        match &self.0 {
+            None => argv.to_vec(),
+            Some(ns) => ["ip", "netns", "exec", ns]
+                .map(String::from)
+                .into_iter()
+                .chain(argv.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// `ip <args>` on that host.
+    pub async fn ip(&self, args: &[&str]) -> Result<(), String> {
+        let mut argv: Vec<&str> = Vec::new();
+        if let Some(ns) = &self.0 {
+            argv.extend(["-n", ns.as_str()]);
+        }
+        argv.extend(args);
+        ip(&argv).await
+    }
+
+    /// Runs `argv` on that host.
+    pub async fn run(&self, argv: &[String]) -> Result<(), String> {
+        run(&self.argv(argv)).await
+    }
+
+    /// Whether that host has the interface `name` (asked over netlink: `/sys` may show
+    /// another namespace's).
+    pub async fn link_exists(&self, name: &str) -> bool {
+        self.ip(&["link", "show", "dev", name]).await.is_ok()
+    }
+
+    /// Makes a veth pair from that host (`host_end`, on `bridge`, up) into namespace `ns`
+    /// (named `inner` there, with `mac`, left down for the amphora to configure). Idempotent.
+    pub async fn plug(
+        &self,
+        host_end: &str,
+        bridge: &str,
+        ns: &str,
+        inner: &str,
+        mac: &str,
+    ) -> Result<(), String> {
+        if !self.link_exists(host_end).await {
+            self.ip(&[
+                "link", "add", host_end, "type", "veth", "peer", "name", inner, "address", mac,
+                "netns", ns,
+            ])
+            .await?;
+        }
+        self.ip(&["link", "set", host_end, "master", bridge])
+            .await?;
+        self.ip(&["link", "set", host_end, "up"]).await
+    }
+
+    /// Removes the veth pair whose host end is `host_end`. Idempotent.
+    pub async fn unplug(&self, host_end: &str) -> Result<(), String> {
+        if !self.link_exists(host_end).await {
+            return Ok(());
+        }
+        match self.ip(&["link", "del", host_end]).await {
+            // Gone meanwhile (its namespace was deleted): fine.
+            Err(_) if !self.link_exists(host_end).await => Ok(()),
+            r => r,
+        }
     }
 }
 
@@ -129,10 +172,11 @@ impl TenantNet {
 /// The `netns` network driver (Octavia's network driver contract over Linux bridges).
 pub struct NetnsNetwork {
     nets: Vec<(TenantNet, AddressPool)>,
+    host: HostNs,
 }
 
 impl NetnsNetwork {
-    pub fn new(state_dir: &Path, nets: Vec<TenantNet>) -> std::io::Result<Self> {
+    pub fn new(state_dir: &Path, nets: Vec<TenantNet>, host: HostNs) -> std::io::Result<Self> {
         let nets = nets
             .into_iter()
             .map(|n| {
@@ -141,7 +185,7 @@ impl NetnsNetwork {
                 Ok((n, pool))
             })
             .collect::<std::io::Result<_>>()?;
-        Ok(NetnsNetwork { nets })
+        Ok(NetnsNetwork { nets, host })
     }
 
     fn of_subnet(&self, subnet_id: &str) -> Option<&(TenantNet, AddressPool)> {
@@ -258,7 +302,8 @@ impl Network for NetnsNetwork {
                 })?,
         };
         let mac_address = mac(amphora.id, 1);
-        plug(&port(amphora.id, 1), &net.bridge, &ns, "eth1", &mac_address)
+        self.host
+            .plug(&port(amphora.id, 1), &net.bridge, &ns, "eth1", &mac_address)
             .await
             .map_err(transient("plug vip"))?;
         Ok(VipPlug {
@@ -274,7 +319,8 @@ impl Network for NetnsNetwork {
     }
 
     async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<()> {
-        unplug(&port(amphora.id, 1))
+        self.host
+            .unplug(&port(amphora.id, 1))
             .await
             .map_err(transient("unplug vip"))?;
         if let Some((_, pool)) = self.of_subnet(&vip.subnet_id) {
@@ -310,7 +356,7 @@ mod tests {
             network_id: "n1".into(),
             subnet_id: "s1".into(),
         };
-        let n = NetnsNetwork::new(d.path(), vec![net]).unwrap();
+        let n = NetnsNetwork::new(d.path(), vec![net], HostNs::default()).unwrap();
         let info = n.networks();
         assert_eq!(info[0].subnets[0].gateway_ip.as_deref(), Some("198.19.7.1"));
         assert_eq!(

@@ -71,6 +71,12 @@ impl Rocta {
         Rocta::start_with(dir, role, config, env, Some("local"))
     }
 
+    /// Starts `rocta serve --drivers netns` inside network namespace `host` (a test's
+    /// "host"), its API on `api_ip` there (an address the test can reach).
+    pub fn start_netns_on(dir: &Path, host: &str, api_ip: &str, config: &str) -> Rocta {
+        Rocta::spawn(dir, "serve", config, &[], Some("netns"), Some(host), api_ip)
+    }
+
     fn start_with(
         dir: &Path,
         role: &str,
@@ -78,12 +84,34 @@ impl Rocta {
         env: &[(&str, &str)],
         drivers: Option<&str>,
     ) -> Rocta {
+        Rocta::spawn(dir, role, config, env, drivers, None, "127.0.0.1")
+    }
+
+    fn spawn(
+        dir: &Path,
+        role: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        drivers: Option<&str>,
+        netns: Option<&str>,
+        api_ip: &str,
+    ) -> Rocta {
         let cfg = (0..)
             .map(|n| dir.join(format!("rocta-{role}-{n}.toml")))
             .find(|p| !p.exists())
             .expect("a free config name");
         std::fs::write(&cfg, config).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = match netns {
+            None => Command::new(bin()),
+            // Only the network namespace: `ip netns exec` would give it a mount namespace of
+            // its own, where the amphorae's namespaces it makes would stay out of the test's
+            // sight.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(bin());
+                c
+            }
+        };
         cmd.arg(role)
             .arg("--config")
             .arg(&cfg)
@@ -98,7 +126,7 @@ impl Rocta {
             .stderr(Stdio::inherit());
         let has_api = matches!(role, "serve" | "api");
         if has_api {
-            cmd.arg("--api-bind").arg("127.0.0.1:0");
+            cmd.arg("--api-bind").arg(format!("{api_ip}:0"));
         }
         if let Some(d) = drivers {
             cmd.arg("--drivers").arg(d);

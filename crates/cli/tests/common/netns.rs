@@ -4,7 +4,7 @@
 //! teardown` when the test ends, passed or failed, after the amphorae the test left.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One test's networks and the `rocta` config naming them.
@@ -133,4 +133,64 @@ impl Drop for NetnsEnv {
             .arg(&self.config_file)
             .output();
     }
+}
+
+/// A network namespace, deleted on drop.
+pub struct Ns(pub String);
+
+impl Ns {
+    pub fn new(tag: &str) -> Ns {
+        let name = format!("rocta-t{}-{tag}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Ns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn run(&self, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(argv)
+            .output()
+            .unwrap()
+    }
+
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut argv = vec!["ip"];
+        argv.extend(args);
+        let out = self.run(&argv);
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn rocta(&self, args: &[&str], config: &std::path::Path) -> Output {
+        let mut argv = vec![super::bin(), "network"];
+        argv.extend(args);
+        let cfg = config.display().to_string();
+        argv.extend(["--config", &cfg]);
+        self.run(&argv)
+    }
+
+    pub fn has_link(&self, name: &str) -> bool {
+        self.run(&["ip", "link", "show", name]).status.success()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+pub fn sh(argv: &[&str]) {
+    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
