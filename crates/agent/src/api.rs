@@ -71,6 +71,8 @@ pub fn router(state: State) -> Router {
         .route("/1.0/listeners/{lb}", axum::routing::delete(delete_lb))
         .route("/1.0/certificate", put(rotate))
         .route("/1.0/config", put(update_config))
+        .route("/1.0/vrrp/upload", put(vrrp_upload))
+        .route("/1.0/vrrp/{action}", put(vrrp_action))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not Found", "") })
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
@@ -205,9 +207,53 @@ async fn details(S(s): S<State>) -> Response {
         "memory": {"total": kb("MemTotal:"), "free": kb("MemFree:"), "buffers": kb("Buffers:"), "cached": kb("Cached:")},
         "load": load,
         "listeners": lbs,
-        "topology": "SINGLE",
+        "topology": if crate::vrrp::Keepalived::new(&s.cfg.base_dir).conf().exists() {
+            "ACTIVE_STANDBY"
+        } else {
+            "SINGLE"
+        },
     }))
     .into_response()
+}
+
+async fn vrrp_upload(S(s): S<State>, body: Bytes) -> Response {
+    use crate::vrrp::VrrpError;
+    let _g = s.lock.lock().await;
+    match crate::vrrp::Keepalived::new(&s.cfg.base_dir)
+        .upload(&body)
+        .await
+    {
+        Ok(()) => {
+            let mut r = (StatusCode::OK, Json(json!({"message": "OK"}))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&md5_hex(&body)) {
+                r.headers_mut().insert("etag", v);
+            }
+            r
+        }
+        Err(VrrpError::Invalid(m)) => err(StatusCode::BAD_REQUEST, "Invalid request", &m),
+        Err(VrrpError::Failed(m)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unable to update keepalived configuration",
+            &m,
+        ),
+    }
+}
+
+async fn vrrp_action(S(s): S<State>, Path(action): Path<String>) -> Response {
+    use crate::vrrp::VrrpError;
+    let _g = s.lock.lock().await;
+    match crate::vrrp::Keepalived::new(&s.cfg.base_dir)
+        .act(&action)
+        .await
+    {
+        Ok(d) => ok(StatusCode::ACCEPTED, &d),
+        Err(VrrpError::Invalid(m)) => err(StatusCode::BAD_REQUEST, "Invalid request", &m),
+        Err(VrrpError::Failed(m)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Failed to {action} keepalived"),
+            &m,
+        ),
+    }
 }
 
 /// Plugs the VIP: the interface with the body's MAC address becomes `eth1` with the VIP (and

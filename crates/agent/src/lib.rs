@@ -12,6 +12,7 @@ pub mod heartbeat;
 pub mod logs;
 pub mod netif;
 pub mod tls;
+pub mod vrrp;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -29,6 +29,10 @@ pub struct PlugVip {
     pub vrrp_ip: Option<String>,
     #[serde(default)]
     pub host_routes: Vec<HostRoute>,
+    /// `ACTIVE_STANDBY`: keepalived holds the VIP (only the amphora's own address is
+    /// configured, and HAProxy may bind the VIP it does not hold). Octavia's agent reads this
+    /// from its configuration; rocta's amphorae (spares among them) learn it here.
+    pub topology: Option<String>,
 }
 
 /// Why a plug failed: the agent's status and its words.
@@ -48,6 +52,8 @@ pub enum PlugError {
 #[derive(Debug, PartialEq)]
 pub struct VipConfig {
     pub mac: String,
+    /// keepalived moves the VIP (ACTIVE_STANDBY).
+    pub vrrp: bool,
     pub addresses: Vec<String>,
     pub mtu: u32,
     pub routes: Vec<Vec<String>>,
@@ -99,7 +105,13 @@ impl PlugVip {
                 addresses.push(format!("{a}/{len}"));
             }
         }
-        addresses.push(format!("{ip}/{len}"));
+        let vrrp = self.topology.as_deref() == Some("ACTIVE_STANDBY");
+        if vrrp && addresses.is_empty() {
+            return Err(PlugError::Invalid("ACTIVE_STANDBY needs a vrrp_ip".into()));
+        }
+        if !vrrp {
+            addresses.push(format!("{ip}/{len}"));
+        }
         let mut routes = Vec::new();
         if let Some(g) = &self.gateway {
             let gw: Ipv4Addr = g
@@ -129,6 +141,7 @@ impl PlugVip {
         }
         Ok(Some(VipConfig {
             mac,
+            vrrp,
             addresses,
             mtu,
             routes,
@@ -203,6 +216,11 @@ pub async fn plug_vip(cfg: &VipConfig, name: &str) -> Result<String, PlugError> 
         ip(&["link", "set", &current, "down"]).await?;
         ip(&["link", "set", &current, "name", name]).await?;
     }
+    if cfg.vrrp {
+        // HAProxy of the standby binds the VIP it does not hold yet.
+        let nonlocal = "/proc/sys/net/ipv4/ip_nonlocal_bind";
+        std::fs::write(nonlocal, "1").map_err(|e| PlugError::Failed(format!("{nonlocal}: {e}")))?;
+    }
     // Bringing the interface up then announces every address on it (gratuitous ARP).
     let notify = format!("/proc/sys/net/ipv4/conf/{name}/arp_notify");
     if let Err(e) = std::fs::write(&notify, "1") {
@@ -241,6 +259,7 @@ mod tests {
                 destination: "203.0.113.0/24".into(),
                 nexthop: "198.19.0.5".into(),
             }],
+            topology: None,
         }
     }
 
@@ -252,6 +271,13 @@ mod tests {
         assert_eq!(c.routes[0], ["default", "via", "198.19.0.1"]);
         assert_eq!(c.routes[1], ["203.0.113.0/24", "via", "198.19.0.5"]);
         assert_eq!(c.mtu, 1500);
+        let vrrp = PlugVip {
+            topology: Some("ACTIVE_STANDBY".into()),
+            ..body()
+        };
+        let c2 = vrrp.config("198.19.0.7").unwrap().unwrap();
+        assert!(c2.vrrp);
+        assert_eq!(c2.addresses, ["198.19.0.9/24"], "keepalived holds the VIP");
         // No MAC: nothing to configure (loopback).
         assert_eq!(PlugVip::default().config("127.10.0.5").unwrap(), None);
         for (vip, b) in [

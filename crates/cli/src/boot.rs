@@ -235,6 +235,37 @@ pub fn preflight(cfg: &Config) -> Result<(), BootError> {
             ));
         }
     }
+    if w.loadbalancer_topology == "ACTIVE_STANDBY" && w.network_driver == NetworkDriver::Loopback {
+        return Err(BootError::LoadConfig(
+            "invalid configuration: [controller_worker] loadbalancer_topology: ACTIVE_STANDBY needs the netns drivers (two amphorae on the VIP network): run as root or with --drivers netns".into(),
+        ));
+    }
+    if w.compute_driver == ComputeDriver::Netns {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(BootError::Preflight(
+                "the netns drivers make network namespaces, bridges and nftables rules: run as root, or with --drivers local".into(),
+            ));
+        }
+        let mut tools = vec![("ip", "iproute2"), ("nft", "nftables")];
+        if w.loadbalancer_topology == "ACTIVE_STANDBY" {
+            tools.push(("keepalived", "keepalived"));
+        }
+        for (tool, pkg) in tools {
+            let ok = std::process::Command::new(tool)
+                .arg(if tool == "keepalived" {
+                    "--version"
+                } else {
+                    "-V"
+                })
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                return Err(BootError::Preflight(format!(
+                    "{tool} is needed by the netns drivers: install it with `apt-get install -y {pkg}`, or run with --drivers local"
+                )));
+            }
+        }
+    }
     Ok(())
 }
 

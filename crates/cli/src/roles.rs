@@ -267,6 +267,17 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 store.clone(),
                 drivers.clone(),
                 WorkerConfig {
+                    topology: rocta_worker::TopologySettings::named(&w.loadbalancer_topology, {
+                        let k = &cfg.keepalived_vrrp;
+                        rocta_drivers::VrrpSettings {
+                            advert_int: k.vrrp_advert_int,
+                            check_interval: k.vrrp_check_interval,
+                            fail_count: k.vrrp_fail_count,
+                            success_count: k.vrrp_success_count,
+                            garp_refresh_interval: k.vrrp_garp_refresh_interval,
+                            garp_refresh_count: k.vrrp_garp_refresh_count,
+                        }
+                    }),
                     concurrency: w.workers,
                     lease: Duration::from_secs(w.job_lease_seconds),
                     poll: Duration::from_millis(w.job_poll_interval_ms),

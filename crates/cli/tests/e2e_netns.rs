@@ -200,3 +200,144 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
         assert!(left.is_empty(), "reservations left in {sub}: {left:?}");
     }
 }
+
+/// The amphorae of a load balancer: (id, role, status) of the live ones.
+fn amphorae_of(r: &Rocta, lb: &str) -> Vec<(String, String, String)> {
+    let (s, amps) = r.req_as(
+        "GET",
+        &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
+        None,
+        "p1",
+        Some("admin"),
+    );
+    assert_eq!(s, 200, "{amps}");
+    amps["amphorae"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] != "DELETED")
+        .map(|a| {
+            let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (f("id"), f("role"), f("status"))
+        })
+        .collect()
+}
+
+fn holds(ns: &str, vip: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-4", "-o", "addr", "show", "eth1"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!(" {vip}/"))
+}
+
+#[test]
+fn active_standby_keeps_the_vip_when_the_master_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let env = NetnsEnv::new(
+        dir.path(),
+        "heartbeat_interval = 0.5\nheartbeat_timeout = 3.0\n\
+         [controller_worker]\nloadbalancer_topology = \"ACTIVE_STANDBY\"\n\
+         job_lease_seconds = 2\njob_poll_interval_ms = 50\n",
+    );
+    let r = Rocta::start_netns(dir.path(), &env.config);
+    let gw = env.gateway.clone();
+    let a = serve_backend(TcpListener::bind((gw.as_str(), 0)).unwrap(), "A");
+    let body = json!({"loadbalancer": {"name": "pair", "vip_subnet_id": env.subnet_id,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": gw, "protocol_port": a}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let vip = lb["loadbalancer"]["vip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    r.wait_active(&id);
+    let url = format!("http://{vip}:8080/");
+
+    // Two amphorae in namespaces of their own, MASTER holding the VIP.
+    let amps = amphorae_of(&r, &id);
+    let mut roles: Vec<&str> = amps.iter().map(|a| a.1.as_str()).collect();
+    roles.sort();
+    assert_eq!(roles, ["BACKUP", "MASTER"], "{amps:?}");
+    let ns_of = |id: &str| rocta_drivers::netns::namespace(id.parse().unwrap());
+    let master = amps.iter().find(|a| a.1 == "MASTER").unwrap().0.clone();
+    let backup = amps.iter().find(|a| a.1 == "BACKUP").unwrap().0.clone();
+    eventually("the MASTER never took the VIP", || {
+        holds(&ns_of(&master), &vip)
+    });
+    assert!(!holds(&ns_of(&backup), &vip), "both hold the VIP");
+    eventually("no traffic through the VIP", || {
+        get(&url).is_some_and(|x| x.1 == "A")
+    });
+
+    // kill -9 of everything in the MASTER's namespace, under a request every 20 ms.
+    let fast = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let killed = Instant::now();
+    kill_namespace(&ns_of(&master));
+    let mut failed = 0;
+    let resumed = loop {
+        let ok = fast
+            .get(&url)
+            .send()
+            .ok()
+            .and_then(|r| r.text().ok())
+            .is_some_and(|t| t == "A");
+        if ok {
+            break killed.elapsed();
+        }
+        failed += 1;
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the VIP never moved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "active/standby: traffic resumed {resumed:?} after kill -9 of the MASTER ({failed} requests failed)"
+    );
+    assert!(
+        resumed < Duration::from_secs(1),
+        "the VIP took {resumed:?} to move (target 1 s)"
+    );
+    assert!(
+        holds(&ns_of(&backup), &vip),
+        "the BACKUP does not hold the VIP"
+    );
+
+    // The health manager rebuilds the pair: a new amphora with the dead one's role, the
+    // survivor keeping the VIP.
+    let t = Instant::now();
+    loop {
+        let now = amphorae_of(&r, &id);
+        let allocated: Vec<_> = now.iter().filter(|a| a.2 == "ALLOCATED").collect();
+        if allocated.len() == 2 && !now.iter().any(|a| a.0 == master) {
+            let new = allocated
+                .iter()
+                .find(|a| a.0 != backup)
+                .expect("the survivor");
+            assert_eq!(new.1, "MASTER", "{now:?}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "pair not rebuilt: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r.wait_active(&id);
+    assert!(holds(&ns_of(&backup), &vip), "the survivor lost the VIP");
+    assert_eq!(get(&url).map(|x| x.1), Some("A".to_string()));
+
+    delete_lb(&r, &id);
+    eventually("namespaces left after delete", || {
+        env.namespaces().is_empty()
+    });
+}

@@ -37,6 +37,26 @@ fn bad_config_exits_64_with_one_line() {
     ]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("unknown driver"), "{err}");
+    // Two amphorae need the netns drivers.
+    std::fs::write(
+        &cfg,
+        "[controller_worker]\nloadbalancer_topology = \"ACTIVE_STANDBY\"\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--drivers",
+        "local",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("ACTIVE_STANDBY needs the netns drivers"),
+        "{err}"
+    );
     let (code, _) = run(&["serve", "--config", "/nonexistent/rocta.toml"]);
     assert_eq!(code, 64);
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod keepalived;
 mod netns;
+pub use keepalived::KeepalivedVrrp;
 pub use netns::{Netns, NetnsNetwork};
 
 /// A configuration error; the binary exits 64 (`EX_USAGE`) on it before binding anything.
@@ -47,6 +49,7 @@ pub struct Config {
     pub keystone_authtoken: KeystoneAuthtoken,
     pub oslo_policy: OsloPolicy,
     pub netns: Netns,
+    pub keepalived_vrrp: KeepalivedVrrp,
 }
 
 /// `[oslo_policy]`: oslo.policy's options. The API enforces Octavia's in-code policy; a
@@ -376,11 +379,27 @@ impl Config {
                 "must be at least 1024 bytes",
             ));
         }
-        if !["SINGLE"].contains(&self.controller_worker.loadbalancer_topology.as_str()) {
+        // Whether the drivers can place two amphorae is checked once they are chosen
+        // (`--drivers`, root): `rocta` refuses ACTIVE_STANDBY on loopback at start.
+        if !["SINGLE", "ACTIVE_STANDBY"]
+            .contains(&self.controller_worker.loadbalancer_topology.as_str())
+        {
             return Err(invalid(
                 "controller_worker",
                 "loadbalancer_topology",
-                "only SINGLE is available in this version",
+                "must be SINGLE or ACTIVE_STANDBY",
+            ));
+        }
+        let k = &self.keepalived_vrrp;
+        if !(0.01..=255.0).contains(&k.vrrp_advert_int)
+            || !(0.1..=3600.0).contains(&k.vrrp_check_interval)
+            || k.vrrp_fail_count == 0
+            || k.vrrp_success_count == 0
+        {
+            return Err(invalid(
+                "keepalived_vrrp",
+                "vrrp_advert_int",
+                "advert_int 0.01 .. 255 s, check interval 0.1 .. 3600 s, counts at least 1",
             ));
         }
         let w = &self.controller_worker;
@@ -584,7 +603,9 @@ impl Default for Database {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControllerWorker {
-    /// `SINGLE` (one amphora per load balancer).
+    /// `SINGLE` (one amphora per load balancer) or `ACTIVE_STANDBY` (two, the VIP moved
+    /// between them by keepalived's VRRP; needs the netns drivers). A flavor's
+    /// `loadbalancer_topology` overrides it.
     pub loadbalancer_topology: String,
     /// Jobs a worker process runs at once.
     pub workers: usize,

@@ -45,6 +45,8 @@ fn example_config_parses_and_names_every_key() {
         "connection",
         "sqlite_synchronous",
         "loadbalancer_topology",
+        "vrrp_advert_int",
+        "vrrp_check_interval",
         "workers",
         "job_lease_seconds",
         "job_poll_interval_ms",
@@ -94,4 +96,19 @@ fn root_gets_namespaced_amphorae_unless_the_file_chooses() {
     assert_eq!(c.controller_worker.network_driver, NetworkDriver::Loopback);
     let e = Config::from_toml("[controller_worker]\ncompute_driver = \"netns\"\n").unwrap_err();
     assert!(e.to_string().contains("go together"), "{e}");
+}
+
+#[test]
+fn topologies_and_vrrp_settings_are_checked() {
+    let c = Config::from_toml("[controller_worker]\nloadbalancer_topology = \"ACTIVE_STANDBY\"\n")
+        .unwrap();
+    assert_eq!(c.controller_worker.loadbalancer_topology, "ACTIVE_STANDBY");
+    assert_eq!(c.keepalived_vrrp.vrrp_advert_int, 0.2);
+    for bad in [
+        "[controller_worker]\nloadbalancer_topology = \"TRIPLE\"\n",
+        "[keepalived_vrrp]\nvrrp_advert_int = 0.0\n",
+        "[keepalived_vrrp]\nvrrp_fail_count = 0\n",
+    ] {
+        assert!(Config::from_toml(bad).is_err(), "{bad}");
+    }
 }

@@ -161,6 +161,11 @@ pub trait Network: Send + Sync {
     fn networks(&self) -> Vec<NetworkInfo> {
         Vec::new()
     }
+    /// Whether it can give a load balancer two amphorae that move the VIP between them with
+    /// VRRP (ACTIVE_STANDBY): each on a network of its own, reachable by the other.
+    fn supports_active_standby(&self) -> bool {
+        false
+    }
 }
 
 /// A network a network driver owns, with its subnets.
@@ -200,6 +205,48 @@ pub trait AmphoraDriver: Send + Sync {
     /// Replaces the agent's configuration (`PUT /1.0/config`); its heartbeat settings take
     /// effect at once. Idempotent.
     async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> DriverResult<()>;
+    /// Configures and starts (or reloads) the amphora's keepalived for its part in an
+    /// ACTIVE_STANDBY pair (`PUT /1.0/vrrp/upload`, `PUT /1.0/vrrp/start`). Idempotent.
+    async fn update_vrrp(&self, amphora: &Amphora, plan: &VrrpPlan) -> DriverResult<()>;
+}
+
+/// An amphora's part in its load balancer's VRRP pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpPlan {
+    pub lb_id: Id,
+    /// 100 for MASTER, 90 for BACKUP.
+    pub priority: u8,
+    /// Its own address on the VIP network.
+    pub src_ip: String,
+    /// The other amphora's.
+    pub peers: Vec<String>,
+    /// The VIP with the subnet's prefix length.
+    pub vip_cidr: String,
+    pub settings: VrrpSettings,
+}
+
+/// `[keepalived_vrrp]`: Octavia's option names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpSettings {
+    pub advert_int: f64,
+    pub check_interval: f64,
+    pub fail_count: u32,
+    pub success_count: u32,
+    pub garp_refresh_interval: u32,
+    pub garp_refresh_count: u32,
+}
+
+impl Default for VrrpSettings {
+    fn default() -> Self {
+        VrrpSettings {
+            advert_int: 0.2,
+            check_interval: 1.0,
+            fail_count: 2,
+            success_count: 2,
+            garp_refresh_interval: 5,
+            garp_refresh_count: 2,
+        }
+    }
 }
 
 /// An amphora's server certificate, as issued.

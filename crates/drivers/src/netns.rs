@@ -203,6 +203,10 @@ fn transient(op: &'static str) -> impl Fn(String) -> DriverError {
 
 #[async_trait::async_trait]
 impl Network for NetnsNetwork {
+    fn supports_active_standby(&self) -> bool {
+        true
+    }
+
     fn networks(&self) -> Vec<NetworkInfo> {
         self.nets
             .iter()

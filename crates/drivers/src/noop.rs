@@ -202,6 +202,9 @@ impl AmphoraDriver for NoopAmphora {
     async fn update_agent_config(&self, _: &Amphora, _: &str) -> DriverResult<()> {
         Ok(())
     }
+    async fn update_vrrp(&self, _: &Amphora, _: &VrrpPlan) -> DriverResult<()> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

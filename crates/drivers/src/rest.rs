@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use md5::Digest;
 use reqwest::dns::{Name, Resolve, Resolving};
 use rocta_haproxy::RenderOptions;
-use rocta_model::{Amphora, Id, LbTree, ListenerProtocol};
+use rocta_model::{Amphora, AmphoraRole, Id, LbTree, ListenerProtocol};
 use serde_json::Value;
 
 use crate::local::AGENT_PORT;
@@ -233,6 +233,10 @@ impl AmphoraDriver for RestAmphora {
                 "vrrp_ip": plug.vrrp_ip,
                 "host_routes": [],
                 "additional_vips": [],
+                "topology": match amp.role {
+                    Some(AmphoraRole::Master | AmphoraRole::Backup) => "ACTIVE_STANDBY",
+                    _ => "SINGLE",
+                },
             })
             .to_string(),
             None => "{}".into(),
@@ -332,6 +336,56 @@ impl AmphoraDriver for RestAmphora {
             reqwest::Method::PUT,
             "config",
             Some(config.to_string()),
+            &[202],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_vrrp(&self, amp: &Amphora, plan: &VrrpPlan) -> DriverResult<()> {
+        let info = self
+            .call(
+                "agent info",
+                amp,
+                reqwest::Method::GET,
+                "info",
+                None,
+                &[200],
+            )
+            .await?;
+        let base = info["base_path"].as_str().unwrap_or("/var/lib/rocta");
+        let s = &plan.settings;
+        let conf = rocta_haproxy::keepalived::render(&rocta_haproxy::keepalived::Vrrp {
+            group: plan.lb_id.simple().to_string(),
+            interface: amp.vrrp_interface.clone().unwrap_or_else(|| "eth1".into()),
+            virtual_router_id: amp.vrrp_id.and_then(|v| u8::try_from(v).ok()).unwrap_or(1),
+            priority: plan.priority,
+            src_ip: plan.src_ip.clone(),
+            peers: plan.peers.clone(),
+            vips: vec![plan.vip_cidr.clone()],
+            advert_int: s.advert_int,
+            check_script: format!("{base}/vrrp/check.sh"),
+            check_interval: s.check_interval,
+            fall: s.fail_count,
+            rise: s.success_count,
+            garp_refresh: s.garp_refresh_interval,
+            garp_refresh_repeat: s.garp_refresh_count,
+        });
+        self.call(
+            "upload keepalived configuration",
+            amp,
+            reqwest::Method::PUT,
+            "vrrp/upload",
+            Some(conf),
+            &[200],
+        )
+        .await?;
+        self.call(
+            "start keepalived",
+            amp,
+            reqwest::Method::PUT,
+            "vrrp/start",
+            None,
             &[202],
         )
         .await

@@ -8,6 +8,7 @@
 //! Layout: `render` (global, defaults, frontends, backends), `l7` (ACLs and policy actions),
 //! `files` (names of the certificate files the agent stores beside the config).
 
+pub mod keepalived;
 mod l7;
 pub mod stats;
 

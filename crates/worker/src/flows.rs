@@ -8,31 +8,30 @@ use crate::Ctx;
 
 /// The slot of the amphora a create or failover builds (see `tasks::amphora_id`).
 const NEW_AMPHORA: &str = "amphora-0";
+/// The slot of an ACTIVE_STANDBY load balancer's BACKUP (builds nothing for SINGLE).
+const SECOND_AMPHORA: &str = "amphora-1";
+const BOTH: &[&str] = &[NEW_AMPHORA, SECOND_AMPHORA];
+const FIRST: &[&str] = &[NEW_AMPHORA];
 
 pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
     let t = |x: Box<dyn Task<Ctx>>| x;
     match job.clone() {
         Job::CreateLoadBalancer { lb_id } => Flow {
             name: "create_loadbalancer",
-            tasks: vec![
-                t(Box::new(LbErrorOnRevert { lb_id })),
-                t(Box::new(CreateAmphora {
-                    lb_id: Some(lb_id),
-                    slot: NEW_AMPHORA,
-                    use_spare: true,
-                    spare_zone: None,
-                })),
-                t(Box::new(WaitAmphora { slot: NEW_AMPHORA })),
-                t(Box::new(PlugVip {
+            tasks: {
+                let mut v = vec![t(Box::new(LbErrorOnRevert { lb_id }))];
+                v.extend(build_amphorae(
                     lb_id,
-                    slot: NEW_AMPHORA,
-                })),
-                t(Box::new(ApplyConfig {
+                    &[SlotRole::Primary, SlotRole::Secondary],
+                ));
+                v.push(t(Box::new(ApplyConfig {
                     lb_id,
-                    only_slot: None,
-                })),
-                t(Box::new(MarkLbActive { lb_id })),
-            ],
+                    only_slots: None,
+                })));
+                v.push(t(Box::new(ConfigureVrrp { lb_id })));
+                v.push(t(Box::new(MarkLbActive { lb_id })));
+                v
+            },
         },
         Job::UpdateLoadBalancer { lb_id } => Flow {
             name: "update_loadbalancer",
@@ -40,7 +39,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                 t(Box::new(LbErrorOnRevert { lb_id })),
                 t(Box::new(ApplyConfig {
                     lb_id,
-                    only_slot: None,
+                    only_slots: None,
                 })),
                 t(Box::new(MarkLbActive { lb_id })),
             ],
@@ -52,7 +51,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                 t(Box::new(DeleteAmphorae {
                     lb_id,
                     only: None,
-                    keep_slot: None,
+                    keep_slots: &[],
                 })),
                 t(Box::new(DeallocateVip { lb_id })),
                 t(Box::new(MarkLbDeleted { lb_id })),
@@ -66,6 +65,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                     slot: NEW_AMPHORA,
                     use_spare: false,
                     spare_zone: availability_zone,
+                    role: SlotRole::Spare,
                 })),
                 t(Box::new(WaitAmphora { slot: NEW_AMPHORA })),
                 t(Box::new(MarkAmphoraReady { slot: NEW_AMPHORA })),
@@ -104,7 +104,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                 })),
                 t(Box::new(ApplyConfig {
                     lb_id,
-                    only_slot: None,
+                    only_slots: None,
                 })),
                 t(Box::new(Finalize {
                     lb_id,
@@ -136,7 +136,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                     })),
                     t(Box::new(ApplyConfig {
                         lb_id,
-                        only_slot: None,
+                        only_slots: None,
                     })),
                     t(Box::new(Finalize {
                         lb_id,
@@ -149,34 +149,53 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
     }
 }
 
+/// Create, wait for and plug the amphorae of `roles` (slot `amphora-<k>` for the k-th), each
+/// step for every slot before the next step, so two amphorae boot at once.
+fn build_amphorae(lb_id: Id, roles: &[SlotRole]) -> Vec<Box<dyn Task<Ctx>>> {
+    let slots = &BOTH[..roles.len()];
+    let mut v: Vec<Box<dyn Task<Ctx>>> = Vec::new();
+    for (slot, role) in slots.iter().zip(roles) {
+        v.push(Box::new(CreateAmphora {
+            lb_id: Some(lb_id),
+            slot,
+            use_spare: true,
+            spare_zone: None,
+            role: role.clone(),
+        }));
+    }
+    for slot in slots {
+        v.push(Box::new(WaitAmphora { slot }));
+    }
+    for slot in slots {
+        v.push(Box::new(PlugVip { lb_id, slot }));
+    }
+    v
+}
+
 /// Build the replacement first, then delete the old amphorae (Octavia: compute services are
-/// unreliable, so the old one goes only once the new one serves).
+/// unreliable, so the old one goes only once the new one serves). One amphora (`only`): its
+/// replacement takes its role, and in an ACTIVE_STANDBY pair the survivor keeps the VIP and
+/// learns its new peer. The whole load balancer: a new pair (or one amphora) for the old.
 fn failover(lb_id: Id, only: Option<Id>) -> Flow<Ctx> {
+    let (roles, slots): (Vec<SlotRole>, &'static [&'static str]) = match only {
+        Some(id) => (vec![SlotRole::Like(id)], FIRST),
+        None => (vec![SlotRole::Primary, SlotRole::Secondary], BOTH),
+    };
+    let mut tasks: Vec<Box<dyn Task<Ctx>>> = vec![Box::new(LbErrorOnRevert { lb_id })];
+    tasks.extend(build_amphorae(lb_id, &roles));
+    tasks.push(Box::new(ApplyConfig {
+        lb_id,
+        only_slots: Some(slots),
+    }));
+    tasks.push(Box::new(DeleteAmphorae {
+        lb_id,
+        only,
+        keep_slots: slots,
+    }));
+    tasks.push(Box::new(ConfigureVrrp { lb_id }));
+    tasks.push(Box::new(MarkLbActive { lb_id }));
     Flow {
         name: "failover",
-        tasks: vec![
-            Box::new(LbErrorOnRevert { lb_id }),
-            Box::new(CreateAmphora {
-                lb_id: Some(lb_id),
-                slot: NEW_AMPHORA,
-                use_spare: true,
-                spare_zone: None,
-            }),
-            Box::new(WaitAmphora { slot: NEW_AMPHORA }),
-            Box::new(PlugVip {
-                lb_id,
-                slot: NEW_AMPHORA,
-            }),
-            Box::new(ApplyConfig {
-                lb_id,
-                only_slot: Some(NEW_AMPHORA),
-            }),
-            Box::new(DeleteAmphorae {
-                lb_id,
-                only,
-                keep_slot: Some(NEW_AMPHORA),
-            }),
-            Box::new(MarkLbActive { lb_id }),
-        ],
+        tasks,
     }
 }

@@ -12,6 +12,8 @@
 mod flows;
 mod tasks;
 
+pub use tasks::TopologySettings;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub struct WorkerConfig {
     /// Up while another process's jobs are pushed to this one (PostgreSQL `LISTEN`): the
     /// worker then only sweeps now and then (`PUSHED_SWEEP`) for jobs nobody told it about.
     pub pushed: Option<Arc<AtomicBool>>,
+    /// The default topology and the VRRP settings of ACTIVE_STANDBY pairs.
+    pub topology: TopologySettings,
 }
 
 /// The sweep interval while jobs are pushed.
@@ -50,6 +54,7 @@ pub(crate) struct Ctx {
     pub store: Store,
     pub drivers: Drivers,
     pub job_id: Id,
+    pub topology: TopologySettings,
 }
 
 /// The worker role.
@@ -147,6 +152,7 @@ impl Worker {
             store: self.store.clone(),
             drivers: self.drivers.clone(),
             job_id: job.id,
+            topology: self.cfg.topology.clone(),
         };
         let journal = StoreJournal {
             store: self.store.clone(),

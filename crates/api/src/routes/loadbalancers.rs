@@ -218,9 +218,11 @@ async fn flavor_of(
         )));
     }
     let provider = found.provider;
-    // Two amphorae per load balancer need VRRP between isolated hosts, which the compute
-    // drivers here do not give yet: refused rather than silently built SINGLE.
-    if found.settings["loadbalancer_topology"] == "ACTIVE_STANDBY" {
+    // Two amphorae per load balancer need VRRP between isolated hosts, which only the netns
+    // drivers give: elsewhere refused rather than silently built SINGLE.
+    if found.settings["loadbalancer_topology"] == "ACTIVE_STANDBY"
+        && !s.network.supports_active_standby()
+    {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_IMPLEMENTED,
             format!(

@@ -19,6 +19,8 @@ pub(crate) struct CreateAmphora {
     pub use_spare: bool,
     /// A spare's availability zone (a load balancer's amphora takes its load balancer's).
     pub spare_zone: Option<String>,
+    /// Its role in the load balancer's topology.
+    pub role: SlotRole,
 }
 
 /// Where an amphora goes and what it is built with: from its load balancer's availability
@@ -61,6 +63,11 @@ impl Task<Ctx> for CreateAmphora {
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let lb_id = self.lb_id;
+        let role = match slot_role(ctx, lb_id, &self.role).await? {
+            Some(r) => r,
+            // The second amphora of a SINGLE load balancer: none.
+            None => return Ok(json!({ "skipped": true })),
+        };
         let place = placement(ctx, lb_id, self.spare_zone.as_deref()).await?;
         // Spares are booted with the default compute flavor: a flavor that names another one
         // gets an amphora of its own.
@@ -74,6 +81,7 @@ impl Task<Ctx> for CreateAmphora {
                 .await
                 .map_err(db)?;
             if let Some(id) = spare {
+                update_amphora(ctx, id, |a| a.role = role).await?;
                 return Ok(json!({ "amphora_id": id, "spare": true }));
             }
         }
@@ -92,7 +100,7 @@ impl Task<Ctx> for CreateAmphora {
                         ha_port_id: None,
                         cert_expiration: None,
                         cert_busy: false,
-                        role: None,
+                        role,
                         status: AmphoraStatus::PendingCreate,
                         vrrp_interface: None,
                         vrrp_id: None,
@@ -331,8 +339,10 @@ impl Task<Ctx> for WaitAmphora {
         "wait_amphora"
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let id = amphora_id(ctx, self.slot).await?;
-        let amp = load_amphora(ctx, id).await?;
+        let Some(amp) = slot_amphora(ctx, self.slot).await? else {
+            return Ok(Value::Null);
+        };
+        let id = amp.id;
         // An instance that died while booting will never answer: give up now (the flow
         // reverts) rather than after every retry, as Octavia does for a VM gone to ERROR.
         if let Some(why) = ctx.drivers.compute.stopped(id).await.map_err(drv)? {
@@ -360,7 +370,7 @@ async fn load_amphora(ctx: &Ctx, id: Id) -> R<Amphora> {
         .ok_or_else(|| TaskError::fatal(format!("amphora {id} vanished")))
 }
 
-async fn load_lb(ctx: &Ctx, id: Id) -> R<LoadBalancer> {
+pub(crate) async fn load_lb(ctx: &Ctx, id: Id) -> R<LoadBalancer> {
     ctx.store
         .read(|tx| tx.get::<LoadBalancer>(id))
         .await
@@ -368,7 +378,7 @@ async fn load_lb(ctx: &Ctx, id: Id) -> R<LoadBalancer> {
         .ok_or_else(|| TaskError::fatal(format!("load balancer {id} vanished")))
 }
 
-fn vip_of(lb: &LoadBalancer) -> Option<Vip> {
+pub(crate) fn vip_of(lb: &LoadBalancer) -> Option<Vip> {
     Some(Vip {
         address: lb.vip_address.clone()?,
         port_id: lb.vip_port_id.clone()?,
@@ -389,10 +399,17 @@ impl Task<Ctx> for PlugVip {
         "plug_vip"
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let id = amphora_id(ctx, self.slot).await?;
+        let Some(mut amp) = slot_amphora(ctx, self.slot).await? else {
+            return Ok(Value::Null);
+        };
+        let id = amp.id;
         let lb = load_lb(ctx, self.lb_id).await?;
         let vip = vip_of(&lb).ok_or_else(|| TaskError::fatal("load balancer has no VIP"))?;
-        let amp = load_amphora(ctx, id).await?;
+        let role = amp.role.unwrap_or(AmphoraRole::Standalone);
+        if role != AmphoraRole::Standalone {
+            // The agent needs the VRRP interface named before it plugs (ACTIVE_STANDBY).
+            amp.vrrp_interface = Some("eth1".into());
+        }
         let plug = ctx
             .drivers
             .network
@@ -409,8 +426,10 @@ impl Task<Ctx> for PlugVip {
             a.ha_ip = Some(plug.ha_ip.clone());
             a.vrrp_port_id = Some(plug.vrrp_port_id.clone());
             a.ha_port_id = Some(plug.ha_port_id.clone());
-            a.role = Some(AmphoraRole::Standalone);
+            a.role = Some(role);
             a.vrrp_id = Some(1);
+            a.vrrp_priority = vrrp_priority(role);
+            a.vrrp_interface = (role != AmphoraRole::Standalone).then(|| "eth1".into());
             a.status = AmphoraStatus::Allocated;
         })
         .await?;
@@ -444,7 +463,8 @@ async fn load_tree(ctx: &Ctx, lb_id: Id) -> R<LbTree> {
 /// one of `slot`).
 pub(crate) struct ApplyConfig {
     pub lb_id: Id,
-    pub only_slot: Option<&'static str>,
+    /// Only the amphorae this job built in these slots (failover: the old ones may be dead).
+    pub only_slots: Option<&'static [&'static str]>,
 }
 
 #[async_trait::async_trait]
@@ -458,8 +478,14 @@ impl Task<Ctx> for ApplyConfig {
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let tree = load_tree(ctx, self.lb_id).await?;
-        let amps: Vec<Amphora> = match self.only_slot {
-            Some(slot) => vec![load_amphora(ctx, amphora_id(ctx, slot).await?).await?],
+        let amps: Vec<Amphora> = match self.only_slots {
+            Some(slots) => {
+                let mut v = Vec::new();
+                for slot in slots {
+                    v.extend(slot_amphora(ctx, slot).await?);
+                }
+                v
+            }
             None => live_amphorae(ctx, self.lb_id).await?,
         };
         for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
@@ -469,7 +495,7 @@ impl Task<Ctx> for ApplyConfig {
     }
 }
 
-async fn live_amphorae(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
+pub(crate) async fn live_amphorae(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
     ctx.store
         .read_single(|tx| {
             tx.list::<Amphora>(&Filter {
@@ -487,7 +513,7 @@ async fn live_amphorae(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
 pub(crate) struct DeleteAmphorae {
     pub lb_id: Id,
     pub only: Option<Id>,
-    pub keep_slot: Option<&'static str>,
+    pub keep_slots: &'static [&'static str],
 }
 
 #[async_trait::async_trait]
@@ -498,12 +524,12 @@ impl Task<Ctx> for DeleteAmphorae {
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
         let lb = load_lb(ctx, self.lb_id).await?;
         let vip = vip_of(&lb);
-        let keep = match self.keep_slot {
-            Some(s) => Some(amphora_id(ctx, s).await?),
-            None => None,
-        };
+        let mut keep = Vec::new();
+        for s in self.keep_slots {
+            keep.push(amphora_id(ctx, s).await?);
+        }
         for a in live_amphorae(ctx, self.lb_id).await? {
-            if Some(a.id) == keep || self.only.is_some_and(|o| o != a.id) {
+            if keep.contains(&a.id) || self.only.is_some_and(|o| o != a.id) {
                 continue;
             }
             destroy_amphora(ctx, a.id, vip.as_ref()).await?;

@@ -3,13 +3,17 @@
 //!
 //! Layout: `status` (`*ErrorOnRevert`, `MarkLbActive`, `Finalize`, `MarkLbDeleted`: the
 //! provisioning statuses a flow moves), `amphora` (`CreateAmphora`, `WaitAmphora`, `PlugVip`,
-//! `ApplyConfig`, `DeleteAmphorae`, spares, certificates, VIPs); here the helpers both use.
+//! `ApplyConfig`, `DeleteAmphorae`, spares, certificates, VIPs), `vrrp` (slot roles, the
+//! topology, `ConfigureVrrp` for ACTIVE_STANDBY); here the helpers they share.
 
 mod amphora;
 mod status;
+mod vrrp;
 
 pub(crate) use amphora::*;
 pub(crate) use status::*;
+pub use vrrp::TopologySettings;
+pub(crate) use vrrp::*;
 
 use rocta_drivers::DriverError;
 use rocta_flow::TaskError;

@@ -1,0 +1,183 @@
+//! ACTIVE_STANDBY: which amphora a slot builds (MASTER, BACKUP, or none for a SINGLE load
+//! balancer's second slot), and keepalived on every amphora of a pair (`ConfigureVrrp`).
+//! A load balancer's topology is its flavor's `loadbalancer_topology`, else
+//! `[controller_worker] loadbalancer_topology`; a failover keeps the role of the amphora it
+//! replaces.
+
+use rocta_drivers::{VrrpPlan, VrrpSettings};
+use rocta_flow::{Outputs, Task, TaskError};
+use rocta_model::*;
+use rocta_store::{CatalogKind, StoreError};
+use serde_json::Value;
+
+use super::*;
+use crate::Ctx;
+
+/// The role of the amphora a slot builds.
+#[derive(Debug, Clone)]
+pub(crate) enum SlotRole {
+    /// MASTER (ACTIVE_STANDBY) or STANDALONE (SINGLE).
+    Primary,
+    /// BACKUP (ACTIVE_STANDBY); nothing for SINGLE.
+    Secondary,
+    /// The role of the amphora it replaces (a failover).
+    Like(Id),
+    /// A spare: none until claimed.
+    Spare,
+}
+
+/// What the worker needs of `[controller_worker]` and `[keepalived_vrrp]`.
+#[derive(Debug, Clone)]
+pub struct TopologySettings {
+    pub default: Topology,
+    pub vrrp: VrrpSettings,
+}
+
+impl TopologySettings {
+    /// `[controller_worker] loadbalancer_topology` (validated by the configuration).
+    pub fn named(default: &str, vrrp: VrrpSettings) -> Self {
+        TopologySettings {
+            default: if default == "ACTIVE_STANDBY" {
+                Topology::ActiveStandby
+            } else {
+                Topology::Single
+            },
+            vrrp,
+        }
+    }
+}
+
+impl Default for TopologySettings {
+    fn default() -> Self {
+        TopologySettings {
+            default: Topology::Single,
+            vrrp: VrrpSettings::default(),
+        }
+    }
+}
+
+/// The load balancer's topology: its flavor's, else the deployment's.
+async fn topology(ctx: &Ctx, lb_id: Id) -> R<Topology> {
+    let flavor_setting = ctx
+        .store
+        .read(
+            |tx| match tx.get::<LoadBalancer>(lb_id)?.and_then(|lb| lb.flavor_id) {
+                Some(f) => tx.profile_setting(CatalogKind::Flavor, &f, "loadbalancer_topology"),
+                None => Ok::<_, StoreError>(None),
+            },
+        )
+        .await
+        .map_err(db)?;
+    Ok(match flavor_setting.as_deref() {
+        Some("ACTIVE_STANDBY") => Topology::ActiveStandby,
+        Some(_) => Topology::Single,
+        None => ctx.topology.default,
+    })
+}
+
+/// The role a slot's amphora gets; `None`: the slot builds nothing.
+pub(crate) async fn slot_role(
+    ctx: &Ctx,
+    lb_id: Option<Id>,
+    role: &SlotRole,
+) -> R<Option<Option<AmphoraRole>>> {
+    let Some(lb_id) = lb_id else {
+        return Ok(Some(None));
+    };
+    Ok(match role {
+        SlotRole::Spare => Some(None),
+        SlotRole::Like(id) => {
+            let was = ctx
+                .store
+                .read(|tx| tx.get::<Amphora>(*id))
+                .await
+                .map_err(db)?
+                .and_then(|a| a.role);
+            Some(Some(was.unwrap_or(AmphoraRole::Standalone)))
+        }
+        SlotRole::Primary => Some(Some(match topology(ctx, lb_id).await? {
+            Topology::ActiveStandby => AmphoraRole::Master,
+            Topology::Single => AmphoraRole::Standalone,
+        })),
+        SlotRole::Secondary => match topology(ctx, lb_id).await? {
+            Topology::ActiveStandby => Some(Some(AmphoraRole::Backup)),
+            Topology::Single => None,
+        },
+    })
+}
+
+/// Octavia's priorities: MASTER 100, BACKUP 90.
+pub(crate) fn vrrp_priority(role: AmphoraRole) -> Option<i64> {
+    match role {
+        AmphoraRole::Master => Some(100),
+        AmphoraRole::Backup => Some(90),
+        AmphoraRole::Standalone => None,
+    }
+}
+
+/// The amphora of a job's slot, if the slot built one.
+pub(crate) async fn slot_amphora(ctx: &Ctx, slot: &'static str) -> R<Option<Amphora>> {
+    let id = amphora_id(ctx, slot).await?;
+    ctx.store.read(|tx| tx.get::<Amphora>(id)).await.map_err(db)
+}
+
+/// keepalived on every allocated amphora of an ACTIVE_STANDBY load balancer, each told its
+/// peer (after a failover the survivor learns its new peer and reloads, keeping the VIP).
+/// Nothing for SINGLE.
+pub(crate) struct ConfigureVrrp {
+    pub lb_id: Id,
+}
+
+#[async_trait::async_trait]
+impl Task<Ctx> for ConfigureVrrp {
+    fn name(&self) -> &'static str {
+        "configure_vrrp"
+    }
+    /// Pushed again on resume: the pair as it is now.
+    fn journaled(&self) -> bool {
+        false
+    }
+    async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
+        let pair: Vec<Amphora> = live_amphorae(ctx, self.lb_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.status == AmphoraStatus::Allocated)
+            .filter(|a| matches!(a.role, Some(AmphoraRole::Master | AmphoraRole::Backup)))
+            .collect();
+        if pair.is_empty() {
+            return Ok(Value::Null);
+        }
+        let lb = load_lb(ctx, self.lb_id).await?;
+        let vip = vip_of(&lb).ok_or_else(|| TaskError::fatal("load balancer has no VIP"))?;
+        let prefix = ctx
+            .drivers
+            .network
+            .networks()
+            .iter()
+            .flat_map(|n| n.subnets.iter())
+            .find(|s| s.id == vip.subnet_id)
+            .and_then(|s| s.cidr.rsplit_once('/').map(|(_, p)| p.to_string()))
+            .unwrap_or_else(|| "32".into());
+        for a in &pair {
+            let role = a.role.unwrap_or(AmphoraRole::Backup);
+            let plan = VrrpPlan {
+                lb_id: self.lb_id,
+                priority: vrrp_priority(role).unwrap_or(90) as u8,
+                src_ip: a.vrrp_ip.clone().unwrap_or_default(),
+                peers: pair
+                    .iter()
+                    .filter(|p| p.id != a.id)
+                    .filter_map(|p| p.vrrp_ip.clone())
+                    .collect(),
+                vip_cidr: format!("{}/{prefix}", vip.address),
+                settings: ctx.topology.vrrp.clone(),
+            };
+            ctx.drivers
+                .amphora
+                .update_vrrp(a, &plan)
+                .await
+                .map_err(drv)?;
+        }
+        Ok(Value::Null)
+    }
+}
