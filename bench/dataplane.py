@@ -25,6 +25,14 @@ of the backends:
     (members are other hosts) and core 0 plays the clients and the members.
 Needs haproxy, wrk and rsyslog (apt-get install -y haproxy wrk rsyslog).
 Loopback only; every run is bounded in time. Usage: python3 bench/dataplane.py
+
+With --netns (root; issue 15) rocta runs on its netns drivers, on networks of the benchmark's own
+(bridges rocta-bm / rocta-bench, 198.18.200.0/24 and 198.19.200.0/24, torn down at the end): the
+amphora is a network namespace, and the standalone HAProxies (Octavia's config, rocta's with
+logging off) run in a namespace of their own plugged into the same tenant bridge by a veth, so
+every variant crosses the same veths and bridge; the backends listen on the host's gateway
+address. Only the "amphora" placement is measured (core 1 runs only what the amphorae run).
+Create -> ACTIVE is measured cold and, after a restart with two spare amphorae, from a spare.
 """
 import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
@@ -35,6 +43,23 @@ BENCH = os.path.join(ROOT, "target", "release", "rocta-bench")
 PUBLIC = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b"
 API = "http://127.0.0.1:19876/v2/lbaas"
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
+NETNS = "--netns" in sys.argv
+# The --netns placement's networks and the namespace of the standalone HAProxies.
+NET_CONFIG = """[netns]
+management_bridge = "rocta-bm"
+management_cidr = "198.18.200.0/24"
+host_port = "rocta-bh"
+[[netns.networks]]
+name = "bench"
+cidr = "198.19.200.0/24"
+network_id = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a"
+subnet_id = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b"
+[health_manager]
+bind_port = 15999
+"""
+GW = "198.19.200.1" if NETNS else "127.0.0.1"
+REF_NS, REF_IP = "rocta-bench-ref", "198.19.200.250"
+HOST = REF_IP if NETNS else "127.0.0.1"
 SECS = int(os.environ.get("SECS", "5"))
 procs = []
 
@@ -59,9 +84,9 @@ def wait_active(lb):
     sys.exit("timeout")
 
 
-def http_ok(url):
+def http_ok(url, timeout=1):
     try:
-        with urllib.request.urlopen(url, timeout=1) as r:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status == 200
     except Exception:
         return False
@@ -132,6 +157,7 @@ def main():
     work = tempfile.mkdtemp(prefix="rocta-dp-")
     # Octavia's HAProxy drops to `user nobody`, which must reach its log socket in here
     os.chmod(work, 0o755)
+    open(f"{work}/rocta.toml", "w").write(NET_CONFIG if NETNS else "")
     try:
         run(work)
     finally:
@@ -142,21 +168,97 @@ def main():
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        if NETNS:
+            # After rocta is gone: it would go on booting spares.
+            netns_cleanup(work)
         if os.environ.get("KEEP"):
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work):
-    backends = [start([BENCH, "backend", "--port", "18081", "--name", "one"], cpu=1),
-                start([BENCH, "backend", "--port", "18082", "--name", "two"], cpu=1)]
-    start([ROCTA, "serve", "--drivers", "local", "--data-dir", f"{work}/data",
-           "--api-bind", "127.0.0.1:19876"], cpu=1)
-    for _ in range(100):
+def sh(*cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def netns_cleanup(work):
+    """Ends the amphorae and the reference namespace, then removes the networks."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in [l.split()[0] for l in out.splitlines() if l]:
+        if ns == REF_NS or (ns.startswith("amphora-") and "198.18.200." in subprocess.run(
+                ["ip", "-n", ns, "-4", "-o", "addr"], capture_output=True, text=True).stdout):
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+            subprocess.run(["ip", "netns", "del", ns])
+    subprocess.run(["ip", "link", "del", "rocta-bref"], stderr=subprocess.DEVNULL)
+    subprocess.run([ROCTA, "network", "teardown", "--config", f"{work}/rocta.toml"], stdout=subprocess.DEVNULL)
+
+
+def serve(work, extra=""):
+    """Starts `rocta serve` (pinned to core 1) and waits for its API."""
+    cfg = f"{work}/serve.toml"
+    open(cfg, "w").write((NET_CONFIG if NETNS else "") + extra)
+    p = start([ROCTA, "serve", "--drivers", "netns" if NETNS else "local", "--config", cfg,
+               "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"], cpu=1)
+    for _ in range(200):
         if http_ok("http://127.0.0.1:19876/"):
-            break
+            return p
         time.sleep(0.05)
+    sys.exit("rocta serve did not start")
+
+
+def in_ref(cmd):
+    """`cmd` in the reference amphora's namespace (--netns), else as it is."""
+    return ["ip", "netns", "exec", REF_NS] + cmd if NETNS else cmd
+
+
+def create_from_spares(work, server):
+    """Restarts rocta with two spare amphorae and measures create -> ACTIVE from a spare."""
+    server.kill()
+    server.wait()
+    server = serve(work, "[house_keeping]\nspare_amphora_pool_size = 2\nspare_check_interval = 0.2\n")
+    ms = []
+    for i in range(10):
+        t0 = time.time()
+        while True:
+            req = urllib.request.Request("http://127.0.0.1:19876/v2/octavia/amphorae?status=READY",
+                                         headers={"X-Project-Id": "bench", "X-Roles": "admin"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                amps = json.loads(r.read())["amphorae"]
+            if amps:
+                break
+            if time.time() - t0 > 30:
+                sys.exit("no spare became READY")
+            time.sleep(0.05)
+        t = time.time()
+        lb = call("POST", "/loadbalancers", {"loadbalancer": {"vip_subnet_id": PUBLIC}})["loadbalancer"]["id"]
+        wait_active(lb)
+        ms.append((time.time() - t) * 1000)
+        call("DELETE", f"/loadbalancers/{lb}")
+    print(f"lb_create_to_active from a spare: n=10 p50={pct(ms, .5):.0f}ms p95={pct(ms, .95):.0f}ms")
+    return server
+
+
+def run(work):
+    backends = [start([BENCH, "backend", "--port", "18081", "--bind", GW, "--name", "one"], cpu=1),
+                start([BENCH, "backend", "--port", "18082", "--bind", GW, "--name", "two"], cpu=1)] if not NETNS else []
+    server = serve(work)
+    if NETNS:
+        # The networks exist now: the backends listen on the host's gateway address, and the
+        # standalone HAProxies get a namespace plugged into the same bridge.
+        backends = [start([BENCH, "backend", "--port", "18081", "--bind", GW, "--name", "one"], cpu=1),
+                    start([BENCH, "backend", "--port", "18082", "--bind", GW, "--name", "two"], cpu=1)]
+        sh("ip", "netns", "add", REF_NS)
+        sh("ip", "link", "add", "rocta-bref", "type", "veth", "peer", "name", "eth1", "netns", REF_NS)
+        sh("ip", "link", "set", "rocta-bref", "master", "rocta-bench", "up")
+        sh("ip", "-n", REF_NS, "addr", "add", f"{REF_IP}/24", "dev", "eth1")
+        sh("ip", "-n", REF_NS, "link", "set", "eth1", "up")
+        sh("ip", "-n", REF_NS, "link", "set", "lo", "up")
+        time.sleep(0.3)
     # create -> ACTIVE and full tree -> first request, 20 runs each
     create, tree = [], []
     for i in range(20):
@@ -170,10 +272,11 @@ def run(work):
         body = {"loadbalancer": {"vip_subnet_id": PUBLIC, "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
                 "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                            "healthmonitor": {"type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2},
-                           "members": [{"address": "127.0.0.1", "protocol_port": 18081}, {"address": "127.0.0.1", "protocol_port": 18082}]}]}}
+                           "members": [{"address": GW, "protocol_port": 18081}, {"address": GW, "protocol_port": 18082}]}]}}
         lb = call("POST", "/loadbalancers", body)["loadbalancer"]
         url = f"http://{lb['vip_address']}:8080/"
-        while not http_ok(url):
+        # A short timeout: before the VIP is plugged a SYN gets no answer at all.
+        while not http_ok(url, timeout=0.05):
             time.sleep(0.002)
             if time.time() - t > 30:
                 sys.exit("no first request")
@@ -184,6 +287,9 @@ def run(work):
             call("DELETE", f"/loadbalancers/{lb['id']}?cascade=true")
     print(f"lb_create_to_active (real amphora): n=20 p50={pct(create, .5):.0f}ms p95={pct(create, .95):.0f}ms")
     print(f"full_tree_to_first_request: n=20 p50={pct(tree, .5):.0f}ms p95={pct(tree, .95):.0f}ms")
+    if NETNS:
+        # The spare pool boots amphorae of its own: measured last, after the data plane.
+        pass
     wait_active(keep["id"])
     time.sleep(1)
     rocta_url = f"http://{keep['vip_address']}:8080/"
@@ -198,10 +304,10 @@ def run(work):
     off = re.sub(r"\nring [^\n]*\n(    [^\n]*\n)*", "\n", off)
     off = off.replace("    log global", "    no log")
     off = re.sub(r"\n    log-format [^\n]*", "", off)
-    off = off.replace(f"{keep['vip_address']}:8080", "127.0.0.1:19091").replace("abns@rocta-", "abns@rocta-off-")
+    off = off.replace(f"{keep['vip_address']}:8080", f"{HOST}:19091").replace("abns@rocta-", "abns@rocta-off-")
     os.makedirs(f"{work}/off", exist_ok=True)
     open(f"{work}/off/h.cfg", "w").write(off)
-    start(["haproxy", "-W", "-f", f"{work}/off/h.cfg"], cpu=1)
+    start(in_ref(["haproxy", "-W", "-f", f"{work}/off/h.cfg"]), cpu=1)
     # Octavia's config logging as an amphora does: rsyslogd with the image's rules
     # (Octavia's elements/amphora-agent/static/etc/rsyslog.d/55-octavia-socket.conf and
     # elements/haproxy-octavia/post-install.d/20-setup-haproxy-log, which writes 49-haproxy.conf)
@@ -220,8 +326,9 @@ def run(work):
             break
         time.sleep(0.05)
     ref = open(REF).read()
+    ref = ref.replace("bind 127.0.0.1:", f"bind {HOST}:").replace(" 127.0.0.1:1808", f" {GW}:1808")
     open(f"{rs}/h.cfg", "w").write(ref.replace("RUN_DIR", rs).replace(":18080", ":18090").replace(":18088", ":18098"))
-    start(["haproxy", "-W", "-f", f"{rs}/h.cfg"], cpu=1)
+    start(in_ref(["haproxy", "-W", "-f", f"{rs}/h.cfg"]), cpu=1)
     # the same config with a consumer that reads and discards each datagram
     os.makedirs(f"{work}/oct", exist_ok=True)
     sock = f"{work}/oct/log.sock"
@@ -241,22 +348,22 @@ def run(work):
                 return
     threading.Thread(target=drain, daemon=True).start()
     open(f"{work}/oct/h.cfg", "w").write(ref.replace("RUN_DIR", f"{work}/oct"))
-    start(["haproxy", "-W", "-f", f"{work}/oct/h.cfg"], cpu=1)
+    start(in_ref(["haproxy", "-W", "-f", f"{work}/oct/h.cfg"]), cpu=1)
     os.sched_setaffinity(0, {0, 1})
     time.sleep(1)
     # name: (url, HAProxy pids, log consumer pids)
     variants = {
-        "direct to a backend": ("http://127.0.0.1:18081/", [], []),
+        "direct to a backend": (f"http://{GW}:18081/", [], []),
         "rocta LB, logging on": (rocta_url, rocta_pids, agent),
-        "rocta config, logging off": ("http://127.0.0.1:19091/", pids_of(f"haproxy -W -f {work}/off/h.cfg"), []),
-        "Octavia, rsyslogd to a file": ("http://127.0.0.1:18090/", pids_of(f"haproxy -W -f {rs}/h.cfg"), pids_of(f"rsyslogd -n -f {rs}")),
-        "Octavia, discarding consumer": ("http://127.0.0.1:18080/", pids_of(f"haproxy -W -f {work}/oct/h.cfg"), [os.getpid()]),
+        "rocta config, logging off": (f"http://{HOST}:19091/", pids_of(f"^haproxy -W -f {work}/off/h.cfg"), []),
+        "Octavia, rsyslogd to a file": (f"http://{HOST}:18090/", pids_of(f"^haproxy -W -f {rs}/h.cfg"), pids_of(f"rsyslogd -n -f {rs}")),
+        "Octavia, discarding consumer": (f"http://{HOST}:18080/", pids_of(f"^haproxy -W -f {work}/oct/h.cfg"), [os.getpid()]),
     }
     hz = os.sysconf("SC_CLK_TCK")
     threads = {name: [open(f"/proc/{pid}/status").read().split("Threads:")[1].split()[0] for pid in v[1]]
                for name, v in variants.items() if v[1]}
     print(f"HAProxy threads (master, worker): {threads}")
-    placements = {"reference": {1}, "amphora": {0}}
+    placements = {"amphora": {0}} if NETNS else {"reference": {1}, "amphora": {0}}
     results = {(pl, k): {"ka": [], "close": [], "us": [], "log": [], "busy": []} for pl in placements for k in variants}
     for r in range(ROUNDS):
         for pl, cpus in placements.items():
@@ -316,6 +423,8 @@ def run(work):
     print(f"reloads under keep-alive load: 20 reloads, {res['n']} requests, {res['bad']} failed")
     rss = open(f"/proc/{agent[0]}/status").read().split("VmRSS:")[1].split()[0]
     print(f"agent RSS: {int(rss) / 1024:.1f} MB")
+    if NETNS:
+        create_from_spares(work, server)
 
 
 main()

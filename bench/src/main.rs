@@ -48,6 +48,9 @@ enum Cmd {
     Backend {
         #[arg(long)]
         port: u16,
+        /// The address to listen on (a tenant network's gateway for amphorae in namespaces).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
         #[arg(long, default_value = "ok")]
         name: String,
     },
@@ -185,7 +188,7 @@ fn api(cli: &Cli, project: &str) -> Api {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Backend { port, name } => {
+        Cmd::Backend { port, bind, name } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -193,7 +196,7 @@ fn main() {
             rt.block_on(async move {
                 let body: &'static str = Box::leak(name.into_boxed_str());
                 let app = axum::Router::new().fallback(move || async move { body });
-                let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                let l = tokio::net::TcpListener::bind((bind.as_str(), port))
                     .await
                     .expect("bind backend port");
                 axum::serve(l, app).await.expect("serve");

@@ -170,6 +170,8 @@ pub trait Host {
     fn nft_table_exists(&self, table: &str) -> bool;
     /// The interfaces enslaved to `bridge`.
     fn bridge_ports(&self, bridge: &str) -> Vec<String>;
+    /// Whether the network namespace `ns` exists, and the processes in it.
+    fn namespace_processes(&self, ns: &str) -> Option<Vec<i32>>;
     /// Addresses (with prefix) configured on interfaces rocta did not make.
     fn foreign_networks(&self) -> Vec<Ipv4Net>;
 }
@@ -216,6 +218,21 @@ impl Host for ThisHost {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
+    }
+    fn namespace_processes(&self, ns: &str) -> Option<Vec<i32>> {
+        if !std::path::Path::new("/run/netns").join(ns).exists() {
+            return None;
+        }
+        let out = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .ok()?;
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+        )
     }
     fn foreign_networks(&self) -> Vec<Ipv4Net> {
         addresses()
@@ -485,6 +502,35 @@ impl HostNetworks {
     /// What `rocta network teardown` still has to remove on `host`.
     pub fn teardown(&self, host: &dyn Host) -> Plan {
         let mut p = Vec::new();
+        // The amphorae plugged on these networks go first: their processes, then their
+        // namespaces (with their interfaces), found by the names of their ports.
+        let mut amphorae: Vec<String> = Vec::new();
+        let bridges = std::iter::once(self.bridge.clone())
+            .chain(self.tenants.iter().map(TenantNetwork::bridge));
+        for br in bridges {
+            for port in host.bridge_ports(&br) {
+                if let Some(ns) = amphora_of_port(&port) {
+                    if !amphorae.contains(&ns) {
+                        amphorae.push(ns);
+                    }
+                }
+            }
+        }
+        for ns in amphorae {
+            let Some(pids) = host.namespace_processes(&ns) else {
+                continue;
+            };
+            if !pids.is_empty() {
+                let mut argv = vec!["kill".to_string(), "-9".into()];
+                argv.extend(pids.iter().map(|p| p.to_string()));
+                p.push(Step {
+                    argv,
+                    stdin: None,
+                    undo: None,
+                });
+            }
+            p.push(step(&["ip", "netns", "del", &ns]));
+        }
         let table = nft_table(&self.bridge);
         if host.nft_table_exists(&table) {
             p.push(step(&["nft", "delete", "table", "bridge", &table]));
@@ -506,6 +552,20 @@ impl HostNetworks {
         }
         Plan { steps: p }
     }
+}
+
+/// The namespace of the amphora whose port is `port` (`rocta<8 hex>e<k>`, see
+/// `crate::netns::port`).
+pub fn amphora_of_port(port: &str) -> Option<String> {
+    let rest = port.strip_prefix("rocta")?;
+    let (hex, k) = (rest.get(..8)?, rest.get(8..)?);
+    let ok = hex
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && k.len() == 2
+        && k.starts_with('e')
+        && k[1..].chars().all(|c| c.is_ascii_digit());
+    ok.then(|| format!("amphora-{hex}"))
 }
 
 impl Plan {
@@ -564,6 +624,7 @@ mod tests {
 
     #[derive(Default)]
     struct Fake {
+        ports: Vec<String>,
         links: HashSet<String>,
         addrs: HashSet<(String, String)>,
         nft: bool,
@@ -580,8 +641,15 @@ mod tests {
         fn nft_table_exists(&self, t: &str) -> bool {
             self.nft && t == "rocta_mgmt"
         }
-        fn bridge_ports(&self, _: &str) -> Vec<String> {
-            Vec::new()
+        fn bridge_ports(&self, br: &str) -> Vec<String> {
+            if br == "rocta-mgmt" {
+                self.ports.clone()
+            } else {
+                Vec::new()
+            }
+        }
+        fn namespace_processes(&self, ns: &str) -> Option<Vec<i32>> {
+            (ns == "amphora-5f0e1a2b").then(|| vec![41, 42])
         }
         fn foreign_networks(&self) -> Vec<Ipv4Net> {
             self.foreign.clone()
@@ -653,6 +721,33 @@ mod tests {
                 "ip link del rocta-public"
             ]
         );
+        // Amphorae still plugged go first: their processes, then their namespaces.
+        let with_amphora = Fake {
+            ports: vec![
+                "rocta-hm0-br".into(),
+                "rocta5f0e1a2be0".into(),
+                "rocta0000aaaae0".into(),
+            ],
+            ..done
+        };
+        let l = lines(&n.teardown(&with_amphora));
+        assert_eq!(l[..2], ["kill -9 41 42", "ip netns del amphora-5f0e1a2b"]);
+        assert_eq!(
+            l[2], "nft delete table bridge rocta_mgmt",
+            "a namespace already gone is skipped"
+        );
+        assert_eq!(
+            amphora_of_port("rocta5f0e1a2be1").as_deref(),
+            Some("amphora-5f0e1a2b")
+        );
+        for not in [
+            "rocta-hm0-br",
+            "rocta-vx42",
+            "rocta5F0E1A2Be0",
+            "rocta5f0e1a2be",
+        ] {
+            assert_eq!(amphora_of_port(not), None, "{not}");
+        }
     }
 
     #[test]
