@@ -336,6 +336,57 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     assert!(holds(&ns_of(&backup), &vip), "the survivor lost the VIP");
     assert_eq!(get(&url).map(|x| x.1), Some("A".to_string()));
 
+    // A failover of the whole load balancer: the standby first, then the other, so the VIP
+    // always has a holder; under a request every 20 ms.
+    let before: Vec<String> = amphorae_of(&r, &id).into_iter().map(|a| a.0).collect();
+    let (s, b) = r.req_as(
+        "PUT",
+        &format!("/v2/lbaas/loadbalancers/{id}/failover"),
+        None,
+        "p1",
+        Some("admin"),
+    );
+    assert_eq!(s, 202, "{b}");
+    let (mut served, mut lost) = (0, 0);
+    let t = Instant::now();
+    loop {
+        let ok = fast
+            .get(&url)
+            .send()
+            .ok()
+            .and_then(|r| r.text().ok())
+            .is_some_and(|t| t == "A");
+        if ok {
+            served += 1;
+        } else {
+            lost += 1;
+        }
+        let (_, l) = r.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+        if l["loadbalancer"]["provisioning_status"] == "ACTIVE" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "failover never ended: {l}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("active/standby load balancer failover: {served} requests served, {lost} lost");
+    let after = amphorae_of(&r, &id);
+    let mut roles: Vec<&str> = after.iter().map(|a| a.1.as_str()).collect();
+    roles.sort();
+    assert_eq!(roles, ["BACKUP", "MASTER"], "{after:?}");
+    assert!(
+        after.iter().all(|a| !before.contains(&a.0)),
+        "not all replaced: {after:?}"
+    );
+    eventually("nobody holds the VIP after the failover", || {
+        after.iter().filter(|a| holds(&ns_of(&a.0), &vip)).count() == 1
+    });
+    eventually("no traffic after the failover", || {
+        get(&url).is_some_and(|x| x.1 == "A")
+    });
+
     delete_lb(&r, &id);
     eventually("namespaces left after delete", || {
         env.namespaces().is_empty()

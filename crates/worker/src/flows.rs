@@ -1,7 +1,7 @@
 //! One flow per job: the ordered steps, Octavia's flows reduced to what rocta's drivers need.
 
 use rocta_flow::{Flow, Task};
-use rocta_model::{Id, Job, Op};
+use rocta_model::{AmphoraRole, Id, Job, Op};
 
 use crate::tasks::*;
 use crate::Ctx;
@@ -12,6 +12,7 @@ const NEW_AMPHORA: &str = "amphora-0";
 const SECOND_AMPHORA: &str = "amphora-1";
 const BOTH: &[&str] = &[NEW_AMPHORA, SECOND_AMPHORA];
 const FIRST: &[&str] = &[NEW_AMPHORA];
+const SECOND: &[&str] = &[SECOND_AMPHORA];
 
 pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
     let t = |x: Box<dyn Task<Ctx>>| x;
@@ -52,6 +53,7 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                     lb_id,
                     only: None,
                     keep_slots: &[],
+                    only_role: None,
                 })),
                 t(Box::new(DeallocateVip { lb_id })),
                 t(Box::new(MarkLbDeleted { lb_id })),
@@ -172,27 +174,51 @@ fn build_amphorae(lb_id: Id, roles: &[SlotRole]) -> Vec<Box<dyn Task<Ctx>>> {
     v
 }
 
-/// Build the replacement first, then delete the old amphorae (Octavia: compute services are
+/// Build the replacement first, then delete the old amphora (Octavia: compute services are
 /// unreliable, so the old one goes only once the new one serves). One amphora (`only`): its
 /// replacement takes its role, and in an ACTIVE_STANDBY pair the survivor keeps the VIP and
-/// learns its new peer. The whole load balancer: a new pair (or one amphora) for the old.
+/// learns its new peer. The whole load balancer: one amphora after the other, the standby
+/// first (as Octavia), so the VIP always has a holder (for SINGLE: the one amphora).
 fn failover(lb_id: Id, only: Option<Id>) -> Flow<Ctx> {
-    let (roles, slots): (Vec<SlotRole>, &'static [&'static str]) = match only {
-        Some(id) => (vec![SlotRole::Like(id)], FIRST),
-        None => (vec![SlotRole::Primary, SlotRole::Secondary], BOTH),
-    };
     let mut tasks: Vec<Box<dyn Task<Ctx>>> = vec![Box::new(LbErrorOnRevert { lb_id })];
-    tasks.extend(build_amphorae(lb_id, &roles));
-    tasks.push(Box::new(ApplyConfig {
-        lb_id,
-        only_slots: Some(slots),
-    }));
-    tasks.push(Box::new(DeleteAmphorae {
-        lb_id,
-        only,
-        keep_slots: slots,
-    }));
-    tasks.push(Box::new(ConfigureVrrp { lb_id }));
+    let steps: Vec<(SlotRole, &'static [&'static str], Option<AmphoraRole>)> = match only {
+        Some(id) => vec![(SlotRole::Like(id), FIRST, None)],
+        None => vec![
+            (
+                SlotRole::Replacing(AmphoraRole::Backup),
+                FIRST,
+                Some(AmphoraRole::Backup),
+            ),
+            (
+                SlotRole::Replacing(AmphoraRole::Master),
+                SECOND,
+                Some(AmphoraRole::Master),
+            ),
+        ],
+    };
+    for (role, slots, only_role) in steps {
+        let slot = slots[0];
+        tasks.push(Box::new(CreateAmphora {
+            lb_id: Some(lb_id),
+            slot,
+            use_spare: true,
+            spare_zone: None,
+            role,
+        }));
+        tasks.push(Box::new(WaitAmphora { slot }));
+        tasks.push(Box::new(PlugVip { lb_id, slot }));
+        tasks.push(Box::new(ApplyConfig {
+            lb_id,
+            only_slots: Some(slots),
+        }));
+        tasks.push(Box::new(DeleteAmphorae {
+            lb_id,
+            only,
+            keep_slots: BOTH,
+            only_role,
+        }));
+        tasks.push(Box::new(ConfigureVrrp { lb_id }));
+    }
     tasks.push(Box::new(MarkLbActive { lb_id }));
     Flow {
         name: "failover",

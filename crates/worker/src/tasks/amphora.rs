@@ -514,6 +514,8 @@ pub(crate) struct DeleteAmphorae {
     pub lb_id: Id,
     pub only: Option<Id>,
     pub keep_slots: &'static [&'static str],
+    /// Only the one a replacement of this role replaces (see `replaces`).
+    pub only_role: Option<AmphoraRole>,
 }
 
 #[async_trait::async_trait]
@@ -529,7 +531,10 @@ impl Task<Ctx> for DeleteAmphorae {
             keep.push(amphora_id(ctx, s).await?);
         }
         for a in live_amphorae(ctx, self.lb_id).await? {
-            if keep.contains(&a.id) || self.only.is_some_and(|o| o != a.id) {
+            if keep.contains(&a.id)
+                || self.only.is_some_and(|o| o != a.id)
+                || self.only_role.is_some_and(|r| !replaces(r, a.role))
+            {
                 continue;
             }
             destroy_amphora(ctx, a.id, vip.as_ref()).await?;

@@ -22,6 +22,9 @@ pub(crate) enum SlotRole {
     Secondary,
     /// The role of the amphora it replaces (a failover).
     Like(Id),
+    /// Replaces the pair's amphora of this role (a load balancer failover, one amphora after
+    /// the other); for SINGLE, `Master` is the one amphora and `Backup` builds nothing.
+    Replacing(AmphoraRole),
     /// A spare: none until claimed.
     Spare,
 }
@@ -75,6 +78,29 @@ async fn topology(ctx: &Ctx, lb_id: Id) -> R<Topology> {
     })
 }
 
+/// The topology the load balancer runs in now: ACTIVE_STANDBY while one of its amphorae is
+/// MASTER or BACKUP (a failover keeps what the load balancer was built as).
+async fn topology_now(ctx: &Ctx, lb_id: Id) -> R<Topology> {
+    let pair = live_amphorae(ctx, lb_id)
+        .await?
+        .iter()
+        .any(|a| matches!(a.role, Some(AmphoraRole::Master | AmphoraRole::Backup)));
+    Ok(if pair {
+        Topology::ActiveStandby
+    } else {
+        Topology::Single
+    })
+}
+
+/// Whether an amphora of role `have` is the one a replacement of `role` replaces (for SINGLE
+/// the one amphora is the MASTER's place).
+pub(crate) fn replaces(role: AmphoraRole, have: Option<AmphoraRole>) -> bool {
+    match role {
+        AmphoraRole::Master => !matches!(have, Some(AmphoraRole::Backup)),
+        r => have == Some(r),
+    }
+}
+
 /// The role a slot's amphora gets; `None`: the slot builds nothing.
 pub(crate) async fn slot_role(
     ctx: &Ctx,
@@ -102,6 +128,11 @@ pub(crate) async fn slot_role(
         SlotRole::Secondary => match topology(ctx, lb_id).await? {
             Topology::ActiveStandby => Some(Some(AmphoraRole::Backup)),
             Topology::Single => None,
+        },
+        SlotRole::Replacing(r) => match (topology_now(ctx, lb_id).await?, r) {
+            (Topology::ActiveStandby, r) => Some(Some(*r)),
+            (Topology::Single, AmphoraRole::Backup) => None,
+            (Topology::Single, _) => Some(Some(AmphoraRole::Standalone)),
         },
     })
 }
