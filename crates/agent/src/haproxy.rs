@@ -107,6 +107,8 @@ impl Supervisor {
 
     async fn check(&self, cfg: &Path) -> Result<(), HaproxyError> {
         let out = tokio::process::Command::new(&self.bin)
+            .arg("-L")
+            .arg(rocta_haproxy::peer_name(&self.amphora_id))
             .arg("-c")
             .arg("-f")
             .arg(cfg)
@@ -180,7 +182,10 @@ impl Supervisor {
         let log2 = log
             .try_clone()
             .map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        // `-L`: this amphora's name in the peers section of an ACTIVE_STANDBY pair (as Octavia).
         let mut child = tokio::process::Command::new(&self.bin)
+            .arg("-L")
+            .arg(rocta_haproxy::peer_name(&self.amphora_id))
             .arg("-W")
             .arg("-f")
             .arg(&cfg)

@@ -223,6 +223,36 @@ fn amphorae_of(r: &Rocta, lb: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The entries of every stick table of the HAProxy of load balancer `lb` on amphora `amp`
+/// (`show table` on its stats socket, an abstract socket of the amphora's namespace, whose
+/// name HAProxy pads with NULs to the whole address).
+fn stick_table(ns: &str, amp: &str, lb: &str) -> String {
+    let ask = |cmd: &str| {
+        let code = format!(
+            "import socket\ns=socket.socket(socket.AF_UNIX)\n\
+             a='\\0rocta-{amp}-{lb}'\ns.connect(a+'\\0'*(108-len(a)))\n\
+             s.sendall(b'{cmd}\\n')\nout=b''\nwhile True:\n d=s.recv(65536)\n \
+             if not d: break\n out+=d\nprint(out.decode())\n"
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", &code])
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let tables = ask("show table");
+    let mut all = tables.clone();
+    for t in tables.lines().filter_map(|l| l.strip_prefix("# table: ")) {
+        all.push_str(&ask(&format!(
+            "show table {}",
+            t.split(',').next().unwrap_or_default()
+        )));
+    }
+    all
+}
+
 fn holds(ns: &str, vip: &str) -> bool {
     let out = Command::new("ip")
         .args(["-n", ns, "-4", "-o", "addr", "show", "eth1"])
@@ -247,6 +277,7 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     let body = json!({"loadbalancer": {"name": "pair", "vip_subnet_id": env.subnet_id,
         "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
         "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "session_persistence": {"type": "SOURCE_IP"},
                    "members": [{"address": gw, "protocol_port": a}]}]}});
     let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
     assert_eq!(s, 201, "{lb}");
@@ -273,6 +304,20 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     eventually("no traffic through the VIP", || {
         get(&url).is_some_and(|x| x.1 == "A")
     });
+    // Stickiness learnt by the MASTER reaches the BACKUP's table (HAProxy peers).
+    let t = Instant::now();
+    loop {
+        let table = stick_table(&ns_of(&backup), &backup, &id);
+        if table.contains(&gw) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the BACKUP's stick table never learnt the client: {table}\nMASTER's: {}",
+            stick_table(&ns_of(&master), &master, &id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // kill -9 of everything in the MASTER's namespace, under a request every 20 ms.
     let fast = reqwest::blocking::Client::builder()

@@ -196,8 +196,10 @@ pub trait AmphoraDriver: Send + Sync {
     /// Configures the VIP inside the amphora.
     async fn post_vip_plug(&self, amphora: &Amphora, vip: &Vip, plug: &VipPlug)
         -> DriverResult<()>;
-    /// Makes the amphora serve `tree` (render, upload, validate, reload). Idempotent.
-    async fn apply(&self, amphora: &Amphora, tree: &LbTree) -> DriverResult<()>;
+    /// Makes the amphora serve `tree` (render, upload, validate, reload), sharing its stick
+    /// tables with `peers` (the amphorae of its ACTIVE_STANDBY pair, itself included; empty
+    /// for SINGLE). Idempotent.
+    async fn apply(&self, amphora: &Amphora, tree: &LbTree, peers: &[Peer]) -> DriverResult<()>;
     /// Stops serving load balancer `lb_id`. Idempotent.
     async fn remove(&self, amphora: &Amphora, lb_id: Id) -> DriverResult<()>;
     /// Replaces the agent's server certificate (PEM: certificate and key). Idempotent.
@@ -208,6 +210,14 @@ pub trait AmphoraDriver: Send + Sync {
     /// Configures and starts (or reloads) the amphora's keepalived for its part in an
     /// ACTIVE_STANDBY pair (`PUT /1.0/vrrp/upload`, `PUT /1.0/vrrp/start`). Idempotent.
     async fn update_vrrp(&self, amphora: &Amphora, plan: &VrrpPlan) -> DriverResult<()>;
+}
+
+/// An amphora of an ACTIVE_STANDBY pair, as HAProxy's `peers` section names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub amphora_id: Id,
+    /// Its own address on the VIP network.
+    pub address: String,
 }
 
 /// An amphora's part in its load balancer's VRRP pair.

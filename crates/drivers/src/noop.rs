@@ -180,7 +180,7 @@ impl AmphoraDriver for NoopAmphora {
         Ok(())
     }
 
-    async fn apply(&self, amphora: &Amphora, tree: &LbTree) -> DriverResult<()> {
+    async fn apply(&self, amphora: &Amphora, tree: &LbTree, _: &[Peer]) -> DriverResult<()> {
         let listeners = tree.listeners.len();
         self.0.put(
             "apply config",

@@ -258,7 +258,7 @@ impl AmphoraDriver for RestAmphora {
         })
     }
 
-    async fn apply(&self, amp: &Amphora, tree: &LbTree) -> DriverResult<()> {
+    async fn apply(&self, amp: &Amphora, tree: &LbTree, peers: &[Peer]) -> DriverResult<()> {
         let Some(lb) = &tree.loadbalancer else {
             return Ok(());
         };
@@ -293,6 +293,15 @@ impl AmphoraDriver for RestAmphora {
                 maxconn_cap: maxconn_cap(files),
                 default_connection_limit: self.default_connection_limit,
                 log_target: self.connection_logging.then(|| "ring".to_string()),
+                peers: peers
+                    .iter()
+                    .map(|p| {
+                        (
+                            rocta_haproxy::peer_name(&p.amphora_id.to_string()),
+                            format!("{}:{}", p.address, rocta_haproxy::PEER_PORT),
+                        )
+                    })
+                    .collect(),
             },
         );
         self.call(

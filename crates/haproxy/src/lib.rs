@@ -33,6 +33,23 @@ pub struct RenderOptions {
     /// in-memory ring buffer of HAProxy (no syscall per request; the agent drains it); any
     /// other value is a syslog target (`/path/to/socket`, `udp@host:port`).
     pub log_target: Option<String>,
+    /// The amphorae of an ACTIVE_STANDBY pair (`peer_name`, `ip:port`), this one included:
+    /// a `peers` section, and every stick table shared through it. Empty: SINGLE.
+    pub peers: Vec<(String, String)>,
+}
+
+/// The port HAProxy's peers speak on (Octavia's `HAPROXY_BASE_PEER_PORT`).
+pub const PEER_PORT: u16 = 1025;
+
+/// An amphora's name in a `peers` section (and HAProxy's `-L`): its id without dashes, as
+/// Octavia's.
+pub fn peer_name(amphora_id: &str) -> String {
+    amphora_id.replace('-', "")
+}
+
+/// The `peers` section of load balancer `lb`.
+fn peers_section(lb: Id) -> String {
+    format!("{}_peers", lb.simple())
 }
 
 /// The script a PING health monitor runs (HAProxy's external check), kept by the agent in the
@@ -213,6 +230,12 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
             "\nring {ring}\n    format rfc5424\n    maxlen 1200\n    size 4194304"
         );
     }
+    if !o.peers.is_empty() {
+        let _ = writeln!(c, "\npeers {}", peers_section(lb.id));
+        for (name, addr) in &o.peers {
+            let _ = writeln!(c, "    peer {name} {addr}");
+        }
+    }
     c.push_str("\ndefaults\n");
     c.push_str(if o.log_target.is_some() {
         "    log global\n"
@@ -360,6 +383,11 @@ fn expected_codes(codes: &str) -> String {
 
 fn backend(c: &mut String, t: &LbTree, l: &Listener, pool: &Pool, o: &RenderOptions) {
     let _ = writeln!(c, "\nbackend {}", backend_name(pool.id, l.id));
+    // Stick tables are shared with the other amphora of an ACTIVE_STANDBY pair.
+    let peers = match &t.loadbalancer {
+        Some(lb) if !o.peers.is_empty() => format!(" peers {}", peers_section(lb.id)),
+        _ => String::new(),
+    };
     let pmode = match pool.protocol {
         PoolProtocol::Http => "http",
         PoolProtocol::Proxy | PoolProtocol::ProxyV2 => mode(l.protocol),
@@ -384,11 +412,12 @@ fn backend(c: &mut String, t: &LbTree, l: &Listener, pool: &Pool, o: &RenderOpti
     if let Some(sp) = &pool.session_persistence {
         match sp.kind {
             PersistenceType::SourceIp => {
-                c.push_str("    stick-table type ipv6 size 10k\n    stick on src\n");
+                let _ = writeln!(c, "    stick-table type ipv6 size 10k{peers}");
+                c.push_str("    stick on src\n");
             }
             PersistenceType::AppCookie if pmode == "http" => {
                 let name = sp.cookie_name.clone().unwrap_or_default();
-                let _ = writeln!(c, "    stick-table type string len 64 size 10k");
+                let _ = writeln!(c, "    stick-table type string len 64 size 10k{peers}");
                 let _ = writeln!(c, "    stick store-response res.cook({name})");
                 let _ = writeln!(c, "    stick match req.cook({name})");
             }

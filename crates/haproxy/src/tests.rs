@@ -214,7 +214,28 @@ fn opts(dir: &str) -> RenderOptions {
         maxconn_cap: 7600,
         default_connection_limit: 50000,
         log_target: None,
+        peers: vec![],
     }
+}
+
+/// The options of a named case: the ring for `logged_to_ring`, an ACTIVE_STANDBY pair's
+/// peers for `active_standby_peers`.
+fn opts_for(name: &str, dir: &str) -> RenderOptions {
+    let mut o = opts(dir);
+    match name {
+        "logged_to_ring" => o.log_target = Some("ring".into()),
+        "active_standby_peers" => {
+            o.peers = vec![
+                (peer_name(&o.amphora_id), "127.0.0.1:1025".into()),
+                (
+                    peer_name("b0000000-0000-4000-8000-00000000000b"),
+                    "127.0.0.2:1025".into(),
+                ),
+            ]
+        }
+        _ => {}
+    }
+    o
 }
 
 fn http_basic() -> LbTree {
@@ -432,15 +453,13 @@ const CASES: &[Case] = &[
     ("l7_policies", l7),
     ("disabled_listener", disabled),
     ("ping_source_ip_port", ping_source_port),
+    ("active_standby_peers", tcp_source),
 ];
 
 #[test]
 fn golden_configs() {
     for (name, case) in CASES {
-        let mut o = opts("/run/rocta");
-        if *name == "logged_to_ring" {
-            o.log_target = Some("ring".into());
-        }
+        let o = opts_for(name, "/run/rocta");
         insta::assert_snapshot!(*name, render(&case(), &o));
     }
 }
@@ -506,12 +525,11 @@ fn haproxy_accepts_every_rendered_config() {
         )
         .unwrap();
         let cfg = d.path().join(format!("{name}.cfg"));
-        let mut o = opts(&run);
-        if *name == "logged_to_ring" {
-            o.log_target = Some("ring".into());
-        }
+        let o = opts_for(name, &run);
         std::fs::write(&cfg, render(&t, &o)).unwrap();
+        // As the agent runs it: this amphora's name among the peers.
         let out = std::process::Command::new(&haproxy)
+            .args(["-L", &peer_name(&o.amphora_id)])
             .arg("-c")
             .arg("-f")
             .arg(&cfg)

@@ -29,7 +29,10 @@ pub(crate) fn build(job: &Job, _job_id: Id) -> Flow<Ctx> {
                     lb_id,
                     only_slots: None,
                 })));
-                v.push(t(Box::new(ConfigureVrrp { lb_id })));
+                v.push(t(Box::new(ConfigureVrrp {
+                    lb_id,
+                    with_config: false,
+                })));
                 v.push(t(Box::new(MarkLbActive { lb_id })));
                 v
             },
@@ -217,7 +220,10 @@ fn failover(lb_id: Id, only: Option<Id>) -> Flow<Ctx> {
             keep_slots: BOTH,
             only_role,
         }));
-        tasks.push(Box::new(ConfigureVrrp { lb_id }));
+        tasks.push(Box::new(ConfigureVrrp {
+            lb_id,
+            with_config: true,
+        }));
     }
     tasks.push(Box::new(MarkLbActive { lb_id }));
     Flow {

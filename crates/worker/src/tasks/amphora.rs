@@ -451,7 +451,7 @@ impl Task<Ctx> for PlugVip {
 }
 
 /// Loads what the amphorae must serve now.
-async fn load_tree(ctx: &Ctx, lb_id: Id) -> R<LbTree> {
+pub(crate) async fn load_tree(ctx: &Ctx, lb_id: Id) -> R<LbTree> {
     ctx.store
         .read_single(|tx| tx.lb_tree(lb_id))
         .await
@@ -488,8 +488,13 @@ impl Task<Ctx> for ApplyConfig {
             }
             None => live_amphorae(ctx, self.lb_id).await?,
         };
+        let peers = pair_peers(ctx, self.lb_id).await?;
         for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
-            ctx.drivers.amphora.apply(a, &tree).await.map_err(drv)?;
+            ctx.drivers
+                .amphora
+                .apply(a, &tree, &peers)
+                .await
+                .map_err(drv)?;
         }
         Ok(Value::Null)
     }

@@ -152,11 +152,37 @@ pub(crate) async fn slot_amphora(ctx: &Ctx, slot: &'static str) -> R<Option<Amph
     ctx.store.read(|tx| tx.get::<Amphora>(id)).await.map_err(db)
 }
 
+/// The allocated amphorae of the load balancer's ACTIVE_STANDBY pair with their own
+/// addresses (HAProxy's `peers`); empty for SINGLE.
+pub(crate) async fn pair_peers(ctx: &Ctx, lb_id: Id) -> R<Vec<rocta_drivers::Peer>> {
+    Ok(pair_of(ctx, lb_id)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            Some(rocta_drivers::Peer {
+                amphora_id: a.id,
+                address: a.vrrp_ip?,
+            })
+        })
+        .collect())
+}
+
+async fn pair_of(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
+    Ok(live_amphorae(ctx, lb_id)
+        .await?
+        .into_iter()
+        .filter(|a| a.status == AmphoraStatus::Allocated)
+        .filter(|a| matches!(a.role, Some(AmphoraRole::Master | AmphoraRole::Backup)))
+        .collect())
+}
+
 /// keepalived on every allocated amphora of an ACTIVE_STANDBY load balancer, each told its
 /// peer (after a failover the survivor learns its new peer and reloads, keeping the VIP).
-/// Nothing for SINGLE.
+/// With `with_config`, HAProxy's configuration is pushed to both again too, its `peers`
+/// naming the pair as it is now (a failover replaced one). Nothing for SINGLE.
 pub(crate) struct ConfigureVrrp {
     pub lb_id: Id,
+    pub with_config: bool,
 }
 
 #[async_trait::async_trait]
@@ -169,12 +195,7 @@ impl Task<Ctx> for ConfigureVrrp {
         false
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let pair: Vec<Amphora> = live_amphorae(ctx, self.lb_id)
-            .await?
-            .into_iter()
-            .filter(|a| a.status == AmphoraStatus::Allocated)
-            .filter(|a| matches!(a.role, Some(AmphoraRole::Master | AmphoraRole::Backup)))
-            .collect();
+        let pair = pair_of(ctx, self.lb_id).await?;
         if pair.is_empty() {
             return Ok(Value::Null);
         }
@@ -208,6 +229,17 @@ impl Task<Ctx> for ConfigureVrrp {
                 .update_vrrp(a, &plan)
                 .await
                 .map_err(drv)?;
+        }
+        if self.with_config {
+            let tree = load_tree(ctx, self.lb_id).await?;
+            let peers = pair_peers(ctx, self.lb_id).await?;
+            for a in &pair {
+                ctx.drivers
+                    .amphora
+                    .apply(a, &tree, &peers)
+                    .await
+                    .map_err(drv)?;
+            }
         }
         Ok(Value::Null)
     }
