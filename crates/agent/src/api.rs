@@ -296,8 +296,46 @@ async fn plug_vip(S(s): S<State>, Path(vip): Path<String>, body: Bytes) -> Respo
     }
 }
 
-async fn plug_network() -> Response {
-    ok(StatusCode::ACCEPTED, "Plugged on interface lo")
+/// Plugs a member subnet: the interface with the body's MAC address gets its fixed IPs (no
+/// default route: members are on the subnet or behind its host routes). Without a MAC
+/// address (loopback) there is nothing to configure.
+async fn plug_network(S(s): S<State>, body: Bytes) -> Response {
+    use crate::netif::{PlugError, PlugNetwork};
+    let req: PlugNetwork = if body.iter().all(u8::is_ascii_whitespace) {
+        PlugNetwork::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return err(StatusCode::BAD_REQUEST, "Invalid request", &e.to_string()),
+        }
+    };
+    let plugged = match req.config() {
+        Ok(None) => Ok("lo".to_string()),
+        Ok(Some(cfg)) => {
+            let _g = s.lock.lock().await;
+            crate::netif::plug_network(&cfg).await
+        }
+        Err(e) => Err(e),
+    };
+    match plugged {
+        Ok(dev) => ok(StatusCode::ACCEPTED, &format!("Plugged on interface {dev}")),
+        // Already plugged as asked: Octavia's "Updated existing interface".
+        Err(PlugError::Exists(m)) => ok(
+            StatusCode::ACCEPTED,
+            &format!("Updated existing interface: {m}"),
+        ),
+        Err(PlugError::Invalid(m)) => err(StatusCode::BAD_REQUEST, "Invalid network", &m),
+        Err(PlugError::NoInterface) => err(
+            StatusCode::NOT_FOUND,
+            "No suitable network interface found",
+            "",
+        ),
+        Err(PlugError::Failed(m)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error plugging network",
+            &m,
+        ),
+    }
 }
 
 async fn upload(S(s): S<State>, Path((_amp, lb)): Path<(String, String)>, body: Bytes) -> Response {

@@ -149,6 +149,73 @@ impl PlugVip {
     }
 }
 
+/// A fixed IP of Octavia's plug-network body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FixedIp {
+    pub ip_address: String,
+    pub subnet_cidr: String,
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
+}
+
+/// Octavia's plug-network body (a member subnet's port).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlugNetwork {
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub fixed_ips: Vec<FixedIp>,
+    pub mtu: Option<u32>,
+}
+
+impl PlugNetwork {
+    /// Validates the request; `None` when there is no interface to configure (loopback).
+    pub fn config(&self) -> Result<Option<VipConfig>, PlugError> {
+        let Some(mac) = &self.mac_address else {
+            return Ok(None);
+        };
+        let mut addresses = Vec::new();
+        let mut routes = Vec::new();
+        for f in &self.fixed_ips {
+            let cidr: Ipv4Net = f.subnet_cidr.parse().map_err(|_| {
+                PlugError::Invalid(format!("Invalid subnet_cidr: {}", f.subnet_cidr))
+            })?;
+            let ip: Ipv4Addr = f
+                .ip_address
+                .parse()
+                .ok()
+                .filter(|a| cidr.contains(a))
+                .ok_or_else(|| PlugError::Invalid(format!("Invalid IP: {}", f.ip_address)))?;
+            addresses.push(format!("{ip}/{}", cidr.prefix_len()));
+            for r in &f.host_routes {
+                let dest: Ipv4Net = r.destination.parse().map_err(|_| {
+                    PlugError::Invalid(format!("Invalid host route: {}", r.destination))
+                })?;
+                let hop: Ipv4Addr = r.nexthop.parse().map_err(|_| {
+                    PlugError::Invalid(format!("Invalid host route: {}", r.nexthop))
+                })?;
+                routes.push(vec![dest.to_string(), "via".into(), hop.to_string()]);
+            }
+        }
+        if addresses.is_empty() {
+            return Err(PlugError::Invalid("No fixed IP to plug".into()));
+        }
+        // The MAC and MTU as a plug-VIP checks them.
+        let as_vip = PlugVip {
+            mac_address: Some(mac.clone()),
+            subnet_cidr: self.fixed_ips.first().map(|f| f.subnet_cidr.clone()),
+            mtu: self.mtu,
+            ..Default::default()
+        };
+        let first = self.fixed_ips[0].ip_address.clone();
+        let checked = as_vip.config(&first)?.ok_or(PlugError::NoInterface)?;
+        Ok(Some(VipConfig {
+            addresses,
+            routes,
+            ..checked
+        }))
+    }
+}
+
 /// The interfaces of this namespace: `(name, MAC address, addresses with prefix, up)`.
 async fn links() -> Result<Vec<(String, String, Vec<String>, bool)>, PlugError> {
     let out = tokio::process::Command::new("ip")
@@ -199,6 +266,16 @@ async fn ip(args: &[&str]) -> Result<(), PlugError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// Configures a member network's interface as `cfg` says, keeping the name the network
+/// driver gave it; returns its name.
+pub async fn plug_network(cfg: &VipConfig) -> Result<String, PlugError> {
+    let all = links().await?;
+    let Some((name, ..)) = all.into_iter().find(|l| l.1 == cfg.mac) else {
+        return Err(PlugError::NoInterface);
+    };
+    plug_vip(cfg, &name).await
 }
 
 /// Configures the VIP interface as `cfg` says and names it `name`; returns its name.

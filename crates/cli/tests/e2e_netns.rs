@@ -95,6 +95,33 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
     let mut links = links_of(&ns);
     links.sort();
     assert_eq!(links, ["eth0", "eth1", "lo"]);
+    // A member on another tenant network: the amphora gets a port on its subnet (plug-network).
+    let mgw = env.member_gateway.clone();
+    let c = serve_backend(TcpListener::bind((mgw.as_str(), 0)).unwrap(), "C");
+    let pool0 = lb["loadbalancer"]["pools"][0]["id"].as_str().unwrap();
+    let (s, m) = r.post(
+        &format!("/v2/lbaas/pools/{pool0}/members"),
+        json!({"member": {"address": mgw, "protocol_port": c, "subnet_id": env.member_subnet_id}}),
+    );
+    assert_eq!(s, 201, "{m}");
+    r.wait_active(&id);
+    let mut links = links_of(&ns);
+    links.sort();
+    // eth<2 + the network's position in [[netns.networks]]>: the second network, eth3.
+    assert_eq!(
+        links,
+        ["eth0", "eth1", "eth3", "lo"],
+        "no port on the member subnet"
+    );
+    eventually("the member on the other network never served", || {
+        (0..3).any(|_| get(&url).is_some_and(|x| x.1 == "C"))
+    });
+    let (s, _) = r.delete(&format!(
+        "/v2/lbaas/pools/{pool0}/members/{}",
+        m["member"]["id"].as_str().unwrap()
+    ));
+    assert_eq!(s, 204);
+    r.wait_active(&id);
     let (s, amps) = r.req_as(
         "GET",
         &format!("/v2/octavia/amphorae?loadbalancer_id={id}"),
@@ -191,7 +218,11 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
         !set.contains("e0\""),
         "a management port left in the filter: {set}"
     );
-    for sub in [format!("netns/t{}", env.k), "amphorae/mgmt".to_string()] {
+    for sub in [
+        format!("netns/t{}", env.k),
+        format!("netns/u{}", env.k),
+        "amphorae/mgmt".to_string(),
+    ] {
         let left: Vec<_> = std::fs::read_dir(dir.path().join("data").join(&sub))
             .unwrap()
             .flatten()

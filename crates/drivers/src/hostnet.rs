@@ -289,6 +289,9 @@ impl HostNetworks {
                 ));
             }
         }
+        if self.tenants.len() > 8 {
+            return err("at most 8 tenant networks ([[netns.networks]]): an amphora has eth2 .. eth9 for member subnets");
+        }
         let mut ours = vec![("the management network".to_string(), self.cidr)];
         for t in &self.tenants {
             let ok_name = !t.name.is_empty()

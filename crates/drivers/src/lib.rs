@@ -161,11 +161,29 @@ pub trait Network: Send + Sync {
     fn networks(&self) -> Vec<NetworkInfo> {
         Vec::new()
     }
+    /// Attaches an amphora to a member subnet (Octavia's plug-network): `None` where members
+    /// need no port of their own (loopback, noop). Idempotent.
+    async fn plug_network(
+        &self,
+        _amphora: &Amphora,
+        _subnet_id: &str,
+    ) -> DriverResult<Option<NetworkPlug>> {
+        Ok(None)
+    }
     /// Whether it can give a load balancer two amphorae that move the VIP between them with
     /// VRRP (ACTIVE_STANDBY): each on a network of its own, reachable by the other.
     fn supports_active_standby(&self) -> bool {
         false
     }
+}
+
+/// An amphora's port on a member subnet, as the agent configures it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkPlug {
+    pub mac_address: String,
+    pub ip_address: String,
+    pub subnet_cidr: String,
+    pub mtu: u32,
 }
 
 /// A network a network driver owns, with its subnets.
@@ -196,6 +214,8 @@ pub trait AmphoraDriver: Send + Sync {
     /// Configures the VIP inside the amphora.
     async fn post_vip_plug(&self, amphora: &Amphora, vip: &Vip, plug: &VipPlug)
         -> DriverResult<()>;
+    /// Configures a member subnet's port inside the amphora (`POST /1.0/plug/network`).
+    async fn post_network_plug(&self, amphora: &Amphora, plug: &NetworkPlug) -> DriverResult<()>;
     /// Makes the amphora serve `tree` (render, upload, validate, reload), sharing its stick
     /// tables with `peers` (the amphorae of its ACTIVE_STANDBY pair, itself included; empty
     /// for SINGLE). Idempotent.

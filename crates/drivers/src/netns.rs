@@ -152,6 +152,12 @@ impl HostNs {
     }
 }
 
+/// The interface index of an amphora's port on the `k`-th tenant network as a member subnet
+/// (`eth2` ... `eth9`; `eth1` is the VIP's).
+fn member_port(k: usize) -> u8 {
+    2 + (k.min(7) as u8)
+}
+
 /// A tenant network of the `netns` network driver: a bridge with one subnet.
 #[derive(Debug, Clone)]
 pub struct TenantNet {
@@ -322,16 +328,73 @@ impl Network for NetnsNetwork {
         })
     }
 
-    async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<()> {
+    /// Every port of the amphora on the tenant networks (VIP and member subnets) and every
+    /// address it holds on them.
+    async fn unplug_vip(&self, amphora: &Amphora, _vip: &Vip) -> DriverResult<()> {
         self.host
             .unplug(&port(amphora.id, 1))
             .await
             .map_err(transient("unplug vip"))?;
-        if let Some((_, pool)) = self.of_subnet(&vip.subnet_id) {
+        for (k, (_, pool)) in self.nets.iter().enumerate() {
+            self.host
+                .unplug(&port(amphora.id, member_port(k)))
+                .await
+                .map_err(transient("unplug vip"))?;
             pool.release_owned_by(&amphora.id.to_string())
                 .map_err(|e| DriverError::transient("unplug vip", e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// A port on a member subnet: `eth<k>` (k = 2 + the network's position in the
+    /// configuration) with an address of the amphora's own there.
+    async fn plug_network(
+        &self,
+        amphora: &Amphora,
+        subnet_id: &str,
+    ) -> DriverResult<Option<NetworkPlug>> {
+        let Some(k) = self.nets.iter().position(|(n, _)| n.subnet_id == subnet_id) else {
+            return Err(DriverError::fatal(
+                "plug network",
+                format!("Subnet {subnet_id} not found."),
+            ));
+        };
+        let (net, pool) = &self.nets[k];
+        let owner = amphora.id.to_string();
+        let io = |e: std::io::Error| DriverError::transient("plug network", e.to_string());
+        let ip = match pool.owned_by(&owner).map_err(io)?.first() {
+            Some(ip) => *ip,
+            None => pool
+                .reserve_any(&owner, amphora.id.as_u128())
+                .map_err(io)?
+                .ok_or_else(|| {
+                    DriverError::fatal(
+                        "plug network",
+                        format!(
+                            "No more IP addresses available on subnet {}.",
+                            Self::label(net)
+                        ),
+                    )
+                })?,
+        };
+        let idx = member_port(k);
+        let mac_address = mac(amphora.id, idx);
+        self.host
+            .plug(
+                &port(amphora.id, idx),
+                &net.bridge,
+                &namespace(amphora.id),
+                &format!("eth{idx}"),
+                &mac_address,
+            )
+            .await
+            .map_err(transient("plug network"))?;
+        Ok(Some(NetworkPlug {
+            mac_address,
+            ip_address: ip.to_string(),
+            subnet_cidr: net.cidr.to_string(),
+            mtu: 1500,
+        }))
     }
 }
 

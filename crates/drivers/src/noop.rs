@@ -205,6 +205,9 @@ impl AmphoraDriver for NoopAmphora {
     async fn update_vrrp(&self, _: &Amphora, _: &VrrpPlan) -> DriverResult<()> {
         Ok(())
     }
+    async fn post_network_plug(&self, _: &Amphora, _: &NetworkPlug) -> DriverResult<()> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

@@ -351,6 +351,29 @@ impl AmphoraDriver for RestAmphora {
         .map(|_| ())
     }
 
+    async fn post_network_plug(&self, amp: &Amphora, plug: &NetworkPlug) -> DriverResult<()> {
+        let body = serde_json::json!({
+            "mac_address": plug.mac_address,
+            "fixed_ips": [{"ip_address": plug.ip_address, "subnet_cidr": plug.subnet_cidr,
+                           "host_routes": []}],
+            "mtu": plug.mtu,
+        });
+        self.call(
+            "plug network",
+            amp,
+            reqwest::Method::POST,
+            "plug/network",
+            Some(body.to_string()),
+            &[202],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| DriverError {
+            retryable: e.retryable || e.message.contains("answered 404"),
+            ..e
+        })
+    }
+
     async fn update_vrrp(&self, amp: &Amphora, plan: &VrrpPlan) -> DriverResult<()> {
         let info = self
             .call(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub struct NetnsEnv {
     pub k: u32,
     /// The management and tenant bridges.
-    pub bridges: [String; 2],
+    pub bridges: [String; 3],
     /// The controller port's peer on the management bridge.
     host_peer: String,
     /// The `[netns]` (and `[health_manager]`) part of the config.
@@ -20,6 +20,9 @@ pub struct NetnsEnv {
     pub gateway: String,
     pub subnet_id: String,
     pub mgmt_prefix: String,
+    /// A second tenant network for members (`u<k>`, 198.19.k.128/25), its gateway and subnet.
+    pub member_gateway: String,
+    pub member_subnet_id: String,
     config_file: std::path::PathBuf,
 }
 
@@ -40,11 +43,14 @@ impl NetnsEnv {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let k = 1 + (std::process::id() % 60 * 4 + n) % 250;
         let subnet_id = format!("5e75e75e-0000-4000-8000-{k:012}");
+        let member_subnet_id = format!("5e75e75e-0000-4000-a000-{k:012}");
         let config = format!(
             "[netns]\nmanagement_bridge = \"rocta-m{k}\"\nmanagement_cidr = \"198.18.{k}.0/24\"\n\
              host_port = \"rocta-h{k}\"\n\
-             [[netns.networks]]\nname = \"t{k}\"\ncidr = \"198.19.{k}.0/24\"\n\
+             [[netns.networks]]\nname = \"t{k}\"\ncidr = \"198.19.{k}.0/25\"\n\
              network_id = \"5e75e75e-0000-4000-9000-{k:012}\"\nsubnet_id = \"{subnet_id}\"\n\
+             [[netns.networks]]\nname = \"u{k}\"\ncidr = \"198.19.{k}.128/25\"\n\
+             network_id = \"5e75e75e-0000-4000-b000-{k:012}\"\nsubnet_id = \"{member_subnet_id}\"\n\
              [health_manager]\nbind_port = {port}\n{extra}",
             port = free_udp_port(),
         );
@@ -52,12 +58,18 @@ impl NetnsEnv {
         std::fs::write(&config_file, &config).unwrap();
         NetnsEnv {
             k,
-            bridges: [format!("rocta-m{k}"), format!("rocta-t{k}")],
+            bridges: [
+                format!("rocta-m{k}"),
+                format!("rocta-t{k}"),
+                format!("rocta-u{k}"),
+            ],
             host_peer: format!("rocta-h{k}-br"),
             config,
             gateway: format!("198.19.{k}.1"),
             subnet_id,
             mgmt_prefix: format!("198.18.{k}."),
+            member_gateway: format!("198.19.{k}.129"),
+            member_subnet_id,
             config_file,
         }
     }
@@ -69,12 +81,14 @@ impl NetnsEnv {
         std::fs::write(&config_file, "").unwrap();
         NetnsEnv {
             k: 0,
-            bridges: ["rocta-mgmt".into(), "rocta-public".into()],
+            bridges: ["rocta-mgmt".into(), "rocta-public".into(), String::new()],
             host_peer: "rocta-hm0-br".into(),
             config: String::new(),
             gateway: "198.19.0.1".into(),
             subnet_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b".into(),
             mgmt_prefix: "198.18.0.".into(),
+            member_gateway: String::new(),
+            member_subnet_id: String::new(),
             config_file,
         }
     }

@@ -489,7 +489,24 @@ impl Task<Ctx> for ApplyConfig {
             None => live_amphorae(ctx, self.lb_id).await?,
         };
         let peers = pair_peers(ctx, self.lb_id).await?;
+        let member_subnets = member_subnets(&tree);
         for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
+            // Members on other subnets than the VIP's are reached through a port on theirs.
+            for subnet in &member_subnets {
+                let plug = ctx
+                    .drivers
+                    .network
+                    .plug_network(a, subnet)
+                    .await
+                    .map_err(drv)?;
+                if let Some(p) = plug {
+                    ctx.drivers
+                        .amphora
+                        .post_network_plug(a, &p)
+                        .await
+                        .map_err(drv)?;
+                }
+            }
             ctx.drivers
                 .amphora
                 .apply(a, &tree, &peers)
@@ -498,6 +515,23 @@ impl Task<Ctx> for ApplyConfig {
         }
         Ok(Value::Null)
     }
+}
+
+/// The subnets of the tree's members other than the VIP's, each once.
+fn member_subnets(tree: &LbTree) -> Vec<String> {
+    let vip = tree
+        .loadbalancer
+        .as_ref()
+        .and_then(|lb| lb.vip_subnet_id.clone());
+    let mut v: Vec<String> = Vec::new();
+    for m in &tree.members {
+        if let Some(s) = &m.subnet_id {
+            if Some(s) != vip.as_ref() && !v.contains(s) {
+                v.push(s.clone());
+            }
+        }
+    }
+    v
 }
 
 pub(crate) async fn live_amphorae(ctx: &Ctx, lb_id: Id) -> R<Vec<Amphora>> {
