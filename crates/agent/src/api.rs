@@ -274,7 +274,12 @@ async fn plug_vip(S(s): S<State>, Path(vip): Path<String>, body: Bytes) -> Respo
         Ok(None) => Ok("lo".to_string()),
         Ok(Some(cfg)) => {
             let _g = s.lock.lock().await;
-            crate::netif::plug_vip(&cfg, "eth1").await
+            let r = crate::netif::plug_vip(&cfg, "eth1").await;
+            // SINGLE: this amphora holds the VIP now; say so (keepalived does for a pair).
+            if let (Ok(dev), false, Ok(ip)) = (&r, cfg.vrrp, vip.parse()) {
+                crate::garp::announce(dev.clone(), ip);
+            }
+            r
         }
         Err(e) => Err(e),
     };

@@ -7,6 +7,7 @@
 //! (routes), `haproxy` (config validation, master-worker processes, hitless reloads).
 
 pub mod api;
+pub mod garp;
 pub mod haproxy;
 pub mod heartbeat;
 pub mod logs;

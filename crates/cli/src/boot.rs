@@ -246,7 +246,11 @@ pub fn preflight(cfg: &Config) -> Result<(), BootError> {
                 "the netns drivers make network namespaces, bridges and nftables rules: run as root, or with --drivers local".into(),
             ));
         }
-        let mut tools = vec![("ip", "iproute2"), ("nft", "nftables")];
+        let mut tools = vec![
+            ("ip", "iproute2"),
+            ("nft", "nftables"),
+            ("arping", "iputils-arping"),
+        ];
         if w.loadbalancer_topology == "ACTIVE_STANDBY" {
             tools.push(("keepalived", "keepalived"));
         }

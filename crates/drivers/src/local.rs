@@ -216,6 +216,19 @@ impl LocalCompute {
             .ip(&["link", "set", &port, "mtu", &mtu])
             .await
             .map_err(fail)?;
+        // Bringing eth0 up announces its address (gratuitous ARP): a management address an
+        // earlier amphora had is otherwise sent to that one's MAC from the controller's
+        // neighbour cache until the entry goes stale, and agent calls hang meanwhile.
+        netns::ip(&[
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.eth0.arp_notify=1",
+        ])
+        .await
+        .map_err(fail)?;
         for args in [
             vec!["-n", &ns, "link", "set", "lo", "up"],
             vec!["-n", &ns, "link", "set", "eth0", "mtu", &mtu],
@@ -356,6 +369,12 @@ impl Compute for LocalCompute {
 
     async fn delete(&self, amp: Id) -> DriverResult<()> {
         let dir = self.dir(amp);
+        // In a namespace everything the amphora runs (agent, HAProxy, keepalived, which
+        // daemonizes out of the agent's group) ends with it, at once: its load balancers were
+        // already stopped through the agent.
+        if let Placement::Netns(_) = &self.placement {
+            self.remove_namespace(amp).await?;
+        }
         // Each agent leads its own process group (HAProxy included): end every group, TERM
         // first, KILL after 2 s.
         for pid in self.agents(amp).into_iter().filter(|p| *p > 1) {
@@ -370,9 +389,6 @@ impl Compute for LocalCompute {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-        }
-        if let Placement::Netns(_) = &self.placement {
-            self.remove_namespace(amp).await?;
         }
         self.mgmt
             .release_owned_by(&amp.to_string())
