@@ -149,16 +149,9 @@ impl Supervisor {
             .map_err(|e| HaproxyError::Failed(e.to_string()))
     }
 
-    /// The master's pid when it runs (a zombie, dead but not yet reaped, does not count).
+    /// The master's pid when it runs.
     pub fn running(&self, lb: &str) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file(lb))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-        (state != "Z" && state != "X").then_some(pid)
+        live_pid(&self.pid_file(lb))
     }
 
     /// Starts HAProxy for `lb`, or reloads it when it runs.
@@ -355,6 +348,19 @@ pub async fn stats_connect(name: &str) -> std::io::Result<tokio::net::UnixStream
     let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
     std_stream.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(std_stream)
+}
+
+/// The pid a pid file names while that process runs (a zombie, dead but not yet reaped, does
+/// not count).
+pub fn live_pid(pid_file: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+    (state != "Z" && state != "X").then_some(pid)
 }
 
 /// The pid of the worker answering on a stats socket.

@@ -85,14 +85,7 @@ impl Keepalived {
 
     /// keepalived's pid while it runs.
     pub fn running(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-        (state != "Z" && state != "X").then_some(pid)
+        crate::haproxy::live_pid(&self.pid_file())
     }
 
     /// `start` (a running keepalived reloads), `stop` or `reload`; the words of the reply.

@@ -228,6 +228,9 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                         heartbeat_timeout: Duration::from_secs_f64(hm.heartbeat_timeout),
                         interval: Duration::from_secs_f64(hm.health_check_interval),
                         failover_threshold: hm.failover_threshold,
+                        confirm_for: Duration::from_secs_f64(
+                            hm.health_check_interval.max(hm.heartbeat_interval),
+                        ),
                         metrics_file: Some(metrics_file),
                     },
                     metrics,

@@ -41,15 +41,7 @@ fn links_of(ns: &str) -> Vec<String> {
 }
 
 fn kill_namespace(ns: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .output()
-        .unwrap();
-    let pids = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!pids.trim().is_empty(), "nothing runs in {ns}");
-    for pid in pids.split_whitespace() {
-        let _ = Command::new("kill").args(["-9", pid]).status();
-    }
+    assert!(common::netns::kill_all_in(ns) > 0, "nothing runs in {ns}");
 }
 
 #[test]
@@ -234,19 +226,8 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
 
 /// The amphorae of a load balancer: (id, role, status) of the live ones.
 fn amphorae_of(r: &Rocta, lb: &str) -> Vec<(String, String, String)> {
-    let (s, amps) = r.req_as(
-        "GET",
-        &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
-        None,
-        "p1",
-        Some("admin"),
-    );
-    assert_eq!(s, 200, "{amps}");
-    amps["amphorae"]
-        .as_array()
-        .unwrap()
+    common::netns::amphorae_of(r, lb)
         .iter()
-        .filter(|a| a["status"] != "DELETED")
         .map(|a| {
             let f = |k: &str| a[k].as_str().unwrap_or_default().to_string();
             (f("id"), f("role"), f("status"))

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::netns::{free_udp_port, Ns};
+use common::netns::{free_udp_port, kill_all_in, Ns};
 use common::*;
 use serde_json::{json, Value};
 
@@ -23,19 +23,6 @@ fn namespaces() -> HashSet<String> {
         .filter(|n| n.starts_with("amphora-"))
         .map(str::to_string)
         .collect()
-}
-
-/// Kills everything in `ns`; how many processes that was.
-fn kill_all_in(ns: &str) -> usize {
-    let out = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .output()
-        .unwrap();
-    let pids = String::from_utf8_lossy(&out.stdout).into_owned();
-    for pid in pids.split_whitespace() {
-        let _ = Command::new("kill").args(["-9", pid]).status();
-    }
-    pids.split_whitespace().count()
 }
 
 /// Removes the amphora namespaces this test made (those that were not there before it).
@@ -100,20 +87,9 @@ fn member_statuses(r: &Rocta, lb: &str) -> Vec<String> {
 }
 
 fn amphora_of(r: &Rocta, lb: &str) -> Value {
-    let (s, amps) = r.req_as(
-        "GET",
-        &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
-        None,
-        "p1",
-        Some("admin"),
-    );
-    assert_eq!(s, 200, "{amps}");
-    amps["amphorae"]
-        .as_array()
-        .unwrap()
-        .iter()
+    common::netns::amphorae_of(r, lb)
+        .into_iter()
         .find(|a| a["status"] == "ALLOCATED")
-        .cloned()
         .unwrap_or(Value::Null)
 }
 

@@ -252,7 +252,10 @@ pub struct HealthManager {
     pub health_check_interval: f64,
     /// When this many amphorae or more are stale at once, none is failed over (the health
     /// manager is more likely cut off than they are dead): logged as an error and counted in
-    /// `rocta_failover_stopped_total`. 0: no threshold (Octavia's default `None`).
+    /// `rocta_failover_stopped_total`. With a threshold an amphora is failed over only once
+    /// silent for the longer of `health_check_interval` and `heartbeat_interval` beyond
+    /// `heartbeat_timeout`, so amphorae falling silent together are counted together.
+    /// 0: no threshold (Octavia's default `None`).
     pub failover_threshold: u64,
     /// Prometheus text file the health manager rewrites with its counters every
     /// `health_check_interval` (node_exporter's textfile collector reads it); empty:

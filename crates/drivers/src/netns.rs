@@ -152,6 +152,31 @@ impl HostNs {
     }
 }
 
+/// The amphora's own address on a tenant network: the one it holds, else a free one.
+fn own_address(
+    pool: &AddressPool,
+    net: &TenantNet,
+    amp: Id,
+    op: &'static str,
+) -> DriverResult<Ipv4Addr> {
+    let owner = amp.to_string();
+    let io = |e: std::io::Error| DriverError::transient(op, e.to_string());
+    if let Some(ip) = pool.owned_by(&owner).map_err(io)?.first() {
+        return Ok(*ip);
+    }
+    pool.reserve_any(&owner, amp.as_u128())
+        .map_err(io)?
+        .ok_or_else(|| {
+            DriverError::fatal(
+                op,
+                format!(
+                    "No more IP addresses available on subnet {}.",
+                    NetnsNetwork::label(net)
+                ),
+            )
+        })
+}
+
 /// The interface index of an amphora's port on the `k`-th tenant network as a member subnet
 /// (`eth2` ... `eth9`; `eth1` is the VIP's).
 fn member_port(k: usize) -> u8 {
@@ -294,23 +319,7 @@ impl Network for NetnsNetwork {
                 format!("amphora namespace {ns} does not exist"),
             ));
         }
-        let owner = amphora.id.to_string();
-        let io = |e: std::io::Error| DriverError::transient("plug vip", e.to_string());
-        let vrrp_ip = match pool.owned_by(&owner).map_err(io)?.first() {
-            Some(ip) => *ip,
-            None => pool
-                .reserve_any(&owner, amphora.id.as_u128())
-                .map_err(io)?
-                .ok_or_else(|| {
-                    DriverError::fatal(
-                        "plug vip",
-                        format!(
-                            "No more IP addresses available on subnet {}.",
-                            Self::label(net)
-                        ),
-                    )
-                })?,
-        };
+        let vrrp_ip = own_address(pool, net, amphora.id, "plug vip")?;
         let mac_address = mac(amphora.id, 1);
         self.host
             .plug(&port(amphora.id, 1), &net.bridge, &ns, "eth1", &mac_address)
@@ -360,23 +369,7 @@ impl Network for NetnsNetwork {
             ));
         };
         let (net, pool) = &self.nets[k];
-        let owner = amphora.id.to_string();
-        let io = |e: std::io::Error| DriverError::transient("plug network", e.to_string());
-        let ip = match pool.owned_by(&owner).map_err(io)?.first() {
-            Some(ip) => *ip,
-            None => pool
-                .reserve_any(&owner, amphora.id.as_u128())
-                .map_err(io)?
-                .ok_or_else(|| {
-                    DriverError::fatal(
-                        "plug network",
-                        format!(
-                            "No more IP addresses available on subnet {}.",
-                            Self::label(net)
-                        ),
-                    )
-                })?,
-        };
+        let ip = own_address(pool, net, amphora.id, "plug network")?;
         let idx = member_port(k);
         let mac_address = mac(amphora.id, idx);
         self.host

@@ -53,6 +53,11 @@ pub struct CheckConfig {
     pub interval: Duration,
     /// 0: no threshold.
     pub failover_threshold: u64,
+    /// With a threshold, how much longer than `heartbeat_timeout` an amphora must stay silent
+    /// before it is failed over (the longer of the check and heartbeat intervals): amphorae
+    /// that fall silent together, as when this health manager is cut off, are then counted
+    /// together instead of the first of them being failed over alone.
+    pub confirm_for: Duration,
     /// Where the counters are written in Prometheus' text format.
     pub metrics_file: Option<PathBuf>,
 }
@@ -138,6 +143,23 @@ pub async fn check_once(
         );
         return Ok(0);
     }
+    // With a threshold, only those already silent for a while longer go now; the others are
+    // counted again next round, together with whatever falls silent meanwhile.
+    let stale = if cfg.failover_threshold > 0 {
+        let confirmed_cutoff = cutoff - cfg.confirm_for.as_millis() as i64;
+        let confirmed: Vec<Id> = store
+            .read(|tx| tx.stale_amphorae(confirmed_cutoff))
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        stale
+            .into_iter()
+            .filter(|(a, _)| confirmed.contains(a))
+            .collect()
+    } else {
+        stale
+    };
     let mut started = 0;
     for (amp, lb) in stale {
         let job = Job::FailoverAmphora {

@@ -208,3 +208,35 @@ pub fn sh(argv: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The live amphorae of load balancer `lb` (the admin API's records).
+pub fn amphorae_of(r: &super::Rocta, lb: &str) -> Vec<serde_json::Value> {
+    let (s, amps) = r.req_as(
+        "GET",
+        &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
+        None,
+        "p1",
+        Some("admin"),
+    );
+    assert_eq!(s, 200, "{amps}");
+    amps["amphorae"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] != "DELETED")
+        .cloned()
+        .collect()
+}
+
+/// Kills everything in network namespace `ns`; how many processes that was.
+pub fn kill_all_in(ns: &str) -> usize {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+    for pid in pids.split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    pids.split_whitespace().count()
+}

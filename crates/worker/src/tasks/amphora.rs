@@ -477,7 +477,6 @@ impl Task<Ctx> for ApplyConfig {
         false
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let tree = load_tree(ctx, self.lb_id).await?;
         let amps: Vec<Amphora> = match self.only_slots {
             Some(slots) => {
                 let mut v = Vec::new();
@@ -488,33 +487,41 @@ impl Task<Ctx> for ApplyConfig {
             }
             None => live_amphorae(ctx, self.lb_id).await?,
         };
-        let peers = pair_peers(ctx, self.lb_id).await?;
-        let member_subnets = member_subnets(&tree);
-        for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
-            // Members on other subnets than the VIP's are reached through a port on theirs.
-            for subnet in &member_subnets {
-                let plug = ctx
-                    .drivers
-                    .network
-                    .plug_network(a, subnet)
-                    .await
-                    .map_err(drv)?;
-                if let Some(p) = plug {
-                    ctx.drivers
-                        .amphora
-                        .post_network_plug(a, &p)
-                        .await
-                        .map_err(drv)?;
-                }
-            }
-            ctx.drivers
-                .amphora
-                .apply(a, &tree, &peers)
-                .await
-                .map_err(drv)?;
-        }
+        push_config(ctx, self.lb_id, &amps).await?;
         Ok(Value::Null)
     }
+}
+
+/// Makes the allocated ones of `amps` serve the load balancer's desired state: their ports on
+/// the member subnets first, then the configuration with the pair's peers.
+pub(crate) async fn push_config(ctx: &Ctx, lb_id: Id, amps: &[Amphora]) -> R<()> {
+    let tree = load_tree(ctx, lb_id).await?;
+    let peers = pair_peers(ctx, lb_id).await?;
+    let member_subnets = member_subnets(&tree);
+    for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {
+        // Members on other subnets than the VIP's are reached through a port on theirs.
+        for subnet in &member_subnets {
+            let plug = ctx
+                .drivers
+                .network
+                .plug_network(a, subnet)
+                .await
+                .map_err(drv)?;
+            if let Some(p) = plug {
+                ctx.drivers
+                    .amphora
+                    .post_network_plug(a, &p)
+                    .await
+                    .map_err(drv)?;
+            }
+        }
+        ctx.drivers
+            .amphora
+            .apply(a, &tree, &peers)
+            .await
+            .map_err(drv)?;
+    }
+    Ok(())
 }
 
 /// The subnets of the tree's members other than the VIP's, each once.

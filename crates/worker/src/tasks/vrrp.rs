@@ -231,15 +231,7 @@ impl Task<Ctx> for ConfigureVrrp {
                 .map_err(drv)?;
         }
         if self.with_config {
-            let tree = load_tree(ctx, self.lb_id).await?;
-            let peers = pair_peers(ctx, self.lb_id).await?;
-            for a in &pair {
-                ctx.drivers
-                    .amphora
-                    .apply(a, &tree, &peers)
-                    .await
-                    .map_err(drv)?;
-            }
+            push_config(ctx, self.lb_id, &pair).await?;
         }
         Ok(Value::Null)
     }
