@@ -190,6 +190,46 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
         now.len() == 1 && now[0] != ns
     });
 
+    // A flavor asking for ACTIVE_STANDBY gets a pair on a SINGLE deployment.
+    let admin = |path: &str, body: serde_json::Value| {
+        let (s, b) = r.req_as("POST", path, Some(body), "p1", Some("admin"));
+        assert_eq!(s, 201, "{b}");
+        b
+    };
+    let fp = admin(
+        "/v2/lbaas/flavorprofiles",
+        json!({"flavorprofile": {"name": "ha", "provider_name": "amphora",
+            "flavor_data": "{\"loadbalancer_topology\": \"ACTIVE_STANDBY\"}"}}),
+    );
+    let fl = admin(
+        "/v2/lbaas/flavors",
+        json!({"flavor": {"name": "ha", "flavor_profile_id": fp["flavorprofile"]["id"]}}),
+    );
+    let (s, ha) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"name": "ha", "vip_subnet_id": env.subnet_id,
+                                "flavor_id": fl["flavor"]["id"]}}),
+    );
+    assert_eq!(s, 201, "{ha}");
+    let ha = ha["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&ha);
+    let (_, amps) = r.req_as(
+        "GET",
+        &format!("/v2/octavia/amphorae?loadbalancer_id={ha}"),
+        None,
+        "p1",
+        Some("admin"),
+    );
+    let mut roles: Vec<&str> = amps["amphorae"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["role"].as_str())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["BACKUP", "MASTER"], "{amps}");
+    delete_lb(&r, &ha);
+
     // Delete: no namespace, no port on the bridges, no filter element, no reservation.
     delete_lb(&r, &id);
     eventually("namespaces or ports left after delete", || {
@@ -401,6 +441,42 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     r.wait_active(&id);
     assert!(holds(&ns_of(&backup), &vip), "the survivor lost the VIP");
     assert_eq!(get(&url).map(|x| x.1), Some("A".to_string()));
+
+    // Now the standby dies (the new amphora: it does not hold the VIP): traffic goes on, and
+    // the pair is rebuilt around the holder again.
+    let standby = amphorae_of(&r, &id)
+        .into_iter()
+        .find(|a| a.0 != backup && a.2 == "ALLOCATED")
+        .expect("the standby")
+        .0;
+    assert!(!holds(&ns_of(&standby), &vip));
+    kill_namespace(&ns_of(&standby));
+    let t = Instant::now();
+    let mut lost = 0;
+    loop {
+        let served = fast
+            .get(&url)
+            .send()
+            .ok()
+            .and_then(|r| r.text().ok())
+            .is_some_and(|t| t == "A");
+        if !served {
+            lost += 1;
+        }
+        let now = amphorae_of(&r, &id);
+        let allocated = now.iter().filter(|a| a.2 == "ALLOCATED").count();
+        if allocated == 2 && !now.iter().any(|a| a.0 == standby) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "standby not replaced: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lost, 0, "requests lost while the standby was replaced");
+    r.wait_active(&id);
+    assert!(holds(&ns_of(&backup), &vip), "the holder lost the VIP");
 
     // A failover of the whole load balancer: the standby first, then the other, so the VIP
     // always has a holder; under a request every 20 ms.
