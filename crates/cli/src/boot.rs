@@ -241,6 +241,12 @@ pub fn preflight(cfg: &Config) -> Result<(), BootError> {
         ));
     }
     if w.compute_driver == ComputeDriver::Netns {
+        let mgmt_id = &cfg.netns.management_network_id;
+        if let Some(other) = w.amp_boot_network_list.iter().find(|id| *id != mgmt_id) {
+            return Err(BootError::LoadConfig(format!(
+                "invalid configuration: [controller_worker] amp_boot_network_list: {other:?} is not a network amphorae can boot on here: the netns drivers boot them on the management network ([netns] management_network_id {mgmt_id:?})"
+            )));
+        }
         if !nix::unistd::geteuid().is_root() {
             return Err(BootError::Preflight(
                 "the netns drivers make network namespaces, bridges and nftables rules: run as root, or with --drivers local".into(),

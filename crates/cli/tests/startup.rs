@@ -57,6 +57,29 @@ fn bad_config_exits_64_with_one_line() {
         err.contains("ACTIVE_STANDBY needs the netns drivers"),
         "{err}"
     );
+    // Octavia's boot network list names what amphorae boot on: here the management network
+    // only, refused before anything is built.
+    std::fs::write(
+        &cfg,
+        "[controller_worker]\namp_boot_network_list = [\"11111111-2222-3333-4444-555555555555\"]\n\
+         [netns]\nmanagement_bridge = \"rocta-tbad\"\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--drivers",
+        "netns",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("amp_boot_network_list"), "{err}");
+    assert!(
+        !std::path::Path::new("/sys/class/net/rocta-tbad").exists(),
+        "a bridge was built on a bad config"
+    );
     let (code, _) = run(&["serve", "--config", "/nonexistent/rocta.toml"]);
     assert_eq!(code, 64);
 }

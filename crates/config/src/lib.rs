@@ -610,6 +610,10 @@ pub struct ControllerWorker {
     /// between them by keepalived's VRRP; needs the netns drivers). A flavor's
     /// `loadbalancer_topology` overrides it.
     pub loadbalancer_topology: String,
+    /// The networks amphorae boot on, the first carrying the management address (Octavia's
+    /// option). The netns drivers have one: the management network (`[netns]
+    /// management_network_id`); empty means it.
+    pub amp_boot_network_list: Vec<String>,
     /// Jobs a worker process runs at once.
     pub workers: usize,
     /// Seconds a claimed job stays owned without renewal; after that another worker resumes it.
@@ -717,6 +721,7 @@ impl Default for ControllerWorker {
     fn default() -> Self {
         ControllerWorker {
             loadbalancer_topology: "SINGLE".into(),
+            amp_boot_network_list: Vec::new(),
             workers: 8,
             job_lease_seconds: 30,
             job_poll_interval_ms: 200,

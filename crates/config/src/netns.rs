@@ -12,6 +12,8 @@ pub struct Netns {
     /// The management subnet. Its first ten addresses (at most half of it) are the hosts'
     /// ports (controllers, compute hosts); amphorae get the rest.
     pub management_cidr: String,
+    /// Its Neutron-style id (what `[controller_worker] amp_boot_network_list` names).
+    pub management_network_id: String,
     /// This host's address on it; empty: the subnet's first address. Each host joined to
     /// the same management network over VXLAN has its own.
     pub host_address: String,
@@ -52,6 +54,7 @@ impl Default for Netns {
         Netns {
             management_bridge: "rocta-mgmt".into(),
             management_cidr: "198.18.0.0/24".into(),
+            management_network_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c60".into(),
             host_address: String::new(),
             amphora_host_netns: String::new(),
             host_port: "rocta-hm0".into(),
