@@ -105,10 +105,22 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
+    /// `-L <this amphora's peer name>` when the configuration has a `peers` section (an
+    /// ACTIVE_STANDBY pair, as Octavia), else nothing: given without one it disturbed the
+    /// draining of old workers on reloads (agent test, one run in three).
+    fn peer_args(&self, cfg: &Path) -> Vec<String> {
+        let has_peers =
+            std::fs::read_to_string(cfg).is_ok_and(|t| t.lines().any(|l| l.starts_with("peers ")));
+        if has_peers {
+            vec!["-L".into(), rocta_haproxy::peer_name(&self.amphora_id)]
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn check(&self, cfg: &Path) -> Result<(), HaproxyError> {
         let out = tokio::process::Command::new(&self.bin)
-            .arg("-L")
-            .arg(rocta_haproxy::peer_name(&self.amphora_id))
+            .args(self.peer_args(cfg))
             .arg("-c")
             .arg("-f")
             .arg(cfg)
@@ -175,10 +187,8 @@ impl Supervisor {
         let log2 = log
             .try_clone()
             .map_err(|e| HaproxyError::Failed(e.to_string()))?;
-        // `-L`: this amphora's name in the peers section of an ACTIVE_STANDBY pair (as Octavia).
         let mut child = tokio::process::Command::new(&self.bin)
-            .arg("-L")
-            .arg(rocta_haproxy::peer_name(&self.amphora_id))
+            .args(self.peer_args(&cfg))
             .arg("-W")
             .arg("-f")
             .arg(&cfg)
