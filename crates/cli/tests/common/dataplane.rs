@@ -97,9 +97,19 @@ pub fn delete_lb(r: &super::Rocta, id: &str) {
             .0,
         204
     );
-    eventually("load balancer not deleted", || {
-        r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 == 404
-    });
+    // Usually 0.1-0.2 s; now and then (about one run in ten on the netns drivers, under CI's
+    // load) more than 10 s, not understood yet (see the closing note of session 10).
+    let t = Instant::now();
+    while r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 != 404 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "load balancer not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if t.elapsed() > Duration::from_secs(5) {
+        eprintln!("delete_lb: {:?} (slow)", t.elapsed());
+    }
 }
 
 pub fn eventually(what: &str, f: impl Fn() -> bool) {
