@@ -294,7 +294,22 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
         json!({"loadbalancer": {"description": "joined again"}}),
     );
     assert_eq!(s, 200);
-    r.wait_active(&id2);
+    // The first agent call after the outage may wait out TCP's retransmission backoff (the
+    // connection was idle while the VXLAN was gone): up to 30 s here (usually < 1 s).
+    let t = Instant::now();
+    until(
+        "no change reached the amphora after the VXLAN came back",
+        Duration::from_secs(30),
+        || {
+            r.get(&format!("/v2/lbaas/loadbalancers/{id2}")).1["loadbalancer"]
+                ["provisioning_status"]
+                == "ACTIVE"
+        },
+    );
+    eprintln!(
+        "vxlan: a change applied {:?} after the VXLAN came back",
+        t.elapsed()
+    );
     for lb in [&id, &id2] {
         common::dataplane::delete_lb(&r, lb);
     }
