@@ -305,6 +305,16 @@ fn stick_table(ns: &str, amp: &str, lb: &str) -> String {
     all
 }
 
+/// Whether one request through the VIP is answered by backend A.
+fn answers(client: &reqwest::blocking::Client, url: &str) -> bool {
+    client
+        .get(url)
+        .send()
+        .ok()
+        .and_then(|r| r.text().ok())
+        .is_some_and(|t| t == "A")
+}
+
 fn holds(ns: &str, vip: &str) -> bool {
     let out = Command::new("ip")
         .args(["-n", ns, "-4", "-o", "addr", "show", "eth1"])
@@ -384,12 +394,7 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     // answers for the VIP, refusals and answers alternate).
     let (mut streak, mut since) = (0, None);
     let resumed = loop {
-        let ok = fast
-            .get(&url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .is_some_and(|t| t == "A");
+        let ok = answers(&fast, &url);
         if ok {
             since.get_or_insert(killed.elapsed());
             streak += 1;
@@ -454,13 +459,8 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     let t = Instant::now();
     let mut lost = 0;
     loop {
-        let served = fast
-            .get(&url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .is_some_and(|t| t == "A");
-        if !served {
+        let ok = answers(&fast, &url);
+        if !ok {
             lost += 1;
         }
         let now = amphorae_of(&r, &id);
@@ -492,12 +492,7 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
     let (mut served, mut lost) = (0, 0);
     let t = Instant::now();
     loop {
-        let ok = fast
-            .get(&url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .is_some_and(|t| t == "A");
+        let ok = answers(&fast, &url);
         if ok {
             served += 1;
         } else {

@@ -399,17 +399,13 @@ impl Task<Ctx> for PlugVip {
         "plug_vip"
     }
     async fn execute(&self, ctx: &Ctx, _: &Outputs) -> R<Value> {
-        let Some(mut amp) = slot_amphora(ctx, self.slot).await? else {
+        let Some(amp) = slot_amphora(ctx, self.slot).await? else {
             return Ok(Value::Null);
         };
         let id = amp.id;
         let lb = load_lb(ctx, self.lb_id).await?;
         let vip = vip_of(&lb).ok_or_else(|| TaskError::fatal("load balancer has no VIP"))?;
         let role = amp.role.unwrap_or(AmphoraRole::Standalone);
-        if role != AmphoraRole::Standalone {
-            // The agent needs the VRRP interface named before it plugs (ACTIVE_STANDBY).
-            amp.vrrp_interface = Some("eth1".into());
-        }
         let plug = ctx
             .drivers
             .network
