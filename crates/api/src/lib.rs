@@ -37,8 +37,10 @@ use tokio::sync::Notify;
 pub struct AppState {
     pub store: Store,
     pub cfg: Arc<Config>,
-    /// VIP allocation on load-balancer create.
+    /// VIP allocation on load-balancer create; the networks availability zones name.
     pub network: Arc<dyn Network>,
+    /// Where amphorae can go: availability zone profiles are checked against it.
+    pub compute: Arc<dyn rocta_drivers::Compute>,
     /// Checks that TLS container references name a certificate that exists.
     pub certs: Arc<dyn rocta_drivers::CertManager>,
     /// Said after each committed job: wakes the workers.

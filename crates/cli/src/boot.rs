@@ -308,6 +308,20 @@ fn tenant_networks(cfg: &Config) -> Result<Vec<rocta_drivers::netns::TenantNet>,
         .collect())
 }
 
+/// The hosts the netns drivers plug amphorae on: `[netns] amphora_host_netns` and each
+/// `[[netns.compute_zones]]`'s.
+fn amphora_hosts(cfg: &Config) -> rocta_drivers::netns::Hosts {
+    use rocta_drivers::netns::{HostNs, Hosts};
+    let n = &cfg.netns;
+    let zones = n.compute_zones.iter();
+    Hosts::new(
+        HostNs::of(&n.amphora_host_netns),
+        zones
+            .map(|z| (z.name.clone(), HostNs::of(&z.host_netns)))
+            .collect(),
+    )
+}
+
 /// The composition root of the drivers: each `[controller_worker]` driver by name.
 pub fn build_drivers(
     cfg: &Config,
@@ -346,7 +360,8 @@ pub fn build_drivers(
                 cidr: n.cidr,
                 excluded,
                 mtu: n.mtu,
-                host: netns::HostNs::of(&cfg.netns.amphora_host_netns),
+                network_id: cfg.netns.management_network_id.clone(),
+                hosts: amphora_hosts(cfg),
             }))
         }
         ComputeDriver::Noop => None,
@@ -378,8 +393,10 @@ pub fn build_drivers(
         NetworkDriver::Netns => {
             let root = data.join("netns");
             let nets = tenant_networks(cfg)?;
-            let host = netns::HostNs::of(&cfg.netns.amphora_host_netns);
-            Arc::new(netns::NetnsNetwork::new(&root, nets, host).map_err(dir_err(&root))?)
+            Arc::new(
+                netns::NetnsNetwork::new(&root, nets, amphora_hosts(cfg))
+                    .map_err(dir_err(&root))?,
+            )
         }
         NetworkDriver::Noop => noop.network.clone(),
     };

@@ -170,6 +170,7 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 store: store.clone(),
                 cfg: cfg.clone(),
                 network: drivers.network.clone(),
+                compute: drivers.compute.clone(),
                 certs: drivers.certs.clone(),
                 wake: rocta_api::JobSignal::new(
                     wake.clone(),

@@ -402,3 +402,51 @@ fn the_neutron_view_serves_the_network_drivers_networks() {
         assert_eq!(r.get(&format!("{prefix}/ports")).1, json!({"ports": []}));
     }
 }
+
+#[test]
+fn availability_zone_profiles_name_what_the_drivers_have() {
+    // The local compute driver has one host and no zones; the loopback network one network.
+    let dir = tempfile::tempdir().unwrap();
+    let r = Rocta::start_real(dir.path());
+    let public = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a";
+    let profile = |data: &str| {
+        r.post(
+            AZP,
+            json!({"availability_zone_profile": {"name": "p", "provider_name": "amphora",
+                "availability_zone_data": data}}),
+        )
+    };
+    for (data, why) in [
+        (
+            r#"{"compute_zone": "nova"}"#,
+            "Compute availability zone nova not found.",
+        ),
+        (
+            r#"{"valid_vip_networks": ["11111111-2222-3333-4444-000000000001"]}"#,
+            "Network 11111111-2222-3333-4444-000000000001 not found.",
+        ),
+        (
+            r#"{"management_network": "mgmt"}"#,
+            "Network mgmt not found: amphorae of the local compute driver boot on this host's loopback.",
+        ),
+    ] {
+        assert_fault(
+            profile(data),
+            400,
+            &format!("Invalid availability zone data: {why}"),
+        );
+    }
+    assert_eq!(r.get(AZP).1["availability_zone_profiles"], json!([]));
+    let (s, b) = profile(&format!(r#"{{"valid_vip_networks": ["{public}"]}}"#));
+    assert_eq!(s, 201, "{b}");
+    // An update is checked as a create.
+    let id = b["availability_zone_profile"]["id"].as_str().unwrap();
+    assert_fault(
+        r.put(
+            &format!("{AZP}/{id}"),
+            json!({"availability_zone_profile": {"availability_zone_data": r#"{"compute_zone": "z"}"#}}),
+        ),
+        400,
+        "Compute availability zone z not found.",
+    );
+}

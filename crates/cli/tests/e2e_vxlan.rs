@@ -4,6 +4,8 @@
 //! (`[netns] amphora_host_netns`), so every agent call and every heartbeat crosses the VXLAN.
 //! Create, traffic (from B), member health, failover after `kill -9`, and the VXLAN torn down:
 //! every amphora falls silent at once and the failover threshold stops a mass failover.
+//! Then availability zones (issue 14): compute zone `zone-a` is host A, so a load balancer
+//! in an availability zone whose profile names it gets its amphora plugged on A.
 
 mod common;
 
@@ -125,7 +127,9 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
     let cfg_a = format!(
         "[netns]\namphora_host_netns = \"{b}\"\n{hm}heartbeat_interval = 0.5\n\
          heartbeat_timeout = 3.0\nfailover_threshold = 2\n\
-         [controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n",
+         [controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n\
+         [[netns.compute_zones]]\nname = \"zone-a\"\nhost_netns = \"\"\n\
+         [[netns.compute_zones]]\nname = \"zone-b\"\nhost_netns = \"{b}\"\n",
         b = b.0
     );
     let cfg_b = format!("[netns]\nhost_address = \"198.18.0.2\"\n{hm}");
@@ -310,9 +314,99 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
         "vxlan: a change applied {:?} after the VXLAN came back",
         t.elapsed()
     );
-    for lb in [&id, &id2] {
+
+    // Availability zones place amphorae: a profile names a compute zone of the driver's and
+    // the management network, or is refused.
+    const AZP: &str = "/v2/lbaas/availabilityzoneprofiles";
+    let mgmt_net = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c60";
+    let profile = |data: Value| {
+        let data = data.to_string();
+        r.post(
+            AZP,
+            json!({"availability_zone_profile": {"name": "zp", "provider_name": "amphora",
+                "availability_zone_data": data}}),
+        )
+    };
+    assert_fault(
+        profile(json!({"compute_zone": "nowhere"})),
+        400,
+        "Compute availability zone nowhere not found.",
+    );
+    let public_net = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5a";
+    assert_fault(
+        profile(json!({"management_network": public_net})),
+        400,
+        "amphorae boot on the management network",
+    );
+    let (s, zp) = profile(
+        json!({"compute_zone": "zone-a", "management_network": mgmt_net,
+        "valid_vip_networks": [public_net]}),
+    );
+    assert_eq!(s, 201, "{zp}");
+    let zp = zp["availability_zone_profile"]["id"].as_str().unwrap();
+    let (s, az) = r.post(
+        "/v2/lbaas/availabilityzones",
+        json!({"availability_zone": {"name": "az-a", "availability_zone_profile_id": zp}}),
+    );
+    assert_eq!(s, 201, "{az}");
+    // A member on host A's `public`.
+    let d = dir.path().join("Z");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("index.html"), "Z").unwrap();
+    servers.0.push(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &a.0,
+                "python3",
+                "-m",
+                "http.server",
+                "8003",
+            ])
+            .args(["--bind", "198.19.0.1", "--directory"])
+            .arg(&d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (s, lb3) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"name": "zoned", "vip_subnet_id": common::dataplane::PUBLIC,
+            "availability_zone": "az-a",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
+            "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                "members": [{"address": "198.19.0.1", "protocol_port": 8003}]}]}}),
+    );
+    assert_eq!(s, 201, "{lb3}");
+    let id3 = lb3["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let shown = r.wait_active(&id3);
+    assert_eq!(shown["availability_zone"], "az-a", "{shown}");
+    let amp3 = amphora_of(&r, &id3);
+    assert_eq!(amp3["cached_zone"], "zone-a", "{amp3}");
+    let amp3_id: rocta_model::Id = amp3["id"].as_str().unwrap().parse().unwrap();
+    for k in [0, 1] {
+        let port = rocta_drivers::netns::port(amp3_id, k);
+        assert!(a.has_link(&port), "{port} not on host A");
+        assert!(!b.has_link(&port), "{port} on host B");
+    }
+    let url3 = format!(
+        "http://{}:8080/",
+        lb3["loadbalancer"]["vip_address"].as_str().unwrap()
+    );
+    until(
+        "no traffic through the zoned VIP on host A",
+        Duration::from_secs(10),
+        || get_from(&a, &url3).as_deref() == Some("Z"),
+    );
+    for lb in [&id, &id2, &id3] {
         common::dataplane::delete_lb(&r, lb);
     }
+    assert!(
+        !a.has_link(&rocta_drivers::netns::port(amp3_id, 0)),
+        "left on A"
+    );
     until(
         "amphora namespaces left after delete",
         Duration::from_secs(10),

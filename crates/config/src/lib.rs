@@ -17,7 +17,7 @@ pub use controller_worker::{
     AmphoraDriver, CertManager, ComputeDriver, ControllerWorker, NetworkDriver,
 };
 pub use keepalived::KeepalivedVrrp;
-pub use netns::{Netns, NetnsNetwork};
+pub use netns::{ComputeZone, Netns, NetnsNetwork};
 
 /// A configuration error; the binary exits 64 (`EX_USAGE`) on it before binding anything.
 #[derive(Debug, thiserror::Error)]
@@ -416,6 +416,19 @@ impl Config {
                 "controller_worker",
                 "compute_driver",
                 "the netns compute and network drivers go together (amphorae in namespaces are plugged into the netns networks)",
+            ));
+        }
+        let zones = &self.netns.compute_zones;
+        if let Some((i, z)) = zones.iter().enumerate().find(|(i, z)| {
+            z.name.is_empty() || z.name.len() > 255 || zones[..*i].iter().any(|o| o.name == z.name)
+        }) {
+            return Err(invalid(
+                "netns",
+                "compute_zones",
+                &format!(
+                    "zone {i} ({:?}): a name of 1 to 255 characters, each zone once",
+                    z.name
+                ),
             ));
         }
         if self.controller_worker.workers == 0 {

@@ -22,6 +22,11 @@ pub struct Netns {
     /// a control plane drives amphorae of another "host" across the management network
     /// (the two-host tests).
     pub amphora_host_netns: String,
+    /// Compute zones (`[[netns.compute_zones]]`, what an availability zone profile's
+    /// `compute_zone` names): the host each one's amphorae are plugged on. Amphorae without
+    /// a zone go on `amphora_host_netns`; a zone not listed here is refused (the API's 400
+    /// on the profile, a failed boot if the list changed since).
+    pub compute_zones: Vec<ComputeZone>,
     /// The controller's port on the bridge (a veth; its peer is `<name>-br`).
     pub host_port: String,
     /// The amphora agents' API port (Octavia's `[haproxy_amphora] bind_port`).
@@ -33,6 +38,18 @@ pub struct Netns {
     /// Tenant networks (`[[netns.networks]]`): a bridge `rocta-<name>` each with this host's
     /// gateway address (the subnet's first address). Default: `public`, 198.19.0.0/24.
     pub networks: Vec<NetnsNetwork>,
+}
+
+/// A compute zone of `[netns]`: where its amphorae run.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeZone {
+    /// The zone's name (an availability zone profile's `compute_zone`).
+    pub name: String,
+    /// The network namespace standing for its host, as `amphora_host_netns`; empty: this
+    /// host.
+    #[serde(default)]
+    pub host_netns: String,
 }
 
 /// A tenant network of `[netns]`.
@@ -57,6 +74,7 @@ impl Default for Netns {
             management_network_id: "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c60".into(),
             host_address: String::new(),
             amphora_host_netns: String::new(),
+            compute_zones: Vec::new(),
             host_port: "rocta-hm0".into(),
             agent_port: 9443,
             management_mtu: 1450,

@@ -112,3 +112,16 @@ fn topologies_and_vrrp_settings_are_checked() {
         assert!(Config::from_toml(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn compute_zones_are_named_once() {
+    let zone = |name: &str, host: &str| {
+        format!("[[netns.compute_zones]]\nname = \"{name}\"\nhost_netns = \"{host}\"\n")
+    };
+    let c = Config::from_toml(&(zone("a", "") + &zone("b", "host-b"))).unwrap();
+    assert_eq!(c.netns.compute_zones[1].host_netns, "host-b");
+    for bad in [zone("a", "") + &zone("a", "x"), zone("", "x")] {
+        let e = Config::from_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("compute_zones"), "{e}");
+    }
+}

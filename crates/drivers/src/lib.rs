@@ -122,6 +122,9 @@ pub struct Boot {
     pub zone: Option<String>,
     /// The compute flavor its load balancer's flavor asks for; `None`: the driver's default.
     pub compute_flavor: Option<String>,
+    /// The management network its availability zone names (Octavia's `management_network`);
+    /// `None`: `[controller_worker] amp_boot_network_list`'s.
+    pub management_network: Option<String>,
 }
 
 /// Where amphorae run (Octavia's compute driver).
@@ -139,6 +142,17 @@ pub trait Compute: Send + Sync {
     /// The agent configuration amphora `amphora_id` would boot with now (its config drive's,
     /// with the controller's current health managers, heartbeat key and interval).
     async fn agent_config(&self, amphora_id: Id) -> DriverResult<String>;
+    /// Whether amphorae can be placed in compute zone `zone` and booted on management
+    /// network `management_network` (an availability zone profile's settings; Octavia's
+    /// `validate_availability_zone`): the error says which cannot, for the API's 400. The
+    /// default (noop) places anything anywhere. Read-only.
+    fn check_placement(
+        &self,
+        _zone: Option<&str>,
+        _management_network: Option<&str>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// VIPs and ports (Octavia's network driver).
@@ -160,6 +174,11 @@ pub trait Network: Send + Sync {
     /// read-only Neutron view, so clients resolve `--vip-subnet-id public`). None by default.
     fn networks(&self) -> Vec<NetworkInfo> {
         Vec::new()
+    }
+    /// Whether network `id` exists (an availability zone's `valid_vip_networks`; Octavia's
+    /// `get_network`). Drivers that own no networks (noop) know of every one.
+    fn has_network(&self, _id: &str) -> bool {
+        true
     }
     /// Attaches an amphora to a member subnet (Octavia's plug-network): `None` where members
     /// need no port of their own (loopback, noop). Idempotent.

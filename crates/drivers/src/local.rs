@@ -53,8 +53,10 @@ pub struct Management {
     pub excluded: Vec<Ipv4Addr>,
     /// The MTU of the amphorae's management interfaces.
     pub mtu: u32,
-    /// Where the bridge is.
-    pub host: netns::HostNs,
+    /// Its Neutron-style id (the only network amphorae here boot on).
+    pub network_id: String,
+    /// The hosts amphorae are plugged on (the bridge is on each), by compute zone.
+    pub hosts: netns::Hosts,
 }
 
 pub struct LocalCompute {
@@ -191,8 +193,24 @@ impl LocalCompute {
             })
     }
 
-    /// The amphora's namespace with its management interface up on `ip` (idempotent).
-    async fn build_namespace(&self, m: &Management, amp: Id, ip: Ipv4Addr) -> DriverResult<()> {
+    /// The host amphora `amp` is plugged on: the one its config drive records (written
+    /// before anything is plugged), else the default host.
+    fn host_of(&self, m: &Management, amp: Id) -> netns::HostNs {
+        match std::fs::read_to_string(self.dir(amp).join("host_netns")) {
+            Ok(name) => netns::HostNs::of(name.trim()),
+            Err(_) => m.hosts.of_zone(None).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The amphora's namespace with its management interface up on `ip`, plugged on `host`
+    /// (idempotent).
+    async fn build_namespace(
+        &self,
+        m: &Management,
+        host: &netns::HostNs,
+        amp: Id,
+        ip: Ipv4Addr,
+    ) -> DriverResult<()> {
         let ns = netns::namespace(amp);
         let fail = |e: String| DriverError::transient("create amphora namespace", e);
         if !netns::namespace_exists(&ns) {
@@ -200,20 +218,17 @@ impl LocalCompute {
         }
         let mac = netns::mac(amp, 0);
         let port = netns::port(amp, 0);
-        m.host
-            .plug(&port, &m.bridge, &ns, "eth0", &mac)
+        host.plug(&port, &m.bridge, &ns, "eth0", &mac)
             .await
             .map_err(fail)?;
         // The management bridge's filter applies to the port (only the agent API from the
         // controllers and heartbeats to them pass).
-        m.host
-            .run(&crate::hostnet::nft_add_port(&m.bridge, &port))
+        host.run(&crate::hostnet::nft_add_port(&m.bridge, &port))
             .await
             .map_err(fail)?;
         let cidr = format!("{ip}/{}", m.cidr.prefix_len());
         let mtu = m.mtu.to_string();
-        m.host
-            .ip(&["link", "set", &port, "mtu", &mtu])
+        host.ip(&["link", "set", &port, "mtu", &mtu])
             .await
             .map_err(fail)?;
         // Bringing eth0 up announces its address (gratuitous ARP): a management address an
@@ -264,13 +279,12 @@ impl LocalCompute {
         }
         if let Placement::Netns(m) = &self.placement {
             let port = netns::port(amp, 0);
-            m.host
-                .unplug(&port)
+            let host = self.host_of(m, amp);
+            host.unplug(&port)
                 .await
                 .map_err(|e| DriverError::transient("delete amphora namespace", e))?;
             // Best effort: the filter may have been rebuilt without it already.
-            let _ = m
-                .host
+            let _ = host
                 .run(&crate::hostnet::nft_delete_port(&m.bridge, &port))
                 .await;
         }
@@ -281,6 +295,11 @@ impl LocalCompute {
 #[async_trait::async_trait]
 impl Compute for LocalCompute {
     async fn create(&self, amp: Id, boot: &Boot) -> DriverResult<Instance> {
+        // Nova's answer to a zone it does not have.
+        self.check_placement(boot.zone.as_deref(), boot.management_network.as_deref())
+            .map_err(|e| {
+                DriverError::fatal("boot amphora", format!("No valid host was found. {e}"))
+            })?;
         let dir = self.dir(amp);
         std::fs::create_dir_all(&dir).map_err(io("create amphora directory"))?;
         let ip = self.reserve_mgmt(amp)?;
@@ -291,7 +310,15 @@ impl Compute for LocalCompute {
             lb_network_ip: ip.to_string(),
         };
         if let Placement::Netns(m) = &self.placement {
-            self.build_namespace(m, amp, ip).await?;
+            let host = m
+                .hosts
+                .of_zone(boot.zone.as_deref())
+                .map_err(|e| DriverError::fatal("boot amphora", e))?
+                .clone();
+            // Recorded before anything is plugged there, so a delete finds it.
+            write_file(&dir.join("host_netns"), host.name(), 0o644)
+                .map_err(io("write config drive"))?;
+            self.build_namespace(m, &host, amp, ip).await?;
         }
         if self.agent_pid(amp).is_some() {
             return Ok(instance);
@@ -335,6 +362,35 @@ impl Compute for LocalCompute {
         // it if it ends while we run.
         drop(child);
         Ok(instance)
+    }
+
+    fn check_placement(
+        &self,
+        zone: Option<&str>,
+        management_network: Option<&str>,
+    ) -> Result<(), String> {
+        match &self.placement {
+            // One host, no zones, and the loopback is no network of any id.
+            Placement::Loopback => match (zone, management_network) {
+                (Some(z), _) => Err(format!("Compute availability zone {z} not found.")),
+                (None, Some(n)) => Err(format!(
+                    "Network {n} not found: amphorae of the local compute driver boot on this \
+                     host's loopback."
+                )),
+                (None, None) => Ok(()),
+            },
+            Placement::Netns(m) => {
+                m.hosts.of_zone(zone)?;
+                match management_network {
+                    Some(n) if n != m.network_id => Err(format!(
+                        "Network {n} not found: amphorae boot on the management network \
+                         ([netns] management_network_id {}).",
+                        m.network_id
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 
     async fn agent_config(&self, amp: Id) -> DriverResult<String> {
@@ -401,5 +457,57 @@ impl Compute for LocalCompute {
                 e.to_string(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compute(dir: &Path, placement: Placement) -> LocalCompute {
+        let exe = Path::new("/nonexistent/rocta");
+        LocalCompute::new(dir, exe, "haproxy", HeartbeatTarget::default(), placement).unwrap()
+    }
+
+    #[tokio::test]
+    async fn zones_and_management_networks_are_what_the_placement_has() {
+        let d = tempfile::tempdir().unwrap();
+        let local = compute(d.path(), Placement::Loopback);
+        assert_eq!(local.check_placement(None, None), Ok(()));
+        assert_eq!(
+            local.check_placement(Some("nova"), None),
+            Err("Compute availability zone nova not found.".into())
+        );
+        assert!(local.check_placement(None, Some("n")).is_err());
+        let netns = compute(
+            &d.path().join("netns"),
+            Placement::Netns(Management {
+                bridge: "rocta-mgmt".into(),
+                cidr: "198.18.0.0/24".parse().unwrap(),
+                excluded: Vec::new(),
+                mtu: 1450,
+                network_id: "mgmt".into(),
+                hosts: netns::Hosts::new(
+                    netns::HostNs::default(),
+                    vec![("zone-b".into(), netns::HostNs::of("b"))],
+                ),
+            }),
+        );
+        assert_eq!(netns.check_placement(Some("zone-b"), Some("mgmt")), Ok(()));
+        assert!(netns.check_placement(Some("zone-c"), None).is_err());
+        assert!(netns.check_placement(None, Some("public")).is_err());
+        // A boot in a zone the driver no longer has fails before anything is made.
+        let amp = rocta_model::new_id();
+        let boot = Boot {
+            zone: Some("zone-c".into()),
+            ..Boot::default()
+        };
+        let err = netns.create(amp, &boot).await.unwrap_err();
+        assert!(!err.retryable);
+        assert_eq!(
+            err.message,
+            "No valid host was found. Compute availability zone zone-c not found."
+        );
+        assert!(!netns.dir(amp).exists());
     }
 }

@@ -34,6 +34,10 @@ impl LoopbackNetwork {
 
 #[async_trait::async_trait]
 impl Network for LoopbackNetwork {
+    fn has_network(&self, id: &str) -> bool {
+        id == PUBLIC_NETWORK
+    }
+
     fn networks(&self) -> Vec<NetworkInfo> {
         vec![NetworkInfo {
             id: PUBLIC_NETWORK.into(),

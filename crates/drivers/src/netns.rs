@@ -84,6 +84,11 @@ impl HostNs {
         HostNs((!name.is_empty()).then(|| name.to_string()))
     }
 
+    /// The namespace's name; empty for this host.
+    pub fn name(&self) -> &str {
+        self.0.as_deref().unwrap_or_default()
+    }
+
     /// `argv` run on that host.
     pub fn argv(&self, argv: &[String]) -> Vec<String> {
         match &self.0 {
@@ -152,6 +157,41 @@ impl HostNs {
     }
 }
 
+/// The hosts amphorae are plugged on: the default one (`[netns] amphora_host_netns`) for
+/// amphorae without a compute zone, and the host of each compute zone
+/// (`[[netns.compute_zones]]`). The compute driver places an amphora by the zone it boots
+/// in; the network driver finds its ports by the zone the amphora records (`cached_zone`).
+#[derive(Debug, Clone, Default)]
+pub struct Hosts {
+    default: HostNs,
+    zones: Vec<(String, HostNs)>,
+}
+
+impl Hosts {
+    pub fn new(default: HostNs, zones: Vec<(String, HostNs)>) -> Hosts {
+        Hosts { default, zones }
+    }
+
+    /// The host of compute zone `zone` (`None`: the default host); an unknown zone is an
+    /// error naming it (Nova's "availability zone not found").
+    pub fn of_zone(&self, zone: Option<&str>) -> Result<&HostNs, String> {
+        let Some(zone) = zone else {
+            return Ok(&self.default);
+        };
+        self.zones
+            .iter()
+            .find(|(z, _)| z == zone)
+            .map(|(_, h)| h)
+            .ok_or_else(|| format!("Compute availability zone {zone} not found."))
+    }
+
+    /// The host of amphora `amp` (its recorded compute zone's).
+    pub fn of(&self, amp: &Amphora, op: &'static str) -> DriverResult<&HostNs> {
+        self.of_zone(amp.cached_zone.as_deref())
+            .map_err(|e| DriverError::fatal(op, e))
+    }
+}
+
 /// The amphora's own address on a tenant network: the one it holds, else a free one.
 fn own_address(
     pool: &AddressPool,
@@ -203,11 +243,11 @@ impl TenantNet {
 /// The `netns` network driver (Octavia's network driver contract over Linux bridges).
 pub struct NetnsNetwork {
     nets: Vec<(TenantNet, AddressPool)>,
-    host: HostNs,
+    hosts: Hosts,
 }
 
 impl NetnsNetwork {
-    pub fn new(state_dir: &Path, nets: Vec<TenantNet>, host: HostNs) -> std::io::Result<Self> {
+    pub fn new(state_dir: &Path, nets: Vec<TenantNet>, hosts: Hosts) -> std::io::Result<Self> {
         let nets = nets
             .into_iter()
             .map(|n| {
@@ -216,7 +256,7 @@ impl NetnsNetwork {
                 Ok((n, pool))
             })
             .collect::<std::io::Result<_>>()?;
-        Ok(NetnsNetwork { nets, host })
+        Ok(NetnsNetwork { nets, hosts })
     }
 
     fn of_subnet(&self, subnet_id: &str) -> Option<&(TenantNet, AddressPool)> {
@@ -236,6 +276,10 @@ fn transient(op: &'static str) -> impl Fn(String) -> DriverError {
 impl Network for NetnsNetwork {
     fn supports_active_standby(&self) -> bool {
         true
+    }
+
+    fn has_network(&self, id: &str) -> bool {
+        self.nets.iter().any(|(n, _)| n.network_id == id)
     }
 
     fn networks(&self) -> Vec<NetworkInfo> {
@@ -319,10 +363,10 @@ impl Network for NetnsNetwork {
                 format!("amphora namespace {ns} does not exist"),
             ));
         }
+        let host = self.hosts.of(amphora, "plug vip")?;
         let vrrp_ip = own_address(pool, net, amphora.id, "plug vip")?;
         let mac_address = mac(amphora.id, 1);
-        self.host
-            .plug(&port(amphora.id, 1), &net.bridge, &ns, "eth1", &mac_address)
+        host.plug(&port(amphora.id, 1), &net.bridge, &ns, "eth1", &mac_address)
             .await
             .map_err(transient("plug vip"))?;
         Ok(VipPlug {
@@ -340,13 +384,12 @@ impl Network for NetnsNetwork {
     /// Every port of the amphora on the tenant networks (VIP and member subnets) and every
     /// address it holds on them.
     async fn unplug_vip(&self, amphora: &Amphora, _vip: &Vip) -> DriverResult<()> {
-        self.host
-            .unplug(&port(amphora.id, 1))
+        let host = self.hosts.of(amphora, "unplug vip")?;
+        host.unplug(&port(amphora.id, 1))
             .await
             .map_err(transient("unplug vip"))?;
         for (k, (_, pool)) in self.nets.iter().enumerate() {
-            self.host
-                .unplug(&port(amphora.id, member_port(k)))
+            host.unplug(&port(amphora.id, member_port(k)))
                 .await
                 .map_err(transient("unplug vip"))?;
             pool.release_owned_by(&amphora.id.to_string())
@@ -369,19 +412,19 @@ impl Network for NetnsNetwork {
             ));
         };
         let (net, pool) = &self.nets[k];
+        let host = self.hosts.of(amphora, "plug network")?;
         let ip = own_address(pool, net, amphora.id, "plug network")?;
         let idx = member_port(k);
         let mac_address = mac(amphora.id, idx);
-        self.host
-            .plug(
-                &port(amphora.id, idx),
-                &net.bridge,
-                &namespace(amphora.id),
-                &format!("eth{idx}"),
-                &mac_address,
-            )
-            .await
-            .map_err(transient("plug network"))?;
+        host.plug(
+            &port(amphora.id, idx),
+            &net.bridge,
+            &namespace(amphora.id),
+            &format!("eth{idx}"),
+            &mac_address,
+        )
+        .await
+        .map_err(transient("plug network"))?;
         Ok(Some(NetworkPlug {
             mac_address,
             ip_address: ip.to_string(),
@@ -406,6 +449,29 @@ mod tests {
         assert!(mac(id, 0).starts_with("fa:16:3e:"));
     }
 
+    #[test]
+    fn compute_zones_name_their_hosts() {
+        let hosts = Hosts::new(
+            HostNs::of("b"),
+            vec![
+                ("zone-a".into(), HostNs::of("")),
+                ("zone-b".into(), HostNs::of("b")),
+            ],
+        );
+        assert_eq!(hosts.of_zone(None).unwrap().0.as_deref(), Some("b"));
+        assert_eq!(hosts.of_zone(Some("zone-a")).unwrap().0, None);
+        assert_eq!(
+            hosts.of_zone(Some("nowhere")).unwrap_err(),
+            "Compute availability zone nowhere not found."
+        );
+        let argv = ["ip".to_string(), "link".to_string()];
+        assert_eq!(hosts.of_zone(Some("zone-a")).unwrap().argv(&argv), argv);
+        assert_eq!(
+            hosts.of_zone(Some("zone-b")).unwrap().argv(&argv)[..4],
+            ["ip", "netns", "exec", "b"]
+        );
+    }
+
     #[tokio::test]
     async fn vips_come_from_the_subnet_without_its_gateway() {
         let d = tempfile::tempdir().unwrap();
@@ -416,7 +482,7 @@ mod tests {
             network_id: "n1".into(),
             subnet_id: "s1".into(),
         };
-        let n = NetnsNetwork::new(d.path(), vec![net], HostNs::default()).unwrap();
+        let n = NetnsNetwork::new(d.path(), vec![net], Hosts::default()).unwrap();
         let info = n.networks();
         assert_eq!(info[0].subnets[0].gateway_ip.as_deref(), Some("198.19.7.1"));
         assert_eq!(

@@ -284,6 +284,28 @@ fn check_profile(
             ),
         ));
     }
+    if field == "availability_zone_data" {
+        check_zone_placement(s, &parsed)?;
+    }
+    Ok(())
+}
+
+/// An availability zone's settings name what exists (Octavia's amphora provider driver's
+/// `validate_availability_zone`): the compute zone and management network amphorae are
+/// placed in and booted on, as the compute driver can honour them, and the VIP networks.
+/// Octavia answers these with a 500 of the provider; they are the caller's mistake: 400.
+fn check_zone_placement(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> {
+    let text = |k: &str| data.get(k).and_then(Value::as_str);
+    let bad = |why: String| ApiError::bad_request(format!("Invalid availability zone data: {why}"));
+    s.compute
+        .check_placement(text("compute_zone"), text("management_network"))
+        .map_err(bad)?;
+    let vip_networks = data.get("valid_vip_networks").and_then(Value::as_array);
+    for id in vip_networks.into_iter().flatten().filter_map(Value::as_str) {
+        if !s.network.has_network(id) {
+            return Err(bad(format!("Network {id} not found.")));
+        }
+    }
     Ok(())
 }
 

@@ -24,11 +24,12 @@ pub(crate) struct CreateAmphora {
 }
 
 /// Where an amphora goes and what it is built with: from its load balancer's availability
-/// zone (its profile's `compute_zone`) and flavor (its profile's `compute_flavor`), or a
-/// spare's zone.
+/// zone (its profile's `compute_zone` and `management_network`) and flavor (its profile's
+/// `compute_flavor`), or a spare's zone.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Placement {
     zone: Option<String>,
+    management_network: Option<String>,
     compute_flavor: Option<String>,
 }
 
@@ -43,13 +44,23 @@ async fn placement(ctx: &Ctx, lb_id: Option<Id>, spare_zone: Option<&str>) -> R<
                 },
                 None => (spare_zone, None),
             };
-            let setting = |kind, key: Option<String>, name| match key {
-                Some(k) => tx.profile_setting(kind, &k, name),
-                None => Ok(None),
+            // The settings of each profile, read once.
+            let settings = |kind, key: Option<String>| match key {
+                Some(k) => Ok(tx.catalog_profiled(kind, &k)?.map(|p| p.settings)),
+                None => Ok::<_, StoreError>(None),
             };
-            Ok::<_, StoreError>(Placement {
-                zone: setting(CatalogKind::AvailabilityZone, az, "compute_zone")?,
-                compute_flavor: setting(CatalogKind::Flavor, flavor, "compute_flavor")?,
+            let (zone, flavor) = (
+                settings(CatalogKind::AvailabilityZone, az)?,
+                settings(CatalogKind::Flavor, flavor)?,
+            );
+            let get = |s: &Option<Value>, name: &str| {
+                s.as_ref()
+                    .and_then(|s| s[name].as_str().map(str::to_string))
+            };
+            Ok(Placement {
+                zone: get(&zone, "compute_zone"),
+                management_network: get(&zone, "management_network"),
+                compute_flavor: get(&flavor, "compute_flavor"),
             })
         })
         .await
@@ -127,6 +138,7 @@ impl Task<Ctx> for CreateAmphora {
             client_ca_pem: ctx.drivers.certs.client_ca_pem(),
             zone: place.zone.clone(),
             compute_flavor: place.compute_flavor.clone(),
+            management_network: place.management_network.clone(),
         };
         let inst = ctx.drivers.compute.create(id, &boot).await.map_err(drv)?;
         update_amphora(ctx, id, |a| {
