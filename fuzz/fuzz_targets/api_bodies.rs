@@ -108,6 +108,7 @@ fn world() -> &'static std::sync::Mutex<World> {
             store: store.clone(),
             cfg: Arc::new(rocta_config::Config::default()),
             network: drivers.network.clone(),
+            compute: drivers.compute.clone(),
             certs: drivers.certs.clone(),
             wake: Default::default(),
             keystone: None,

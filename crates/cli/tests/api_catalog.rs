@@ -404,7 +404,7 @@ fn the_neutron_view_serves_the_network_drivers_networks() {
 }
 
 #[test]
-fn availability_zone_profiles_name_what_the_drivers_have() {
+fn profiles_name_what_the_drivers_have() {
     // The local compute driver has one host and no zones; the loopback network one network.
     let dir = tempfile::tempdir().unwrap();
     let r = Rocta::start_real(dir.path());
@@ -449,4 +449,29 @@ fn availability_zone_profiles_name_what_the_drivers_have() {
         400,
         "Compute availability zone z not found.",
     );
+    // Flavors: no compute flavors, images or SR-IOV here; a topology is fine.
+    let flavor = |data: &str| {
+        r.post(
+            FP,
+            json!({"flavorprofile": {"name": "f", "provider_name": "amphora", "flavor_data": data}}),
+        )
+    };
+    for (data, why) in [
+        (
+            r#"{"compute_flavor": "m1.amphora"}"#,
+            "Compute flavor m1.amphora not found",
+        ),
+        (
+            r#"{"amp_image_tag": "amphora"}"#,
+            "Failed to find an image with tag amphora",
+        ),
+        (
+            r#"{"sriov_vip": true}"#,
+            "sriov_vip: the network driver cannot make SR-IOV VIP ports.",
+        ),
+    ] {
+        assert_fault(flavor(data), 400, &format!("Invalid flavor data: {why}"));
+    }
+    let (s, b) = flavor(r#"{"loadbalancer_topology": "SINGLE", "sriov_vip": false}"#);
+    assert_eq!(s, 201, "{b}");
 }

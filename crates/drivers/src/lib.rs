@@ -153,6 +153,16 @@ pub trait Compute: Send + Sync {
     ) -> Result<(), String> {
         Ok(())
     }
+    /// Whether amphorae can be built with compute flavor `compute_flavor` from the image
+    /// tagged `image_tag` (a flavor profile's settings; Octavia's `validate_flavor`). As
+    /// `check_placement`: the error says which cannot; noop builds anything. Read-only.
+    fn check_flavor(
+        &self,
+        _compute_flavor: Option<&str>,
+        _image_tag: Option<&str>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// VIPs and ports (Octavia's network driver).
@@ -192,6 +202,10 @@ pub trait Network: Send + Sync {
     /// Whether it can give a load balancer two amphorae that move the VIP between them with
     /// VRRP (ACTIVE_STANDBY): each on a network of its own, reachable by the other.
     fn supports_active_standby(&self) -> bool {
+        false
+    }
+    /// Whether it can make a VIP port an SR-IOV virtual function (a flavor's `sriov_vip`).
+    fn supports_sriov_vip(&self) -> bool {
         false
     }
 }

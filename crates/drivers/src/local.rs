@@ -104,6 +104,14 @@ impl LocalCompute {
         })
     }
 
+    /// The compute driver's name in the configuration.
+    fn driver_name(&self) -> &'static str {
+        match self.placement {
+            Placement::Loopback => "local",
+            Placement::Netns(_) => "netns",
+        }
+    }
+
     fn dir(&self, amp: Id) -> PathBuf {
         self.root.join(amp.to_string())
     }
@@ -374,8 +382,9 @@ impl Compute for LocalCompute {
             Placement::Loopback => match (zone, management_network) {
                 (Some(z), _) => Err(format!("Compute availability zone {z} not found.")),
                 (None, Some(n)) => Err(format!(
-                    "Network {n} not found: amphorae of the local compute driver boot on this \
-                     host's loopback."
+                    "Network {n} not found: amphorae of the {} compute driver boot on this \
+                     host's loopback.",
+                    self.driver_name()
                 )),
                 (None, None) => Ok(()),
             },
@@ -391,6 +400,30 @@ impl Compute for LocalCompute {
                 }
             }
         }
+    }
+
+    /// An amphora here is this host's `rocta amphora-agent`: no compute flavors (the
+    /// resources of a process are the host's), no images to choose by tag.
+    fn check_flavor(
+        &self,
+        compute_flavor: Option<&str>,
+        image_tag: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(f) = compute_flavor {
+            return Err(format!(
+                "Compute flavor {f} not found: amphorae of the {} compute driver are \
+                 processes of this host, it has no compute flavors.",
+                self.driver_name()
+            ));
+        }
+        if let Some(t) = image_tag {
+            return Err(format!(
+                "Failed to find an image with tag {t}: amphorae of the {} compute driver run \
+                 this host's rocta binary, it has no images.",
+                self.driver_name()
+            ));
+        }
+        Ok(())
     }
 
     async fn agent_config(&self, amp: Id) -> DriverResult<String> {
@@ -496,6 +529,11 @@ mod tests {
         assert_eq!(netns.check_placement(Some("zone-b"), Some("mgmt")), Ok(()));
         assert!(netns.check_placement(Some("zone-c"), None).is_err());
         assert!(netns.check_placement(None, Some("public")).is_err());
+        for c in [&local, &netns] {
+            assert_eq!(c.check_flavor(None, None), Ok(()));
+            assert!(c.check_flavor(Some("m1.amphora"), None).is_err());
+            assert!(c.check_flavor(None, Some("amphora")).is_err());
+        }
         // A boot in a zone the driver no longer has fails before anything is made.
         let amp = rocta_model::new_id();
         let boot = Boot {

@@ -117,6 +117,11 @@ impl Compute for NoopCompute {
 
 #[async_trait::async_trait]
 impl Network for NoopNetwork {
+    /// Noop accepts any flavor, as Octavia's noop network driver.
+    fn supports_sriov_vip(&self) -> bool {
+        true
+    }
+
     async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError> {
         let port_id = req
             .port_id

@@ -286,6 +286,25 @@ fn check_profile(
     }
     if field == "availability_zone_data" {
         check_zone_placement(s, &parsed)?;
+    } else {
+        check_flavor_build(s, &parsed)?;
+    }
+    Ok(())
+}
+
+/// A flavor's settings are what the drivers can build (Octavia's amphora provider driver's
+/// `validate_flavor`: the compute flavor and the image tag exist), and an SR-IOV VIP only
+/// where the network driver makes one: 400 otherwise.
+fn check_flavor_build(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> {
+    let text = |k: &str| data.get(k).and_then(Value::as_str);
+    let bad = |why: String| ApiError::bad_request(format!("Invalid flavor data: {why}"));
+    s.compute
+        .check_flavor(text("compute_flavor"), text("amp_image_tag"))
+        .map_err(bad)?;
+    if data.get("sriov_vip") == Some(&Value::Bool(true)) && !s.network.supports_sriov_vip() {
+        return Err(bad(
+            "sriov_vip: the network driver cannot make SR-IOV VIP ports.".into(),
+        ));
     }
     Ok(())
 }
