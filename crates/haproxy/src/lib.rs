@@ -10,6 +10,7 @@
 
 pub mod keepalived;
 mod l7;
+pub mod nft;
 pub mod stats;
 
 use std::fmt::Write;

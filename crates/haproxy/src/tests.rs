@@ -12,11 +12,11 @@ fn ts() -> Timestamp {
 }
 
 /// Stable ids so snapshots do not change between runs.
-fn id(n: u128) -> Id {
+pub(crate) fn id(n: u128) -> Id {
     uuid::Uuid::from_u128(0x1000_0000_0000_4000_8000_0000_0000_0000 + n)
 }
 
-fn lb() -> LoadBalancer {
+pub(crate) fn lb() -> LoadBalancer {
     LoadBalancer {
         id: id(1),
         name: "lb".into(),
@@ -42,7 +42,12 @@ fn lb() -> LoadBalancer {
     }
 }
 
-fn listener(n: u128, protocol: ListenerProtocol, port: u16, pool: Option<u128>) -> Listener {
+pub(crate) fn listener(
+    n: u128,
+    protocol: ListenerProtocol,
+    port: u16,
+    pool: Option<u128>,
+) -> Listener {
     Listener {
         id: id(n),
         lb_id: id(1),
@@ -79,7 +84,7 @@ fn listener(n: u128, protocol: ListenerProtocol, port: u16, pool: Option<u128>) 
     }
 }
 
-fn pool(n: u128, protocol: PoolProtocol, alg: LbAlgorithm) -> Pool {
+pub(crate) fn pool(n: u128, protocol: PoolProtocol, alg: LbAlgorithm) -> Pool {
     Pool {
         id: id(n),
         lb_id: id(1),
@@ -105,7 +110,7 @@ fn pool(n: u128, protocol: PoolProtocol, alg: LbAlgorithm) -> Pool {
     }
 }
 
-fn member(n: u128, pool: u128, address: &str, port: u16) -> Member {
+pub(crate) fn member(n: u128, pool: u128, address: &str, port: u16) -> Member {
     Member {
         id: id(n),
         pool_id: id(pool),
