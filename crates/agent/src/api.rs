@@ -24,6 +24,8 @@ use crate::AgentConfig;
 pub struct State {
     cfg: Arc<AgentConfig>,
     pub sup: Supervisor,
+    /// UDP and SCTP listeners (nftables).
+    udp: crate::udp::Udp,
     certs: Arc<SwappableCert>,
     /// One configuration change at a time per agent (HAProxy reloads are not concurrent-safe).
     lock: Arc<tokio::sync::Mutex<()>>,
@@ -39,6 +41,7 @@ impl State {
     ) -> Self {
         let sup = Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin, &cfg.amphora_id);
         State {
+            udp: crate::udp::Udp::new(&cfg.base_dir),
             cfg: Arc::new(cfg),
             sup,
             certs,
@@ -60,6 +63,10 @@ pub fn router(state: State) -> Router {
         .route("/1.0/plug/vip/{vip}", post(plug_vip))
         .route("/1.0/plug/network", post(plug_network))
         .route("/1.0/loadbalancer/{amphora}/{lb}/haproxy", put(upload))
+        .route(
+            "/1.0/loadbalancer/{amphora}/{lb}/udp",
+            put(udp_upload).delete(udp_delete),
+        )
         .route("/1.0/loadbalancer/{lb}/haproxy", get(get_config))
         .route("/1.0/loadbalancer/{lb}/{action}", put(action))
         .route("/1.0/loadbalancer/{lb}", get(lb_status))
@@ -165,6 +172,9 @@ async fn info(S(s): S<State>) -> Response {
         "amphora_id": s.cfg.amphora_id,
         "base_path": s.cfg.base_dir.display().to_string(),
         "max_open_files": max_open_files(),
+        // rocta's: the load balancers with UDP/SCTP listeners here (the controller removes
+        // their forwarding when the last such listener goes).
+        "udp_loadbalancers": s.udp.load_balancers(),
     }))
     .into_response()
 }
@@ -366,6 +376,47 @@ async fn upload(S(s): S<State>, Path((_amp, lb)): Path<(String, String)>, body: 
     }
 }
 
+/// UDP and SCTP listeners: what the controller's `rocta_haproxy::nft::UdpService` describes,
+/// applied at once (there is no process to start).
+async fn udp_upload(
+    S(s): S<State>,
+    Path((_amp, lb)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    let service: rocta_haproxy::nft::UdpService = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "Invalid request", &e.to_string()),
+    };
+    let _g = s.lock.lock().await;
+    udp_result(s.udp.apply(&lb, &service).await)
+}
+
+async fn udp_delete(S(s): S<State>, Path((_amp, lb)): Path<(String, String)>) -> Response {
+    let lb = match lb_id(&lb) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    let _g = s.lock.lock().await;
+    udp_result(s.udp.remove(&lb).await)
+}
+
+fn udp_result(r: Result<(), crate::udp::UdpError>) -> Response {
+    use crate::udp::UdpError;
+    match r {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"message": "OK"}))).into_response(),
+        Err(UdpError::Invalid(out)) => err(StatusCode::BAD_REQUEST, "Invalid request", &out),
+        Err(UdpError::Failed(out)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error applying the UDP configuration",
+            &out,
+        ),
+    }
+}
+
 async fn get_config(S(s): S<State>, Path(lb): Path<String>) -> Response {
     let lb = match lb_id(&lb) {
         Ok(l) => l,
@@ -462,6 +513,13 @@ async fn delete_lb(S(s): S<State>, Path(lb): Path<String>) -> Response {
         Err(_) => return ok(StatusCode::OK, "nothing to delete"),
     };
     let _g = s.lock.lock().await;
+    if let Err(e) = s.udp.remove(&lb).await {
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error deleting the load balancer",
+            &e.to_string(),
+        );
+    }
     match s.sup.delete(&lb).await {
         Ok(()) => (StatusCode::OK, Json(json!({"message": "OK"}))).into_response(),
         Err(e) => err(

@@ -4,7 +4,8 @@
 //! It depends on neither the store nor the drivers: it only knows its own directory.
 //!
 //! Layout: `tls` (server config with a swappable certificate, client verification), `api`
-//! (routes), `haproxy` (config validation, master-worker processes, hitless reloads).
+//! (routes), `haproxy` (config validation, master-worker processes, hitless reloads), `udp`
+//! (UDP and SCTP listeners forwarded by nftables), `vrrp` (keepalived), `netif` (plugging).
 
 pub mod api;
 pub mod garp;
@@ -13,6 +14,7 @@ pub mod heartbeat;
 pub mod logs;
 pub mod netif;
 pub mod tls;
+pub mod udp;
 pub mod vrrp;
 
 use std::path::PathBuf;

@@ -204,6 +204,11 @@ pub trait Network: Send + Sync {
     fn supports_active_standby(&self) -> bool {
         false
     }
+    /// Whether amphorae on its networks can forward UDP and SCTP listeners in the kernel
+    /// (nftables in a network namespace of their own).
+    fn supports_udp(&self) -> bool {
+        false
+    }
     /// Whether it can make a VIP port an SR-IOV virtual function (a flavor's `sriov_vip`).
     fn supports_sriov_vip(&self) -> bool {
         false

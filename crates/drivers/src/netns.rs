@@ -278,6 +278,10 @@ impl Network for NetnsNetwork {
         true
     }
 
+    fn supports_udp(&self) -> bool {
+        true
+    }
+
     fn has_network(&self, id: &str) -> bool {
         self.nets.iter().any(|(n, _)| n.network_id == id)
     }

@@ -122,6 +122,10 @@ impl Network for NoopNetwork {
         true
     }
 
+    fn supports_udp(&self) -> bool {
+        true
+    }
+
     async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError> {
         let port_id = req
             .port_id

@@ -197,6 +197,29 @@ impl RestAmphora {
     }
 }
 
+impl RestAmphora {
+    /// Sends the load balancer's UDP and SCTP listeners to the agent, which forwards them with
+    /// nftables (`PUT /1.0/loadbalancer/{amphora}/{lb}/udp`).
+    async fn apply_udp(
+        &self,
+        amp: &Amphora,
+        udp: &rocta_haproxy::nft::UdpService,
+    ) -> DriverResult<()> {
+        let body = serde_json::to_string(udp)
+            .map_err(|e| DriverError::fatal("upload udp listeners", e.to_string()))?;
+        self.call(
+            "upload udp listeners",
+            amp,
+            reqwest::Method::PUT,
+            &format!("loadbalancer/{}/{}/udp", amp.id, udp.lb_id),
+            Some(body),
+            &[202],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
 /// HAProxy needs about 2.5 file descriptors per connection (client, server, splice pipes):
 /// the global `maxconn` cap follows from the agent's hard descriptor limit.
 pub fn maxconn_cap(max_open_files: i64) -> i64 {
@@ -266,8 +289,14 @@ impl AmphoraDriver for RestAmphora {
             .listeners
             .iter()
             .any(|l| l.admin_state_up && !l.protocol.is_lvs());
+        // UDP and SCTP listeners are forwarded by the kernel (nftables), the rest by HAProxy.
+        let udp = rocta_haproxy::nft::service(tree);
         if !served || !lb.admin_state_up {
-            return self.remove(amp, lb.id).await;
+            self.remove(amp, lb.id).await?;
+            return match udp {
+                Some(u) => self.apply_udp(amp, &u).await,
+                None => Ok(()),
+            };
         }
         let info = self
             .call(
@@ -279,6 +308,25 @@ impl AmphoraDriver for RestAmphora {
                 &[200],
             )
             .await?;
+        let forwards = info["udp_loadbalancers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&lb.id.to_string())));
+        match &udp {
+            Some(u) => self.apply_udp(amp, u).await?,
+            // Its last UDP listener went: the agent stops forwarding.
+            None if forwards => {
+                self.call(
+                    "remove udp listeners",
+                    amp,
+                    reqwest::Method::DELETE,
+                    &format!("loadbalancer/{}/{}/udp", amp.id, lb.id),
+                    None,
+                    &[202],
+                )
+                .await?;
+            }
+            None => {}
+        }
         let base = info["base_path"].as_str().unwrap_or("/var/lib/rocta");
         let files = info["max_open_files"].as_i64().unwrap_or(20_000);
         let run = format!("{base}/{}", lb.id);

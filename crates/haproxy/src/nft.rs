@@ -195,7 +195,14 @@ fn dispatch(l: &UdpListener, family: &str, up: &dyn Fn(Id) -> bool) -> Result<St
     let proto = l.protocol.as_str().to_ascii_lowercase();
     match members.as_slice() {
         [] => return Ok("drop".into()),
-        [one] => return Ok(format!("meta l4proto {proto} dnat to {}", target(one))),
+        [one] => {
+            let addr = if family == "ip6" {
+                format!("[{}]", one.address)
+            } else {
+                one.address.clone()
+            };
+            return Ok(format!("meta l4proto {proto} dnat to {addr}:{}", one.port));
+        }
         _ => {}
     }
     let g = members

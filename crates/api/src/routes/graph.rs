@@ -159,6 +159,7 @@ pub(crate) fn build(
         }
         let policies = lm.remove("l7policies");
         let mut l = listeners::new_listener(lb.id, &lm, b.cfg)?;
+        listeners::check_forwarding(state, &l)?;
         l.project_id = lb.project_id.clone();
         listeners::check(&l, lb.vip_address.as_deref())?;
         if let Some(o) = b

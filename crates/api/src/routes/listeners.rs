@@ -420,6 +420,24 @@ fn check_default_pool(tx: &Tx<'_>, l: &Listener) -> ApiResult<()> {
     Ok(())
 }
 
+/// UDP and SCTP listeners are forwarded by the amphora's kernel (nftables in its own network
+/// namespace): refused (Octavia's 501 for what a provider cannot do) where amphorae share the
+/// host's network (the loopback network driver).
+pub(crate) fn check_forwarding(s: &AppState, l: &Listener) -> ApiResult<()> {
+    if l.protocol.is_lvs() && !s.network.supports_udp() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "Provider 'amphora' does not support a requested option: {} listeners are \
+                 forwarded in the amphora's own network namespace, which this deployment's \
+                 amphorae do not have (use the netns drivers).",
+                l.protocol
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A new listener of `lb_id` from a validated body (defaults, then the body), `PENDING_CREATE`.
 /// The project is set by the caller.
 pub(crate) fn new_listener(
@@ -480,6 +498,7 @@ pub(crate) async fn create(
     reject_graph_only(&m, &["default_pool", "l7policies"])?;
     let lb_id = m.id("loadbalancer_id").ok_or_else(ApiError::internal)?;
     let mut l = new_listener(lb_id, &m, &s.cfg)?;
+    check_forwarding(&s, &l)?;
     let l = s
         .store
         .write(|tx| -> ApiResult<_> {

@@ -110,16 +110,23 @@ fn algorithms_persistence_and_health() {
     });
     let s = service(&t).unwrap();
     assert!(
-        chain(&s, &all_up).starts_with("meta l4proto udp dnat to jhash ip saddr & 255.255.255.0 mod 3 map"),
+        chain(&s, &all_up)
+            .starts_with("meta l4proto udp dnat to jhash ip saddr & 255.255.255.0 mod 3 map"),
         "{}",
         chain(&s, &all_up)
     );
     // A member the monitors find down takes no new flows; with every primary down the backup
     // serves; with nothing alive the listener drops.
     let light_down = |m: Id| m != id(30);
-    assert_eq!(chain(&s, &light_down), "meta l4proto udp dnat to 198.19.0.6 . 5300");
+    assert_eq!(
+        chain(&s, &light_down),
+        "meta l4proto udp dnat to 198.19.0.6:5300"
+    );
     let primaries_down = |m: Id| m == id(32);
-    assert_eq!(chain(&s, &primaries_down), "meta l4proto udp dnat to 198.19.0.7 . 5300");
+    assert_eq!(
+        chain(&s, &primaries_down),
+        "meta l4proto udp dnat to 198.19.0.7:5300"
+    );
     assert_eq!(chain(&s, &|_| false), "drop");
 }
 
@@ -191,6 +198,8 @@ fn nft_accepts_every_rendered_ruleset() {
         let s = service(&t).unwrap();
         files.push((name.into(), render(&s, &all_up).unwrap()));
         files.push((format!("{name}-down"), render(&s, &|_| false).unwrap()));
+        // One member left: a plain address and port, not a map.
+        files.push((format!("{name}-one"), render(&s, &|m| m == id(31)).unwrap()));
     }
     for (name, text) in files {
         let f = d.path().join(format!("{name}.nft"));

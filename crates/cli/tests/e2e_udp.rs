@@ -1,0 +1,218 @@
+//! UDP listeners end to end (issue 16): forwarded by nftables in the amphora's namespace on
+//! the `netns` drivers. UDP echo members on the host's gateway address behind a UDP listener
+//! beside an HTTP listener on the same VIP: round robin over the two members, a drained
+//! member taking no new flows, SOURCE_IP keeping a client on one member, and nothing left
+//! after delete. Where amphorae share the host's network (`local` drivers), a UDP listener
+//! is refused.
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::dataplane::*;
+use common::netns::NetnsEnv;
+use common::*;
+use serde_json::json;
+
+/// A UDP echo member on `ip` answering every datagram with `name`, until `stop`.
+fn udp_member(ip: &str, name: &'static str, stop: Arc<AtomicBool>) -> u16 {
+    let s = UdpSocket::bind((ip, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = s.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(name.as_bytes(), from);
+            }
+        }
+    });
+    port
+}
+
+/// One query from a new socket (a new flow, so a new pick): the member's answer.
+fn ask(vip: &str, port: u16) -> Option<String> {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.send_to(b"who", (vip, port)).ok()?;
+    let mut buf = [0u8; 64];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// `n` queries, each from a new source port.
+fn answers(vip: &str, port: u16, n: usize) -> Vec<String> {
+    (0..n).filter_map(|_| ask(vip, port)).collect()
+}
+
+#[test]
+fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let env = NetnsEnv::new(
+        dir.path(),
+        "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n",
+    );
+    let r = Rocta::start_netns(dir.path(), &env.config);
+    let gw = env.gateway.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a, b) = (
+        udp_member(&gw, "A", stop.clone()),
+        udp_member(&gw, "B", stop.clone()),
+    );
+    let web = serve_backend(TcpListener::bind((gw.as_str(), 0)).unwrap(), "web");
+    let body = json!({"loadbalancer": {"name": "mixed", "vip_subnet_id": env.subnet_id,
+        "listeners": [
+            {"protocol": "UDP", "protocol_port": 5300, "default_pool": {"name": "dns"}},
+            {"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "web"}}],
+        "pools": [
+            {"name": "dns", "protocol": "UDP", "lb_algorithm": "ROUND_ROBIN",
+             "members": [{"address": gw, "protocol_port": a}, {"address": gw, "protocol_port": b}]},
+            {"name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+             "members": [{"address": gw, "protocol_port": web}]}]}});
+    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
+    assert_eq!(s, 201, "{lb}");
+    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let vip = lb["loadbalancer"]["vip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    r.wait_active(&id);
+    eventually("no UDP answer through the VIP", || {
+        ask(&vip, 5300).is_some()
+    });
+    // Round robin: each new flow goes to the next member.
+    let got = answers(&vip, 5300, 6);
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert!(
+        got.windows(2).all(|w| w[0] != w[1]),
+        "round robin over A and B: {got:?}"
+    );
+    // HAProxy serves the HTTP listener of the same VIP.
+    assert_eq!(
+        get(&format!("http://{vip}:8080/")).map(|x| x.1).as_deref(),
+        Some("web")
+    );
+
+    // A member with weight 0 takes no new flows (the ruleset is replaced, nothing reloads).
+    let pool = lb["loadbalancer"]["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "dns")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, members) = r.get(&format!("/v2/lbaas/pools/{pool}/members"));
+    let member_a = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["protocol_port"] == a)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}/members/{member_a}"),
+        json!({"member": {"weight": 0}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    assert_eq!(answers(&vip, 5300, 4), ["B", "B", "B", "B"]);
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}/members/{member_a}"),
+        json!({"member": {"weight": 1}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+
+    // SOURCE_IP: every flow of this client goes to one member.
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}"),
+        json!({"pool": {"lb_algorithm": "SOURCE_IP"}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    let got = answers(&vip, 5300, 6);
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert!(got.iter().all(|x| *x == got[0]), "one member: {got:?}");
+
+    // LEAST_CONNECTIONS cannot be done by nftables: the change fails (the pool ends in ERROR)
+    // and the amphora keeps forwarding with what it had.
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}"),
+        json!({"pool": {"lb_algorithm": "LEAST_CONNECTIONS"}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    let (_, p) = r.get(&format!("/v2/lbaas/pools/{pool}"));
+    assert_eq!(p["pool"]["provisioning_status"], "ERROR", "{p}");
+    assert_eq!(answers(&vip, 5300, 2).len(), 2, "forwarding stopped");
+
+    // The UDP listener deleted: its forwarding goes, HAProxy's listener stays.
+    let udp_listener = lb["loadbalancer"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["protocol"] == "UDP")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = r.delete(&format!("/v2/lbaas/listeners/{udp_listener}"));
+    assert_eq!(s, 204);
+    r.wait_active(&id);
+    assert_eq!(
+        ask(&vip, 5300),
+        None,
+        "forwarded after the listener's delete"
+    );
+    assert_eq!(
+        get(&format!("http://{vip}:8080/")).map(|x| x.1).as_deref(),
+        Some("web")
+    );
+    delete_lb(&r, &id);
+    eventually("amphora namespaces left after delete", || {
+        env.namespaces().is_empty()
+    });
+    assert_eq!(ask(&vip, 5300), None, "answered after delete");
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn udp_listeners_need_amphorae_with_a_namespace_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let r = Rocta::start_real(dir.path());
+    let (s, b) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+            "listeners": [{"protocol": "UDP", "protocol_port": 53}]}}),
+    );
+    assert_eq!(s, 501, "{b}");
+    let (s, b) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"vip_subnet_id": PUBLIC}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let lb = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&lb);
+    for protocol in ["UDP", "SCTP"] {
+        assert_fault(
+            r.post(
+                "/v2/lbaas/listeners",
+                json!({"listener": {"loadbalancer_id": lb, "protocol": protocol, "protocol_port": 53}}),
+            ),
+            501,
+            "listeners are forwarded in the amphora's own network namespace",
+        );
+    }
+    delete_lb(&r, &lb);
+}
