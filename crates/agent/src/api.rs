@@ -24,8 +24,8 @@ use crate::AgentConfig;
 pub struct State {
     cfg: Arc<AgentConfig>,
     pub sup: Supervisor,
-    /// UDP and SCTP listeners (nftables).
-    udp: crate::udp::Udp,
+    /// UDP and SCTP listeners (nftables) and their monitors.
+    pub udp: crate::udp::Udp,
     certs: Arc<SwappableCert>,
     /// One configuration change at a time per agent (HAProxy reloads are not concurrent-safe).
     lock: Arc<tokio::sync::Mutex<()>>,

@@ -1,5 +1,6 @@
 //! The heartbeat sender (Octavia's `health_daemon`): every `heartbeat_interval` it reads each
-//! running HAProxy's `show stat`, builds one message v3 for the amphora (listener counters as
+//! running HAProxy's `show stat` and the UDP listeners' nftables counters and monitors
+//! (`crate::udp`), builds one message v3 for the amphora (listener counters as
 //! deltas since the previous report, `conns` absolute) and sends it to the next health manager
 //! of `controller_ip_port_list` (round robin). The last absolute counters persist in the base
 //! directory, so a restarted agent does not report counters twice.
@@ -73,10 +74,61 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Builds the next message from the stats of every running load balancer.
-pub async fn build(sup: &Supervisor, amphora_id: &str, seq: u64, prev: &mut Counters) -> Heartbeat {
+/// The counters of listener `id` as deltas since the previous report (`now`: absolute bytes
+/// out, bytes in, sessions, request errors). A counter that went down means its source
+/// restarted (HAProxy, or a UDP table replaced): the new absolute value is reported.
+fn deltas(prev: &mut Counters, id: &str, now: [u64; 4]) -> [u64; 4] {
+    let before = prev.insert(id.to_string(), now).unwrap_or([0; 4]);
+    std::array::from_fn(|i| {
+        if now[i] >= before[i] {
+            now[i] - before[i]
+        } else {
+            now[i]
+        }
+    })
+}
+
+/// Builds the next message from the stats of every running load balancer and the UDP
+/// listeners the kernel forwards.
+pub async fn build(
+    sup: &Supervisor,
+    udp: &crate::udp::Udp,
+    amphora_id: &str,
+    seq: u64,
+    prev: &mut Counters,
+) -> Heartbeat {
     let mut listeners = Vec::new();
     let mut pools = Vec::new();
+    for l in udp.reports().await {
+        let d = deltas(prev, &l.id, [l.tx, l.rx, l.flows, 0]);
+        listeners.push((
+            l.id,
+            ListenerReport {
+                status: "OPEN".into(),
+                stats: ListenerStats {
+                    tx: d[0],
+                    rx: d[1],
+                    conns: 0,
+                    totconns: d[2],
+                    ereq: 0,
+                },
+            },
+        ));
+        if let Some((key, status, members)) = l.pool {
+            pools.push((
+                key,
+                PoolReport {
+                    status: status.into(),
+                    members: Ordered(
+                        members
+                            .into_iter()
+                            .map(|m| (m.id, m.status.to_string()))
+                            .collect(),
+                    ),
+                },
+            ));
+        }
+    }
     for lb in sup.load_balancers() {
         if sup.running(&lb).is_none() {
             continue;
@@ -88,25 +140,17 @@ pub async fn build(sup: &Supervisor, amphora_id: &str, seq: u64, prev: &mut Coun
         let (fronts, backs) = parse_show_stat(&csv);
         for f in fronts {
             let now = [f.bytes_out, f.bytes_in, f.total_sessions, f.request_errors];
-            let before = prev.insert(f.listener.clone(), now).unwrap_or([0; 4]);
-            // A counter that went down means HAProxy restarted: report the new absolute value.
-            let d = |i: usize| {
-                if now[i] >= before[i] {
-                    now[i] - before[i]
-                } else {
-                    now[i]
-                }
-            };
+            let d = deltas(prev, &f.listener, now);
             listeners.push((
                 f.listener,
                 ListenerReport {
                     status: f.status,
                     stats: ListenerStats {
-                        tx: d(0),
-                        rx: d(1),
+                        tx: d[0],
+                        rx: d[1],
                         conns: f.current_sessions,
-                        totconns: d(2),
-                        ereq: d(3),
+                        totconns: d[2],
+                        ereq: d[3],
                     },
                 },
             ));
@@ -133,6 +177,7 @@ pub async fn build(sup: &Supervisor, amphora_id: &str, seq: u64, prev: &mut Coun
 /// The sender's state across rounds.
 struct Sender {
     sup: Supervisor,
+    udp: crate::udp::Udp,
     cfg: SenderConfig,
     sock: tokio::net::UdpSocket,
     seq: u64,
@@ -150,7 +195,14 @@ impl rocta_service::tasks::Duty for Sender {
     /// healthy amphora look dead).
     async fn work(&mut self) -> std::io::Result<()> {
         self.seq = next_seq(self.seq, now_ms());
-        let msg = build(&self.sup, &self.cfg.amphora_id, self.seq, &mut self.prev).await;
+        let msg = build(
+            &self.sup,
+            &self.udp,
+            &self.cfg.amphora_id,
+            self.seq,
+            &mut self.prev,
+        )
+        .await;
         // Persist before sending: a crash never reuses a sequence number.
         let persisted = atomic_write(&self.seq_file, self.seq.to_string().as_bytes(), 0o600)
             .and_then(|()| {
@@ -187,7 +239,12 @@ impl rocta_service::tasks::Duty for Sender {
 }
 
 /// Sends heartbeats every `interval` until `shutdown` (a periodic duty).
-pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken) {
+pub async fn run(
+    sup: Supervisor,
+    udp: crate::udp::Udp,
+    cfg: SenderConfig,
+    shutdown: CancellationToken,
+) {
     if cfg.target.borrow().controllers.is_empty() || cfg.target.borrow().key.is_empty() {
         tracing::info!("no controller_ip_port_list or heartbeat_key: heartbeats off until set");
     }
@@ -211,6 +268,7 @@ pub async fn run(sup: Supervisor, cfg: SenderConfig, shutdown: CancellationToken
     let interval = cfg.interval;
     let sender = Sender {
         sup,
+        udp,
         cfg,
         sock,
         seq,

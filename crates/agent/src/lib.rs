@@ -116,7 +116,13 @@ pub async fn serve(
             sup.follow_logs(&lb);
         }
     }
-    tokio::spawn(heartbeat::run(sup, sender, shutdown.clone()));
+    tokio::spawn(state.udp.clone().monitor(shutdown.clone()));
+    tokio::spawn(heartbeat::run(
+        sup,
+        state.udp.clone(),
+        sender,
+        shutdown.clone(),
+    ));
     let app = api::router(state);
     let handshake = move |tcp| {
         let acceptor = acceptor.clone();

@@ -1,7 +1,8 @@
 //! UDP listeners end to end (issue 16): forwarded by nftables in the amphora's namespace on
 //! the `netns` drivers. UDP echo members on the host's gateway address behind a UDP listener
 //! beside an HTTP listener on the same VIP: round robin over the two members, a drained
-//! member taking no new flows, SOURCE_IP keeping a client on one member, and nothing left
+//! member taking no new flows, SOURCE_IP keeping a client on one member, a UDP-CONNECT monitor
+//! taking a dead member out, statuses and counters from the heartbeats, and nothing left
 //! after delete. Where amphorae share the host's network (`local` drivers), a UDP listener
 //! is refused.
 
@@ -56,13 +57,17 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     let _reaper = Reaper::new(dir.path());
     let env = NetnsEnv::new(
         dir.path(),
-        "[controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n",
+        "heartbeat_interval = 0.5\n\
+         [controller_worker]\njob_lease_seconds = 2\njob_poll_interval_ms = 50\n",
     );
     let r = Rocta::start_netns(dir.path(), &env.config);
     let gw = env.gateway.clone();
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stop_a) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let (a, b) = (
-        udp_member(&gw, "A", stop.clone()),
+        udp_member(&gw, "A", stop_a.clone()),
         udp_member(&gw, "B", stop.clone()),
     );
     let web = serve_backend(TcpListener::bind((gw.as_str(), 0)).unwrap(), "web");
@@ -72,6 +77,8 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
             {"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "web"}}],
         "pools": [
             {"name": "dns", "protocol": "UDP", "lb_algorithm": "ROUND_ROBIN",
+             "healthmonitor": {"type": "UDP-CONNECT", "delay": 3, "timeout": 1,
+                               "max_retries": 1, "max_retries_down": 1},
              "members": [{"address": gw, "protocol_port": a}, {"address": gw, "protocol_port": b}]},
             {"name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
              "members": [{"address": gw, "protocol_port": web}]}]}});
@@ -144,6 +151,72 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     assert_eq!(got.len(), 6, "{got:?}");
     assert!(got.iter().all(|x| *x == got[0]), "one member: {got:?}");
 
+    // The heartbeats report the UDP listener, its pool and members, and count its traffic.
+    let udp_listener = lb["loadbalancer"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["protocol"] == "UDP")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let udp_status = || {
+        let (_, tree) = r.get(&format!("/v2/lbaas/loadbalancers/{id}/status"));
+        let l = tree["statuses"]["loadbalancer"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == udp_listener.as_str())
+            .unwrap()
+            .clone();
+        let members: Vec<String> = l["pools"][0]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["operating_status"].as_str().unwrap().to_string())
+            .collect();
+        (
+            l["operating_status"].as_str().unwrap().to_string(),
+            l["pools"][0]["operating_status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            members,
+        )
+    };
+    eventually("the UDP listener never ONLINE", || {
+        udp_status() == ("ONLINE".into(), "ONLINE".into(), vec!["ONLINE".into(); 2])
+    });
+    eventually("no UDP traffic counted", || {
+        let (_, st) = r.get(&format!("/v2/lbaas/listeners/{udp_listener}/stats"));
+        st["stats"]["total_connections"].as_u64() > Some(0)
+            && st["stats"]["bytes_in"].as_u64() > Some(0)
+            && st["stats"]["bytes_out"].as_u64() > Some(0)
+    });
+
+    // A member that dies is taken out by the UDP-CONNECT monitor (delay 3 s, one failure).
+    let (s, _) = r.put(
+        &format!("/v2/lbaas/pools/{pool}"),
+        json!({"pool": {"lb_algorithm": "ROUND_ROBIN"}}),
+    );
+    assert_eq!(s, 200);
+    r.wait_active(&id);
+    stop_a.store(true, Ordering::Relaxed);
+    let t = std::time::Instant::now();
+    while answers(&vip, 5300, 4) != ["B", "B", "B", "B"] {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the dead member still gets flows"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("udp: a dead member out after {:?}", t.elapsed());
+    eventually("the dead member never ERROR", || {
+        let (_, pool_status, members) = udp_status();
+        pool_status == "DEGRADED" && members.contains(&"ERROR".to_string())
+    });
+
     // LEAST_CONNECTIONS cannot be done by nftables: the change fails (the pool ends in ERROR)
     // and the amphora keeps forwarding with what it had.
     let (s, _) = r.put(
@@ -157,15 +230,6 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     assert_eq!(answers(&vip, 5300, 2).len(), 2, "forwarding stopped");
 
     // The UDP listener deleted: its forwarding goes, HAProxy's listener stays.
-    let udp_listener = lb["loadbalancer"]["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["protocol"] == "UDP")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let (s, _) = r.delete(&format!("/v2/lbaas/listeners/{udp_listener}"));
     assert_eq!(s, 204);
     r.wait_active(&id);

@@ -52,6 +52,26 @@ pub struct UdpPool {
     pub persistence: Option<Option<String>>,
     /// The enabled members.
     pub members: Vec<UdpMember>,
+    /// Its enabled health monitor, run by the agent; none: every enabled member serves.
+    #[serde(default)]
+    pub monitor: Option<UdpMonitor>,
+}
+
+/// A UDP pool's health monitor (Octavia's UDP-CONNECT, HTTP, TCP and PING for LVS pools).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UdpMonitor {
+    pub kind: HealthMonitorType,
+    /// Seconds between checks of a member.
+    pub delay: i64,
+    /// Seconds a check may take.
+    pub timeout: i64,
+    /// Successes in a row that bring a member up.
+    pub rise: i64,
+    /// Failures in a row that take a member down.
+    pub fall: i64,
+    pub http_method: Option<HttpMethod>,
+    pub url_path: Option<String>,
+    pub expected_codes: Option<String>,
 }
 
 /// An enabled member.
@@ -62,6 +82,11 @@ pub struct UdpMember {
     pub port: u16,
     pub weight: u16,
     pub backup: bool,
+    /// Where the monitor checks it (`monitor_address` / `monitor_port`; none: its own).
+    #[serde(default)]
+    pub monitor_address: Option<String>,
+    #[serde(default)]
+    pub monitor_port: Option<u16>,
 }
 
 /// Why a service cannot be rendered.
@@ -82,6 +107,10 @@ impl std::fmt::Display for NftError {
 }
 
 impl std::error::Error for NftError {}
+
+/// The named counters of each listener (`<kind>_<listener id without dashes>`): flows
+/// forwarded, bytes received from clients, bytes sent back to them.
+pub const COUNTERS: [&str; 3] = ["flows", "rx", "tx"];
 
 /// The nftables table of load balancer `lb` (in the amphora's namespace).
 pub fn table_name(lb: Id) -> String {
@@ -123,8 +152,24 @@ pub fn service(t: &LbTree) -> Option<UdpService> {
                             port: m.protocol_port,
                             weight: m.weight,
                             backup: m.backup,
+                            monitor_address: m.monitor_address.clone(),
+                            monitor_port: m.monitor_port,
                         })
                         .collect(),
+                    monitor: t
+                        .health_monitors
+                        .iter()
+                        .find(|h| h.pool_id == p.id && h.admin_state_up)
+                        .map(|h| UdpMonitor {
+                            kind: h.kind,
+                            delay: h.delay,
+                            timeout: h.timeout,
+                            rise: h.max_retries,
+                            fall: h.max_retries_down,
+                            http_method: h.http_method,
+                            url_path: h.url_path.clone(),
+                            expected_codes: h.expected_codes.clone(),
+                        }),
                 }),
         })
         .collect();
@@ -248,6 +293,11 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
     }
     let table = table_name(s.lb_id);
     let mut c = String::new();
+    let ids: Vec<String> = s
+        .listeners
+        .iter()
+        .map(|l| l.id.simple().to_string())
+        .collect();
     let _ = writeln!(
         c,
         "# Rendered by rocta for load balancer {}; do not edit.",
@@ -257,18 +307,37 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
     // three commands are one transaction.
     let _ = writeln!(c, "table {family} {table}\ndelete table {family} {table}");
     let _ = writeln!(c, "table {family} {table} {{");
+    // Per listener: flows (the first packet of each, which the nat chain sees), and bytes in
+    // and out of every packet of its flows (the forward chain sees them all).
+    for id in &ids {
+        for k in COUNTERS {
+            let _ = writeln!(c, "\tcounter {k}_{id} {{\n\t}}");
+        }
+    }
     c.push_str(
         "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n",
     );
-    for l in &s.listeners {
+    for (l, id) in s.listeners.iter().zip(&ids) {
         let proto = l.protocol.as_str().to_ascii_lowercase();
         let _ = writeln!(
             c,
-            "\t\t{family} daddr {} {proto} dport {} counter jump listener_{}",
-            s.vip,
-            l.port,
-            l.id.simple()
+            "\t\t{family} daddr {} {proto} dport {} counter name flows_{id} jump listener_{id}",
+            s.vip, l.port,
         );
+    }
+    c.push_str("\t}\n");
+    c.push_str(
+        "\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n",
+    );
+    for (l, id) in s.listeners.iter().zip(&ids) {
+        let proto = l.protocol.as_str().to_ascii_lowercase();
+        for (dir, k) in [("original", "rx"), ("reply", "tx")] {
+            let _ = writeln!(
+                c,
+                "\t\tct original {family} daddr {} ct original protocol {proto} ct original proto-dst {} ct direction {dir} counter name {k}_{id}",
+                s.vip, l.port,
+            );
+        }
     }
     c.push_str("\t}\n");
     for l in &s.listeners {

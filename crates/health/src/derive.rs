@@ -64,7 +64,8 @@ pub fn derive(tree: &LbTree, hb: &Heartbeat) -> Derived {
         }
     };
     for l in &tree.listeners {
-        if !l.admin_state_up || l.protocol.is_lvs() {
+        // UDP and SCTP listeners are reported like HAProxy's (the agent's nftables counters).
+        if !l.admin_state_up {
             d.listeners.insert(l.id, OperatingStatus::Offline);
             continue;
         }
