@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rocta_haproxy::nft::{self, UdpMember, UdpMonitor, UdpService};
-use rocta_model::{HealthMonitorType, Id};
+use rocta_model::{HealthMonitorType, Id, ListenerProtocol};
 use rocta_service::atomic_write;
 use tokio_util::sync::CancellationToken;
 
@@ -126,6 +126,18 @@ impl Udp {
                 "the body is for load balancer {}, not {lb}",
                 service.lb_id
             )));
+        }
+        if let Some(l) = service
+            .listeners
+            .iter()
+            .find(|l| l.protocol == ListenerProtocol::Sctp)
+        {
+            if let Err(e) = sctp_available() {
+                return Err(UdpError::Invalid(format!(
+                    "SCTP listener {}: this amphora's kernel has no SCTP ({e})",
+                    l.id
+                )));
+            }
         }
         let _one = self.apply.lock().await;
         // Members keep the health the monitors found; new ones start up.
@@ -476,6 +488,12 @@ async fn read_counters(s: &UdpService) -> HashMap<String, u64> {
     counters
 }
 
+/// Whether the kernel has SCTP: an SCTP socket opens (which loads the module if it is one).
+fn sctp_available() -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(132))).map(drop)
+}
+
 /// Turns on IP forwarding in this namespace (the kernel forwards the DNAT'ed packets).
 fn forwarding(v6: bool) -> std::io::Result<()> {
     let path = if v6 {
@@ -511,7 +529,40 @@ async fn run_nft(file: &Path) -> Result<(), UdpError> {
 
 #[cfg(test)]
 mod tests {
-    use super::expected;
+    use super::*;
+
+    /// This machine's kernel (and CI's) has no SCTP: an SCTP listener is refused with the
+    /// reason, before anything is written or applied. Where the kernel has SCTP there is
+    /// nothing to refuse (and nothing here may touch the host's nftables).
+    #[tokio::test]
+    async fn sctp_listeners_are_refused_where_the_kernel_has_no_sctp() {
+        let d = tempfile::tempdir().unwrap();
+        let udp = Udp::new(d.path());
+        let lb: Id = "5f0e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b".parse().unwrap();
+        let service = UdpService {
+            lb_id: lb,
+            vip: "198.19.0.42".into(),
+            listeners: vec![nft::UdpListener {
+                id: lb,
+                protocol: ListenerProtocol::Sctp,
+                port: 5000,
+                pool: None,
+            }],
+        };
+        match sctp_available() {
+            Err(why) => {
+                let e = udp.apply(&lb.to_string(), &service).await.unwrap_err();
+                assert!(
+                    matches!(&e, UdpError::Invalid(m) if m.contains("this amphora's kernel has no SCTP")),
+                    "{e}"
+                );
+                eprintln!("refused as expected: {e} ({why})");
+                assert!(udp.load_balancers().is_empty());
+                assert!(!d.path().join(lb.to_string()).exists());
+            }
+            Ok(()) => eprintln!("this kernel has SCTP: nothing to refuse"),
+        }
+    }
 
     #[test]
     fn expected_codes_as_octavia_writes_them() {
