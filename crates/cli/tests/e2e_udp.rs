@@ -234,10 +234,22 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
             && st["stats"]["bytes_out"].as_u64() > Some(0)
     });
 
+    // SOURCE_IP persistence on round robin: the kernel remembers the client's member.
+    let (s, b) = r.put(
+        &format!("/v2/lbaas/pools/{pool}"),
+        json!({"pool": {"lb_algorithm": "ROUND_ROBIN", "session_persistence":
+            {"type": "SOURCE_IP", "persistence_timeout": 60, "persistence_granularity": "255.255.255.255"}}}),
+    );
+    assert_eq!(s, 200, "{b}");
+    r.wait_active(&id);
+    let got = answers(&vip, 5300, 6);
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert!(got.iter().all(|x| *x == got[0]), "persistence: {got:?}");
+
     // A member that dies is taken out by the UDP-CONNECT monitor (delay 3 s, one failure).
     let (s, _) = r.put(
         &format!("/v2/lbaas/pools/{pool}"),
-        json!({"pool": {"lb_algorithm": "ROUND_ROBIN"}}),
+        json!({"pool": {"lb_algorithm": "ROUND_ROBIN", "session_persistence": null}}),
     );
     assert_eq!(s, 200);
     r.wait_active(&id);

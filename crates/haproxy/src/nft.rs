@@ -15,9 +15,13 @@
 //! `SOURCE_IP_PORT` (`jhash` of address and port), each member weighted by repeating it in the
 //! map (weights divided by their greatest common divisor); `LEAST_CONNECTIONS` cannot be done
 //! without counting connections per member and is refused. `SOURCE_IP` session persistence
-//! hashes the source address under `persistence_granularity`'s mask (a client stays on its
-//! member while the live members stay the same). Backup members serve only when no other
-//! member is alive; a member with weight 0 takes no new flows.
+//! (LVS's persistence templates) is a map from the source address under
+//! `persistence_granularity`'s mask to the member's slot, with `persistence_timeout` as the
+//! entries' idle timeout (each new flow of the client refreshes it): the pool's algorithm
+//! picks a new client's member, its later flows go to the same one. The map starts empty when
+//! the table is replaced (a member added, removed or found dead), as LVS drops the templates
+//! of a removed real server. Backup members serve only when no other member is alive; a member
+//! with weight 0 takes no new flows.
 
 use std::fmt::Write;
 
@@ -47,15 +51,28 @@ pub struct UdpListener {
 pub struct UdpPool {
     pub id: Id,
     pub algorithm: LbAlgorithm,
-    /// `SOURCE_IP` session persistence: the mask of the source address (from
-    /// `persistence_granularity`; `None`: the whole address).
-    pub persistence: Option<Option<String>>,
+    /// `SOURCE_IP` session persistence.
+    pub persistence: Option<UdpPersistence>,
     /// The enabled members.
     pub members: Vec<UdpMember>,
     /// Its enabled health monitor, run by the agent; none: every enabled member serves.
     #[serde(default)]
     pub monitor: Option<UdpMonitor>,
 }
+
+/// `SOURCE_IP` session persistence of a UDP pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UdpPersistence {
+    /// Seconds a client stays on its member after its last new flow (Octavia's
+    /// `persistence_timeout`, default 360).
+    pub timeout: i64,
+    /// The netmask applied to the source address (`persistence_granularity`; none: the
+    /// whole address).
+    pub granularity: Option<String>,
+}
+
+/// Octavia's default `persistence_timeout` for UDP pools.
+pub const DEFAULT_PERSISTENCE_TIMEOUT: i64 = 360;
 
 /// A UDP pool's health monitor (Octavia's UDP-CONNECT, HTTP, TCP and PING for LVS pools).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,7 +158,13 @@ pub fn service(t: &LbTree) -> Option<UdpService> {
                         .session_persistence
                         .as_ref()
                         .filter(|s| s.kind == PersistenceType::SourceIp)
-                        .map(|s| s.persistence_granularity.clone()),
+                        .map(|s| UdpPersistence {
+                            timeout: s
+                                .persistence_timeout
+                                .filter(|t| *t > 0)
+                                .unwrap_or(DEFAULT_PERSISTENCE_TIMEOUT),
+                            granularity: s.persistence_granularity.clone(),
+                        }),
                     members: t
                         .members
                         .iter()
@@ -210,10 +233,26 @@ fn target(m: &UdpMember) -> String {
     format!("{} . {}", m.address, m.port)
 }
 
-/// The statement of a listener's chain that picks a member of its pool.
-fn dispatch(l: &UdpListener, family: &str, up: &dyn Fn(Id) -> bool) -> Result<String, NftError> {
+/// What a listener's chain does: its statements, and the persistence map it needs.
+struct Dispatch {
+    lines: Vec<String>,
+    /// The declaration of the listener's persistence map, when its pool has one.
+    map: Option<String>,
+}
+
+impl Dispatch {
+    fn one(line: String) -> Dispatch {
+        Dispatch {
+            lines: vec![line],
+            map: None,
+        }
+    }
+}
+
+/// The statements of a listener's chain that pick a member of its pool.
+fn dispatch(l: &UdpListener, family: &str, up: &dyn Fn(Id) -> bool) -> Result<Dispatch, NftError> {
     let Some(pool) = &l.pool else {
-        return Ok("drop".into());
+        return Ok(Dispatch::one("drop".into()));
     };
     if pool.algorithm == LbAlgorithm::LeastConnections {
         return Err(NftError::Unsupported(format!(
@@ -239,14 +278,17 @@ fn dispatch(l: &UdpListener, family: &str, up: &dyn Fn(Id) -> bool) -> Result<St
     // nftables maps ports only after a transport protocol match.
     let proto = l.protocol.as_str().to_ascii_lowercase();
     match members.as_slice() {
-        [] => return Ok("drop".into()),
+        [] => return Ok(Dispatch::one("drop".into())),
         [one] => {
             let addr = if family == "ip6" {
                 format!("[{}]", one.address)
             } else {
                 one.address.clone()
             };
-            return Ok(format!("meta l4proto {proto} dnat to {addr}:{}", one.port));
+            return Ok(Dispatch::one(format!(
+                "meta l4proto {proto} dnat to {addr}:{}",
+                one.port
+            )));
         }
         _ => {}
     }
@@ -258,25 +300,56 @@ fn dispatch(l: &UdpListener, family: &str, up: &dyn Fn(Id) -> bool) -> Result<St
     for m in &members {
         slots.extend(std::iter::repeat_n(*m, (u32::from(m.weight) / g) as usize));
     }
-    let saddr = match &pool.persistence {
-        Some(Some(mask)) => format!("{family} saddr & {mask}"),
-        _ => format!("{family} saddr"),
-    };
-    let pick = match (pool.persistence.is_some(), pool.algorithm) {
-        (true, _) | (false, LbAlgorithm::SourceIp) => format!("jhash {saddr}"),
-        (false, LbAlgorithm::SourceIpPort) => format!("jhash {saddr} . {proto} sport"),
+    let saddr = format!("{family} saddr");
+    let pick = match pool.algorithm {
+        LbAlgorithm::SourceIp => format!("jhash {saddr}"),
+        LbAlgorithm::SourceIpPort => format!("jhash {saddr} . {proto} sport"),
         _ => "numgen inc".into(),
+    };
+    let Some(p) = &pool.persistence else {
+        let map: Vec<String> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{i} : {}", target(m)))
+            .collect();
+        return Ok(Dispatch::one(format!(
+            "meta l4proto {proto} dnat to {pick} mod {} map {{ {} }}",
+            slots.len(),
+            map.join(", ")
+        )));
+    };
+    // Persistence: a known client's slot comes from the map (a miss leaves the mark 0), a new
+    // client's from the algorithm; the map learns or refreshes it; the slot picks the member.
+    let key = match &p.granularity {
+        Some(mask) => format!("{saddr} & {mask}"),
+        None => saddr,
+    };
+    let name = format!("sticky_{}", l.id.simple());
+    let addr_type = if family == "ip6" {
+        "ipv6_addr"
+    } else {
+        "ipv4_addr"
     };
     let map: Vec<String> = slots
         .iter()
         .enumerate()
-        .map(|(i, m)| format!("{i} : {}", target(m)))
+        .map(|(i, m)| format!("{} : {}", i + 1, target(m)))
         .collect();
-    Ok(format!(
-        "meta l4proto {proto} dnat to {pick} mod {} map {{ {} }}",
-        slots.len(),
-        map.join(", ")
-    ))
+    Ok(Dispatch {
+        lines: vec![
+            format!("meta mark set {key} map @{name}"),
+            format!("meta mark 0 meta mark set {pick} mod {} offset 1", slots.len()),
+            format!("update @{name} {{ {key} : meta mark }}"),
+            format!(
+                "meta l4proto {proto} dnat to meta mark map {{ {} }}",
+                map.join(", ")
+            ),
+        ],
+        map: Some(format!(
+            "\tmap {name} {{\n\t\ttype {addr_type} : mark\n\t\tflags dynamic,timeout\n\t\ttimeout {}s\n\t}}",
+            p.timeout.max(1)
+        )),
+    })
 }
 
 /// The `nft -f` file that makes the load balancer's table exactly `s` (created if missing,
@@ -298,6 +371,11 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
         .iter()
         .map(|l| l.id.simple().to_string())
         .collect();
+    let dispatches = s
+        .listeners
+        .iter()
+        .map(|l| dispatch(l, family, up))
+        .collect::<Result<Vec<_>, _>>()?;
     let _ = writeln!(
         c,
         "# Rendered by rocta for load balancer {}; do not edit.",
@@ -313,6 +391,9 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
         for k in COUNTERS {
             let _ = writeln!(c, "\tcounter {k}_{id} {{\n\t}}");
         }
+    }
+    for m in dispatches.iter().filter_map(|d| d.map.as_ref()) {
+        let _ = writeln!(c, "{m}");
     }
     c.push_str(
         "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n",
@@ -340,12 +421,11 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
         }
     }
     c.push_str("\t}\n");
-    for l in &s.listeners {
+    for (id, d) in ids.iter().zip(&dispatches) {
         let _ = writeln!(
             c,
-            "\n\tchain listener_{} {{\n\t\t{}\n\t}}",
-            l.id.simple(),
-            dispatch(l, family, up)?
+            "\n\tchain listener_{id} {{\n\t\t{}\n\t}}",
+            d.lines.join("\n\t\t")
         );
     }
     let _ = writeln!(
