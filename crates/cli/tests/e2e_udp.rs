@@ -1,7 +1,8 @@
 //! UDP listeners end to end (issue 16): forwarded by nftables in the amphora's namespace on
 //! the `netns` drivers. UDP echo members on the host's gateway address behind a UDP listener
 //! beside an HTTP listener on the same VIP: round robin over the two members, a drained
-//! member taking no new flows, SOURCE_IP keeping a client on one member, a UDP-CONNECT monitor
+//! member taking no new flows, SOURCE_IP (and SOURCE_IP persistence) keeping a client on one
+//! member, LEAST_CONNECTIONS refused, a UDP-CONNECT monitor
 //! taking a dead member out, statuses and counters from the heartbeats, and nothing left
 //! after delete. Where amphorae share the host's network (`local` drivers), a UDP listener
 //! is refused.
@@ -268,16 +269,17 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
         pool_status == "DEGRADED" && members.contains(&"ERROR".to_string())
     });
 
-    // LEAST_CONNECTIONS cannot be done by nftables: the change fails (the pool ends in ERROR)
-    // and the amphora keeps forwarding with what it had.
-    let (s, _) = r.put(
-        &format!("/v2/lbaas/pools/{pool}"),
-        json!({"pool": {"lb_algorithm": "LEAST_CONNECTIONS"}}),
+    // LEAST_CONNECTIONS cannot be done by nftables: refused, forwarding goes on.
+    assert_fault(
+        r.put(
+            &format!("/v2/lbaas/pools/{pool}"),
+            json!({"pool": {"lb_algorithm": "LEAST_CONNECTIONS"}}),
+        ),
+        400,
+        "The lb_algorithm LEAST_CONNECTIONS is not supported for UDP pools in this deployment",
     );
-    assert_eq!(s, 200);
-    r.wait_active(&id);
     let (_, p) = r.get(&format!("/v2/lbaas/pools/{pool}"));
-    assert_eq!(p["pool"]["provisioning_status"], "ERROR", "{p}");
+    assert_eq!(p["pool"]["provisioning_status"], "ACTIVE", "{p}");
     assert_eq!(answers(&vip, 5300, 2).len(), 2, "forwarding stopped");
 
     // The UDP listener deleted: its forwarding goes, HAProxy's listener stays.

@@ -209,6 +209,11 @@ pub trait Network: Send + Sync {
     fn supports_udp(&self) -> bool {
         false
     }
+    /// Whether amphorae on its networks can balance UDP and SCTP pools by least connections
+    /// (nftables cannot: it keeps no connection count per member).
+    fn udp_least_connections(&self) -> bool {
+        false
+    }
     /// Whether it can make a VIP port an SR-IOV virtual function (a flavor's `sriov_vip`).
     fn supports_sriov_vip(&self) -> bool {
         false

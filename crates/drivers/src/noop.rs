@@ -126,6 +126,10 @@ impl Network for NoopNetwork {
         true
     }
 
+    fn udp_least_connections(&self) -> bool {
+        true
+    }
+
     async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError> {
         let port_id = req
             .port_id

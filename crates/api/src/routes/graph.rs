@@ -226,6 +226,7 @@ pub(crate) fn build(
     }
     for p in &b.tree.pools {
         crate::common::check_tls_refs(state, crate::common::pool_refs(p))?;
+        pools::check_algorithm(state, p)?;
     }
     Ok(b.tree)
 }

@@ -204,6 +204,24 @@ fn apply(p: &mut Pool, m: &Map<String, Value>) {
     }
 }
 
+/// LEAST_CONNECTIONS on a UDP or SCTP pool needs a connection count per member, which the
+/// amphorae's nftables forwarding does not keep (Octavia's LVS does): refused with 400 where
+/// the drivers say so (`Network::udp_least_connections`; noop accepts it, as Octavia's).
+pub(crate) fn check_algorithm(s: &AppState, p: &Pool) -> ApiResult<()> {
+    if p.protocol.is_lvs()
+        && p.lb_algorithm == LbAlgorithm::LeastConnections
+        && !s.network.udp_least_connections()
+    {
+        return Err(ApiError::validation(format!(
+            "The lb_algorithm LEAST_CONNECTIONS is not supported for {} pools in this \
+             deployment: its amphorae forward {} in the kernel with nftables, which keeps no \
+             connection count per member. Use ROUND_ROBIN, SOURCE_IP or SOURCE_IP_PORT.",
+            p.protocol, p.protocol
+        )));
+    }
+    Ok(())
+}
+
 fn check(p: &Pool) -> ApiResult<()> {
     if let Some(sp) = &p.session_persistence {
         if p.protocol.is_lvs() {
@@ -325,6 +343,7 @@ pub(crate) async fn create(
         ));
     }
     let mut p = new_pool(&m)?;
+    check_algorithm(&s, &p)?;
     check_tls_refs(&s, pool_refs(&p))?;
     let (p, l) = s
         .store
@@ -420,6 +439,7 @@ pub(crate) async fn update(
             lock_lb_for_child(tx, &ctx, p.lb_id)?;
             apply(&mut p, &m);
             check(&p)?;
+            check_algorithm(&s, &p)?;
             check_tls_refs(&s, pool_refs(&p))?;
             lock_pool_listeners(tx, &p)?;
             p.provisioning_status = ProvisioningStatus::PendingUpdate;
