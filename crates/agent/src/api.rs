@@ -175,6 +175,17 @@ async fn info(S(s): S<State>) -> Response {
         // rocta's: the load balancers with UDP/SCTP listeners here (the controller removes
         // their forwarding when the last such listener goes).
         "udp_loadbalancers": s.udp.load_balancers(),
+        // rocta's: the md5 of each running HAProxy's configuration, so the controller skips
+        // an upload that would change nothing.
+        "running_configs": s
+            .sup
+            .load_balancers()
+            .into_iter()
+            .filter_map(|lb| {
+                let c = s.sup.running_config(&lb)?;
+                Some((lb, serde_json::Value::String(md5_hex(&c))))
+            })
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     }))
     .into_response()
 }

@@ -73,6 +73,26 @@ impl Supervisor {
         self.dir(lb).join("haproxy.cfg")
     }
 
+    /// The configuration the running HAProxy has (file and runtime changes included): what a
+    /// runtime change is planned from.
+    fn running_cfg(&self, lb: &str) -> PathBuf {
+        self.dir(lb).join("haproxy.cfg.running")
+    }
+
+    /// The configuration a running HAProxy of `lb` serves, `None` when it does not run.
+    pub fn running_config(&self, lb: &str) -> Option<Vec<u8>> {
+        self.running(lb)?;
+        std::fs::read(self.running_cfg(lb)).ok()
+    }
+
+    /// Records that HAProxy now runs the installed configuration.
+    fn mark_running(&self, lb: &str) {
+        if let Err(e) = std::fs::copy(self.cfg(lb), self.running_cfg(lb)) {
+            tracing::warn!(%lb, error = %e, "recording the running configuration failed");
+            let _ = std::fs::remove_file(self.running_cfg(lb));
+        }
+    }
+
     fn pid_file(&self, lb: &str) -> PathBuf {
         self.dir(lb).join("haproxy.pid")
     }
@@ -208,6 +228,7 @@ impl Supervisor {
                 )));
             }
             if self.running(lb).is_some() {
+                self.mark_running(lb);
                 self.follow_logs(lb);
                 return Ok(format!("haproxy daemon for {lb} started"));
             }
@@ -218,12 +239,54 @@ impl Supervisor {
         ))
     }
 
-    /// Reloads without dropping connections (starts it when it is not running).
+    /// Makes the running HAProxy serve the installed configuration without dropping
+    /// connections: through the runtime API when only members changed (or nothing at all),
+    /// else by a reload (starts it when it is not running).
     pub async fn reload(&self, lb: &str) -> Result<String, HaproxyError> {
         match self.running(lb) {
-            Some(pid) => self.signal_reload(lb, pid).await,
+            Some(pid) => match self.apply_runtime(lb).await {
+                Some(done) => Ok(done),
+                None => self.signal_reload(lb, pid).await,
+            },
             None => self.spawn(lb).await,
         }
+    }
+
+    /// Applies the installed configuration through the stats socket when
+    /// `rocta_haproxy::runtime` can (the configuration validated at upload is written already,
+    /// so a later reload or restart agrees). `None`: a reload is needed (it cannot, or HAProxy
+    /// refused a command: the reload then restores exactly what the file says).
+    async fn apply_runtime(&self, lb: &str) -> Option<String> {
+        let old = std::fs::read_to_string(self.running_cfg(lb)).ok()?;
+        let new = std::fs::read_to_string(self.cfg(lb)).ok()?;
+        let ops = rocta_haproxy::runtime::plan(&old, &new)?;
+        if ops.is_empty() {
+            return Some(format!("haproxy daemon for {lb} unchanged"));
+        }
+        let sock = self.stats_socket(lb);
+        for op in &ops {
+            let answer = match stats_command(&sock, op).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(%lb, %op, error = %e, "runtime change failed: reloading");
+                    return None;
+                }
+            };
+            let answer = answer.trim();
+            // `add server` and `del server` say so; the other commands answer nothing.
+            let ok = answer.is_empty()
+                || answer == "New server registered."
+                || answer == "Server deleted.";
+            if !ok {
+                tracing::debug!(%lb, %op, %answer, "runtime change refused: reloading");
+                return None;
+            }
+        }
+        self.mark_running(lb);
+        Some(format!(
+            "haproxy daemon for {lb} changed at runtime ({} commands)",
+            ops.len()
+        ))
     }
 
     async fn signal_reload(&self, lb: &str, pid: i32) -> Result<String, HaproxyError> {
@@ -243,6 +306,7 @@ impl Supervisor {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
+        self.mark_running(lb);
         self.follow_logs(lb);
         Ok(format!("haproxy daemon for {lb} reloaded"))
     }

@@ -1,5 +1,6 @@
 //! The agent over mutual TLS with a real HAProxy: certificates, config validation, start,
-//! reload under traffic, status, certificate files, deletion.
+//! reload under traffic, member changes through the runtime API, status, certificate files,
+//! deletion.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -153,13 +154,14 @@ fn haproxy_lifecycle_with_hitless_reloads() {
     }
     for i in 0..20 {
         let backends = if i % 2 == 0 { vec![b1] } else { vec![b1, b2] };
+        // A global setting changes each time: a real reload (members alone would change
+        // through the runtime API, see below).
+        let cfg = config(LB, &run, port, &backends)
+            .replace("maxconn 1000", &format!("maxconn {}", 1000 + i));
         assert_eq!(
-            put(
-                &format!("/1.0/loadbalancer/amp/{LB}/haproxy"),
-                config(LB, &run, port, &backends)
-            )
-            .status()
-            .as_u16(),
+            put(&format!("/1.0/loadbalancer/amp/{LB}/haproxy"), cfg)
+                .status()
+                .as_u16(),
             202
         );
         let r = a
@@ -533,4 +535,120 @@ fn heartbeats_report_listeners_with_octavia_envelope() {
     // Forged by another key: refused by the receiver's decoder.
     let n = hm.recv(&mut buf).unwrap();
     assert!(rocta_proto::heartbeat::decode(&buf[..n], b"other").is_err());
+}
+
+/// The servers HAProxy runs for backend `b`: (name, address, port, weight, admin state).
+fn servers(sock: &str) -> Vec<(String, String, String, String, String)> {
+    let mut v: Vec<_> = stats_command(sock, "show servers state b")
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.split_whitespace().count() > 18)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let s = |i: usize| f[i].to_string();
+            (s(3), s(4), s(18), s(7), s(6))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn worker_pid(sock: &str) -> String {
+    stats_command(sock, "show info")
+        .lines()
+        .find(|l| l.starts_with("Pid:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn member_changes_go_through_the_runtime_api() {
+    // A load balancer of its own: the stats socket name must not collide with the other
+    // tests' HAProxy running at the same time.
+    const LB: &str = "0b4b6a36-38a3-4f33-8f2e-8c2a6ef0a0ab";
+    let a = start();
+    let run = a.dir.path().join("lb").join(LB);
+    let (b1, b2) = (backend("one"), backend("two"));
+    let port = free_port();
+    let sock = format!("rocta-{AMP}-{LB}");
+    let cfg = |servers: &[(u16, u16)]| {
+        let mut c = config(LB, &run, port, &[]);
+        for (i, (b, w)) in servers.iter().enumerate() {
+            c.push_str(&format!("    server s{i} 127.0.0.1:{b} weight {w}\n"));
+        }
+        c
+    };
+    let apply = |c: String, action: &str| -> String {
+        let r = a
+            .client
+            .put(format!("{}/1.0/loadbalancer/amp/{LB}/haproxy", a.url))
+            .body(c)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let r = a
+            .client
+            .put(format!("{}/1.0/loadbalancer/{LB}/{action}", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.text().unwrap()
+    };
+    apply(cfg(&[(b1, 1), (b2, 1)]), "start");
+    let plain = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    let t = Instant::now();
+    while plain.get(&url).send().is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "haproxy did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answers = |n: usize| -> std::collections::BTreeSet<String> {
+        (0..n)
+            .map(|_| plain.get(&url).send().unwrap().text().unwrap())
+            .collect()
+    };
+    let mut pid = worker_pid(&sock);
+    // After each runtime change, the worker is the same one, it serves the change, and a
+    // reload from the file changes nothing visible: running state and file agree.
+    type Step = (Vec<(u16, u16)>, &'static [&'static str]);
+    let steps: [Step; 4] = [
+        (vec![(b1, 1)], &["hello from one"]),
+        (
+            vec![(b1, 1), (b2, 1)],
+            &["hello from one", "hello from two"],
+        ),
+        (vec![(b1, 0), (b2, 3)], &["hello from two"]),
+        (
+            vec![(b1, 1), (b2, 1)],
+            &["hello from one", "hello from two"],
+        ),
+    ];
+    for (list, want) in steps {
+        let said = apply(cfg(&list), "reload");
+        assert!(said.contains("changed at runtime"), "{said}");
+        assert_eq!(worker_pid(&sock), pid, "reloaded");
+        let want: std::collections::BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(answers(6), want);
+        let running = servers(&sock);
+        assert_eq!(running.len(), list.len(), "{running:?}");
+        // `start` on a running HAProxy always reloads.
+        apply(cfg(&list), "start");
+        let reloaded = worker_pid(&sock);
+        assert_ne!(reloaded, pid, "the forced reload did not happen");
+        assert_eq!(
+            servers(&sock),
+            running,
+            "the file and the running state differ"
+        );
+        pid = reloaded;
+        // The same configuration again: nothing to do.
+        let said = apply(cfg(&list), "reload");
+        assert!(said.contains("unchanged"), "{said}");
+        assert_eq!(worker_pid(&sock), pid);
+    }
 }

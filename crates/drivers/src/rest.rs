@@ -134,15 +134,17 @@ impl RestAmphora {
 impl RestAmphora {
     /// Uploads every certificate file the configuration refers to (skipping those whose md5
     /// already matches, as Octavia) and the crt-list of each TERMINATED_HTTPS listener.
+    /// Whether any file changed (HAProxy reads them only when it reloads).
     async fn upload_certificates(
         &self,
         amp: &Amphora,
         tree: &LbTree,
         cert_dir: &str,
-    ) -> DriverResult<()> {
+    ) -> DriverResult<bool> {
         let Some(lb) = &tree.loadbalancer else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut changed = false;
         let mut files: Vec<(String, String)> = Vec::new();
         let mut refs: Vec<&String> = Vec::new();
         for l in tree
@@ -182,6 +184,7 @@ impl RestAmphora {
                 .await?;
             let want = format!("{:x}", md5::Md5::digest(body.as_bytes()));
             if have["md5sum"].as_str() != Some(want.as_str()) {
+                changed = true;
                 self.call(
                     "upload certificate",
                     amp,
@@ -193,7 +196,7 @@ impl RestAmphora {
                 .await?;
             }
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -330,7 +333,8 @@ impl AmphoraDriver for RestAmphora {
         let base = info["base_path"].as_str().unwrap_or("/var/lib/rocta");
         let files = info["max_open_files"].as_i64().unwrap_or(20_000);
         let run = format!("{base}/{}", lb.id);
-        self.upload_certificates(amp, tree, &format!("{run}/certs"))
+        let certs_changed = self
+            .upload_certificates(amp, tree, &format!("{run}/certs"))
             .await?;
         let cfg = rocta_haproxy::render(
             tree,
@@ -352,6 +356,11 @@ impl AmphoraDriver for RestAmphora {
                     .collect(),
             },
         );
+        // The agent runs exactly this already (and no certificate file changed): nothing to do.
+        let digest = format!("{:x}", md5::Md5::digest(cfg.as_bytes()));
+        if !certs_changed && info["running_configs"][lb.id.to_string()].as_str() == Some(&digest) {
+            return Ok(());
+        }
         self.call(
             "upload config",
             amp,

@@ -11,6 +11,7 @@
 pub mod keepalived;
 mod l7;
 pub mod nft;
+pub mod runtime;
 pub mod stats;
 
 use std::fmt::Write;
