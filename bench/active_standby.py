@@ -14,7 +14,10 @@ served requests. The load balancer is deleted after each run.
 Bounded in time; only the benchmark's own bridges and namespaces are touched.
 Usage: sudo python3 bench/active_standby.py [--runs N]   (default 5)
 """
-import json, os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+import benchlib
+from benchlib import get, pids_in, wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROCTA = os.path.join(ROOT, "target", "release", "rocta")
@@ -43,51 +46,11 @@ procs = []
 
 
 def call(method, path, body=None, admin=False):
-    headers = {"Content-Type": "application/json", "X-Project-Id": "bench"}
-    if admin:
-        headers["X-Roles"] = "admin"
-    req = urllib.request.Request(API + path, method=method, headers=headers,
-                                 data=json.dumps(body).encode() if body else None)
-    with urllib.request.urlopen(req, timeout=30) as r:
-        t = r.read()
-        return json.loads(t) if t else None
-
-
-def get(url, timeout):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status == 200
-    except Exception:
-        return False
-
-
-def wait(what, f, within=60):
-    t = time.time()
-    while not f():
-        if time.time() - t > within:
-            sys.exit(f"timeout: {what}")
-        time.sleep(0.02)
-
-
-def pids_in(ns):
-    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    return benchlib.call(API, method, path, body, admin)
 
 
 def cleanup(work):
-    for p in procs:
-        p.kill()
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for ns in [l.split()[0] for l in out.splitlines() if l.startswith("amphora-")]:
-        addrs = subprocess.run(["ip", "-n", ns, "-4", "-o", "addr"], capture_output=True, text=True).stdout
-        if "198.18.201." in addrs:
-            for pid in pids_in(ns):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns])
-    subprocess.run([ROCTA, "network", "teardown", "--config", f"{work}/rocta.toml"], stdout=subprocess.DEVNULL)
+    benchlib.cleanup(ROCTA, f"{work}/rocta.toml", procs, "198.18.201.")
 
 
 def one_run():

@@ -47,6 +47,15 @@ fn ask(vip: &str, port: u16) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// The id of the object of `list` whose `key` is `value`.
+fn id_where(list: &serde_json::Value, key: &str, value: serde_json::Value) -> String {
+    list.as_array()
+        .and_then(|a| a.iter().find(|o| o[key] == value))
+        .and_then(|o| o["id"].as_str())
+        .unwrap_or_else(|| panic!("no {key} = {value} in {list}"))
+        .to_string()
+}
+
 /// `n` queries, each from a new source port.
 fn answers(vip: &str, port: u16, n: usize) -> Vec<String> {
     (0..n).filter_map(|_| ask(vip, port)).collect()
@@ -83,14 +92,8 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
              "members": [{"address": gw, "protocol_port": a}, {"address": gw, "protocol_port": b}]},
             {"name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
              "members": [{"address": gw, "protocol_port": web}]}]}});
-    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
-    assert_eq!(s, 201, "{lb}");
-    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = lb["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    r.wait_active(&id);
+    let (id, vip, lb) = r.create_lb(body);
+    let pool = id_where(&lb["loadbalancer"]["pools"], "name", json!("dns"));
     eventually("no UDP answer through the VIP", || {
         ask(&vip, 5300).is_some()
     });
@@ -121,17 +124,8 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     let first = ask_on_flow();
     let stop_c = Arc::new(AtomicBool::new(false));
     let c = udp_member(&gw, "C", stop_c.clone());
-    let pool_id = lb["loadbalancer"]["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "dns")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let (s, mc) = r.post(
-        &format!("/v2/lbaas/pools/{pool_id}/members"),
+        &format!("/v2/lbaas/pools/{pool}/members"),
         json!({"member": {"address": gw, "protocol_port": c}}),
     );
     assert_eq!(s, 201, "{mc}");
@@ -139,7 +133,7 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     assert_eq!(ask_on_flow(), first, "a tracked flow changed member");
     assert!(answers(&vip, 5300, 6).contains(&"C".to_string()));
     let (s, _) = r.delete(&format!(
-        "/v2/lbaas/pools/{pool_id}/members/{}",
+        "/v2/lbaas/pools/{pool}/members/{}",
         mc["member"]["id"].as_str().unwrap()
     ));
     assert_eq!(s, 204);
@@ -147,25 +141,8 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     stop_c.store(true, Ordering::Relaxed);
 
     // A member with weight 0 takes no new flows (the ruleset is replaced, nothing reloads).
-    let pool = lb["loadbalancer"]["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "dns")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let (_, members) = r.get(&format!("/v2/lbaas/pools/{pool}/members"));
-    let member_a = members["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["protocol_port"] == a)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let member_a = id_where(&members["members"], "protocol_port", json!(a));
     let (s, _) = r.put(
         &format!("/v2/lbaas/pools/{pool}/members/{member_a}"),
         json!({"member": {"weight": 0}}),
@@ -192,15 +169,7 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
     assert!(got.iter().all(|x| *x == got[0]), "one member: {got:?}");
 
     // The heartbeats report the UDP listener, its pool and members, and count its traffic.
-    let udp_listener = lb["loadbalancer"]["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["protocol"] == "UDP")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let udp_listener = id_where(&lb["loadbalancer"]["listeners"], "protocol", json!("UDP"));
     let udp_status = || {
         let (_, tree) = r.get(&format!("/v2/lbaas/loadbalancers/{id}/status"));
         let l = tree["statuses"]["loadbalancer"]["listeners"]

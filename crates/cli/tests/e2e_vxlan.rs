@@ -51,6 +51,30 @@ impl Drop for Procs {
     }
 }
 
+/// A member on `host`'s gateway address of `public`, port `port`, answering `name`.
+fn http_member(host: &Ns, dir: &std::path::Path, name: &str, port: u16) -> std::process::Child {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("index.html"), name).unwrap();
+    let port = port.to_string();
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host.0,
+            "python3",
+            "-m",
+            "http.server",
+            &port,
+        ])
+        .args(["--bind", "198.19.0.1", "--directory"])
+        .arg(&d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A GET from inside `host`: the body, or `None`.
 fn get_from(host: &Ns, url: &str) -> Option<String> {
     let code = format!(
@@ -164,27 +188,7 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
     // Members on host B, on its gateway address of `public`.
     let mut servers = Procs(Vec::new());
     for (name, p) in [("A", 8001), ("B", 8002)] {
-        let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("index.html"), name).unwrap();
-        servers.0.push(
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &b.0,
-                    "python3",
-                    "-m",
-                    "http.server",
-                    &p.to_string(),
-                ])
-                .args(["--bind", "198.19.0.1", "--directory"])
-                .arg(&d)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        servers.0.push(http_member(&b, dir.path(), name, p));
     }
     let lb_body = |name: &str| {
         json!({"loadbalancer": {"name": name, "vip_subnet_id": common::dataplane::PUBLIC,
@@ -350,39 +354,19 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
     );
     assert_eq!(s, 201, "{az}");
     // A member on host A's `public`.
-    let d = dir.path().join("Z");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("index.html"), "Z").unwrap();
-    servers.0.push(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &a.0,
-                "python3",
-                "-m",
-                "http.server",
-                "8003",
-            ])
-            .args(["--bind", "198.19.0.1", "--directory"])
-            .arg(&d)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let (s, lb3) = r.post(
-        "/v2/lbaas/loadbalancers",
+    servers.0.push(http_member(&a, dir.path(), "Z", 8003));
+    let (id3, vip3, _) = r.create_lb(
         json!({"loadbalancer": {"name": "zoned", "vip_subnet_id": common::dataplane::PUBLIC,
             "availability_zone": "az-a",
             "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
             "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                 "members": [{"address": "198.19.0.1", "protocol_port": 8003}]}]}}),
     );
-    assert_eq!(s, 201, "{lb3}");
-    let id3 = lb3["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let shown = r.wait_active(&id3);
-    assert_eq!(shown["availability_zone"], "az-a", "{shown}");
+    let (_, shown) = r.get(&format!("/v2/lbaas/loadbalancers/{id3}"));
+    assert_eq!(
+        shown["loadbalancer"]["availability_zone"], "az-a",
+        "{shown}"
+    );
     let amp3 = amphora_of(&r, &id3);
     assert_eq!(amp3["cached_zone"], "zone-a", "{amp3}");
     let amp3_id: rocta_model::Id = amp3["id"].as_str().unwrap().parse().unwrap();
@@ -391,10 +375,7 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
         assert!(a.has_link(&port), "{port} not on host A");
         assert!(!b.has_link(&port), "{port} on host B");
     }
-    let url3 = format!(
-        "http://{}:8080/",
-        lb3["loadbalancer"]["vip_address"].as_str().unwrap()
-    );
+    let url3 = format!("http://{vip3}:8080/");
     until(
         "no traffic through the zoned VIP on host A",
         Duration::from_secs(10),

@@ -254,6 +254,20 @@ impl Rocta {
         id
     }
 
+    /// Creates a load balancer from `body` (201) and waits until it is ACTIVE: its id, VIP
+    /// and the create's answer.
+    pub fn create_lb(&self, body: Value) -> (String, String, Value) {
+        let (s, lb) = self.post("/v2/lbaas/loadbalancers", body);
+        assert_eq!(s, 201, "{lb}");
+        let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
+        let vip = lb["loadbalancer"]["vip_address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.wait_active(&id);
+        (id, vip, lb)
+    }
+
     /// Polls until the load balancer is ACTIVE (panics on ERROR or after 10 s).
     pub fn wait_active(&self, lb: &str) -> Value {
         self.wait_status(lb, "ACTIVE")
