@@ -85,8 +85,15 @@ impl Supervisor {
         std::fs::read(self.running_cfg(lb)).ok()
     }
 
+    /// Present while the installed configuration has not been through `haproxy -c` (it
+    /// differs from the running one only in member lines, see `install`).
+    fn unchecked(&self, lb: &str) -> PathBuf {
+        self.dir(lb).join("haproxy.cfg.unchecked")
+    }
+
     /// Records that HAProxy now runs the installed configuration.
     fn mark_running(&self, lb: &str) {
+        let _ = std::fs::remove_file(self.unchecked(lb));
         if let Err(e) = std::fs::copy(self.cfg(lb), self.running_cfg(lb)) {
             tracing::warn!(%lb, error = %e, "recording the running configuration failed");
             let _ = std::fs::remove_file(self.running_cfg(lb));
@@ -172,9 +179,27 @@ impl Supervisor {
             .map_err(|e| HaproxyError::Failed(e.to_string()))?;
         let new = dir.join("haproxy.cfg.new");
         atomic_write(&new, text, 0o600).map_err(|e| HaproxyError::Failed(e.to_string()))?;
-        if let Err(e) = self.check(&new).await {
+        // Only member lines differ from what runs: HAProxy parses them when the runtime API
+        // applies them (`reload`), which costs nothing, where `haproxy -c` costs tens of
+        // milliseconds; should the runtime API refuse one, `reload` validates the file then and
+        // puts the running one back if it is refused.
+        let runtime = self
+            .running_config(lb)
+            .and_then(|old| {
+                rocta_haproxy::runtime::plan(
+                    &String::from_utf8_lossy(&old),
+                    &String::from_utf8_lossy(text),
+                )
+            })
+            .is_some();
+        if runtime {
+            atomic_write(&self.unchecked(lb), b"", 0o600)
+                .map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        } else if let Err(e) = self.check(&new).await {
             let _ = std::fs::rename(&new, dir.join("haproxy.cfg.new-failed"));
             return Err(e);
+        } else {
+            let _ = std::fs::remove_file(self.unchecked(lb));
         }
         std::fs::rename(&new, self.cfg(lb))
             .and_then(|()| std::fs::File::open(&dir)?.sync_all())
@@ -189,7 +214,10 @@ impl Supervisor {
     /// Starts HAProxy for `lb`, or reloads it when it runs.
     pub async fn start(&self, lb: &str) -> Result<String, HaproxyError> {
         match self.running(lb) {
-            Some(pid) => self.signal_reload(lb, pid).await,
+            Some(pid) => {
+                self.check_unchecked(lb).await?;
+                self.signal_reload(lb, pid).await
+            }
             None => self.spawn(lb).await,
         }
     }
@@ -246,10 +274,36 @@ impl Supervisor {
         match self.running(lb) {
             Some(pid) => match self.apply_runtime(lb).await {
                 Some(done) => Ok(done),
-                None => self.signal_reload(lb, pid).await,
+                None => {
+                    self.check_unchecked(lb).await?;
+                    self.signal_reload(lb, pid).await
+                }
             },
             None => self.spawn(lb).await,
         }
+    }
+
+    /// Validates an installed configuration that skipped `haproxy -c` before it is reloaded;
+    /// if HAProxy refuses it, the configuration that runs becomes the installed one again
+    /// (kept as `haproxy.cfg.new-failed`, as `install` does) and, since runtime commands may
+    /// have changed the running state meanwhile, HAProxy reloads from it.
+    async fn check_unchecked(&self, lb: &str) -> Result<(), HaproxyError> {
+        if !self.unchecked(lb).exists() {
+            return Ok(());
+        }
+        let Err(e) = self.check(&self.cfg(lb)).await else {
+            let _ = std::fs::remove_file(self.unchecked(lb));
+            return Ok(());
+        };
+        let dir = self.dir(lb);
+        let _ = std::fs::copy(self.cfg(lb), dir.join("haproxy.cfg.new-failed"));
+        std::fs::copy(self.running_cfg(lb), self.cfg(lb))
+            .map_err(|e| HaproxyError::Failed(e.to_string()))?;
+        let _ = std::fs::remove_file(self.unchecked(lb));
+        if let Some(pid) = self.running(lb) {
+            self.signal_reload(lb, pid).await?;
+        }
+        Err(e)
     }
 
     /// Applies the installed configuration through the stats socket when
@@ -290,7 +344,11 @@ impl Supervisor {
     }
 
     async fn signal_reload(&self, lb: &str, pid: i32) -> Result<String, HaproxyError> {
-        self.check(&self.cfg(lb)).await?;
+        // `install` validated the file (or `check_unchecked` did) under the same lock: a
+        // second `haproxy -c` would cost as much again for nothing.
+        if self.unchecked(lb).exists() {
+            self.check(&self.cfg(lb)).await?;
+        }
         let old = self.worker_pid(lb).await;
         self.prepare_reload(lb).await;
         kill(Pid::from_raw(pid), Signal::SIGUSR2)
@@ -351,6 +409,13 @@ impl Supervisor {
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(%lb, error = %e, "saving server state failed"),
+        }
+        // Nothing to drain while no connection is open (a new load balancer being built).
+        let idle = stats_command(&sock, "show info")
+            .await
+            .is_ok_and(|info| info.lines().any(|l| l.trim() == "CurrConns: 0"));
+        if idle {
+            return;
         }
         match stats_command(
             &sock,

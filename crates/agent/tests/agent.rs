@@ -651,4 +651,40 @@ fn member_changes_go_through_the_runtime_api() {
         assert!(said.contains("unchanged"), "{said}");
         assert_eq!(worker_pid(&sock), pid);
     }
+    // A member line HAProxy refuses (member lines skip `haproxy -c` at upload): the reload
+    // says why, the running configuration is installed again and serves on.
+    let good = cfg(&[(b1, 1), (b2, 1)]);
+    let bad = format!("{good}    server s9 127.0.0.1:1 weight 1 no-such-keyword\n");
+    let r = a
+        .client
+        .put(format!("{}/1.0/loadbalancer/amp/{LB}/haproxy", a.url))
+        .body(bad)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let r = a
+        .client
+        .put(format!("{}/1.0/loadbalancer/{LB}/reload", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("no-such-keyword"));
+    let installed = a
+        .client
+        .get(format!("{}/1.0/loadbalancer/{LB}/haproxy", a.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(
+        installed, good,
+        "the refused configuration stayed installed"
+    );
+    assert_eq!(servers(&sock).len(), 2);
+    assert_eq!(
+        answers(6),
+        ["hello from one", "hello from two"]
+            .map(String::from)
+            .into()
+    );
 }
