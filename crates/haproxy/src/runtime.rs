@@ -2,7 +2,8 @@
 //! a running HAProxy from one rendered configuration to the next, when the two differ only in
 //! their `server` lines: members added (`add server`, then `enable server` and `enable
 //! health`), removed (`set server … state maint`, `del server`), reweighted (`set server …
-//! weight`) or enabled/disabled (`set server … state ready|maint`). Anything else (a new
+//! weight`), enabled/disabled (`set server … state ready|maint`) or monitored elsewhere
+//! (`monitor_address` / `monitor_port`: `set server … check-addr A port P`). Anything else (a new
 //! listener, a changed algorithm, a server line that changed otherwise, a server with a
 //! cookie, which dynamic servers cannot have) needs the validated reload: [`plan`] says so
 //! with `None`. Pure; the agent runs the commands and falls back to the reload if HAProxy
@@ -45,13 +46,14 @@ fn sections(cfg: &str) -> Vec<Section<'_>> {
     out
 }
 
-/// The server's options without `weight N` and `disabled` (what the runtime API can change).
+/// The server's options without `weight N`, `disabled` and the monitor's `addr A` / `port P`
+/// (what the runtime API can change).
 fn fixed<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < args.len() {
         match args[i] {
-            "weight" => i += 2,
+            "weight" | "addr" | "port" => i += 2,
             "disabled" => i += 1,
             a => {
                 out.push(a);
@@ -62,10 +64,26 @@ fn fixed<'a>(args: &[&'a str]) -> Vec<&'a str> {
     out
 }
 
-fn weight(args: &[&str]) -> Option<String> {
+/// The value of option `key` (`weight`, `addr`, `port`) of a server line.
+fn option(args: &[&str], key: &str) -> Option<String> {
     args.windows(2)
-        .find(|w| w[0] == "weight")
+        .find(|w| w[0] == key)
         .map(|w| w[1].to_string())
+}
+
+fn weight(args: &[&str]) -> Option<String> {
+    option(args, "weight")
+}
+
+/// Where the server's monitor checks it: its `addr` / `port` options, else the server's own
+/// address and port (`ip:port` or `[ip6]:port`, the line's first argument).
+fn check_target(args: &[&str]) -> Option<(String, String)> {
+    let (ip, port) = args.first()?.rsplit_once(':')?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    Some((
+        option(args, "addr").unwrap_or_else(|| ip.to_string()),
+        option(args, "port").unwrap_or_else(|| port.to_string()),
+    ))
 }
 
 /// The runtime commands that turn a HAProxy running `old` into one running `new` (empty when
@@ -116,6 +134,11 @@ pub fn plan(old: &str, new: &str) -> Option<Vec<String>> {
                     }
                     if let (Some(w), true) = (weight(args), weight(before) != weight(args)) {
                         ops.push(format!("set server {srv} weight {w}"));
+                    }
+                    let monitored = args.contains(&"check");
+                    if monitored && check_target(before) != check_target(args) {
+                        let (addr, port) = check_target(args)?;
+                        ops.push(format!("set server {srv} check-addr {addr} port {port}"));
                     }
                     if before.contains(&"disabled") != disabled {
                         let state = if disabled { "maint" } else { "ready" };

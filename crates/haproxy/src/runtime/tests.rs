@@ -62,6 +62,19 @@ fn members_added_removed_reweighted_and_disabled() {
         plan(&changed, BASE).unwrap(),
         ["set server p:l/a weight 1", "set server p:l/a state ready"]
     );
+    // The monitor moved to another address and port, and back to the member's own.
+    let moved = with_servers(&[
+        "server a 127.0.0.1:9001 weight 1 check inter 5s fall 3 rise 2 addr 127.0.0.9 port 7000",
+        "server b 127.0.0.1:9002 weight 1 check inter 5s fall 3 rise 2",
+    ]);
+    assert_eq!(
+        plan(BASE, &moved).unwrap(),
+        ["set server p:l/a check-addr 127.0.0.9 port 7000"]
+    );
+    assert_eq!(
+        plan(&moved, BASE).unwrap(),
+        ["set server p:l/a check-addr 127.0.0.1 port 9001"]
+    );
     // A disabled new member is added but not enabled; without a monitor, no health.
     let off = with_servers(&[
         a,
