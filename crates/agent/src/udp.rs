@@ -378,10 +378,10 @@ async fn check(m: &UdpMember, mon: &UdpMonitor) -> bool {
 /// UDP-CONNECT as Octavia's check: a datagram sent, the member down only if the port is
 /// closed (an ICMP port unreachable comes back as a refused receive); silence is success.
 async fn udp_connect(to: SocketAddr, timeout: Duration) -> bool {
-    let any: SocketAddr = if to.is_ipv6() {
-        "[::]:0".parse().expect("an address")
+    let any = if to.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     } else {
-        "0.0.0.0:0".parse().expect("an address")
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
     let Ok(s) = tokio::net::UdpSocket::bind(any).await else {
         return false;

@@ -34,7 +34,7 @@ fn sections(cfg: &str) -> Vec<Section<'_>> {
             });
             continue;
         }
-        let s = out.last_mut().expect("a section");
+        let Some(s) = out.last_mut() else { continue };
         let words: Vec<&str> = trimmed.split_whitespace().collect();
         match words.as_slice() {
             ["server", name, rest @ ..] => {
