@@ -238,6 +238,30 @@ fn udp_listeners_are_forwarded_by_the_amphoras_kernel() {
         pool_status == "DEGRADED" && members.contains(&"ERROR".to_string())
     });
 
+    // The HTTP listener deleted: HAProxy stops, the UDP forwarding keeps the monitors'
+    // verdicts (the dead member gets no flow), and a new HTTP listener starts HAProxy again.
+    let http_listener = id_where(&lb["loadbalancer"]["listeners"], "protocol", json!("HTTP"));
+    let (s, _) = r.delete(&format!("/v2/lbaas/listeners/{http_listener}"));
+    assert_eq!(s, 204);
+    r.wait_active(&id);
+    assert_eq!(answers(&vip, 5300, 4), ["B", "B", "B", "B"]);
+    assert_eq!(
+        get(&format!("http://{vip}:8080/")),
+        None,
+        "HAProxy still serves"
+    );
+    let web_pool = id_where(&lb["loadbalancer"]["pools"], "name", json!("web"));
+    let (s, b) = r.post(
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 8080,
+            "default_pool_id": web_pool}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    r.wait_active(&id);
+    eventually("HTTP never served again", || {
+        get(&format!("http://{vip}:8080/")).is_some_and(|x| x.1 == "web")
+    });
+
     // LEAST_CONNECTIONS cannot be done by nftables: refused, forwarding goes on.
     assert_fault(
         r.put(

@@ -295,11 +295,21 @@ impl AmphoraDriver for RestAmphora {
         // UDP and SCTP listeners are forwarded by the kernel (nftables), the rest by HAProxy.
         let udp = rocta_haproxy::nft::service(tree);
         if !served || !lb.admin_state_up {
-            self.remove(amp, lb.id).await?;
-            return match udp {
-                Some(u) => self.apply_udp(amp, &u).await,
-                None => Ok(()),
+            let Some(u) = udp else {
+                return self.remove(amp, lb.id).await;
             };
+            // UDP listeners only: HAProxy stops (if it ran), the forwarding keeps its state
+            // (the monitors' verdicts, the persistence map).
+            self.call(
+                "stop haproxy",
+                amp,
+                reqwest::Method::PUT,
+                &format!("loadbalancer/{}/stop", lb.id),
+                None,
+                &[202, 404],
+            )
+            .await?;
+            return self.apply_udp(amp, &u).await;
         }
         let info = self
             .call(
