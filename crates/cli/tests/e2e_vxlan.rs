@@ -39,6 +39,19 @@ impl Drop for Amphorae {
     }
 }
 
+/// An interface the test made in this host's namespace, deleted when it ends (its peer's
+/// namespace may outlive the test for a while, keeping the pair and its address alive).
+struct Link(String);
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// Background processes of the test, killed when it ends.
 struct Procs(Vec<std::process::Child>);
 
@@ -139,6 +152,7 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
     common::netns::sh(&[
         "ip", "link", "add", &api, "type", "veth", "peer", "name", "api0", "netns", &a.0,
     ]);
+    let _api_link = Link(api.clone());
     common::netns::sh(&["ip", "addr", "add", "198.18.253.1/30", "dev", &api]);
     common::netns::sh(&["ip", "link", "set", &api, "up"]);
     a.ip(&["addr", "add", "198.18.253.2/30", "dev", "api0"]);
