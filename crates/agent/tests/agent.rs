@@ -577,21 +577,25 @@ fn member_changes_go_through_the_runtime_api() {
         }
         c
     };
-    let apply = |c: String, action: &str| -> String {
-        let r = a
+    // Uploads `c`, then asks for `action`: the two statuses and the action's answer.
+    let send = |c: String, action: &str| -> (u16, u16, String) {
+        let up = a
             .client
             .put(format!("{}/1.0/loadbalancer/amp/{LB}/haproxy", a.url))
             .body(c)
             .send()
             .unwrap();
-        assert_eq!(r.status().as_u16(), 202);
         let r = a
             .client
             .put(format!("{}/1.0/loadbalancer/{LB}/{action}", a.url))
             .send()
             .unwrap();
-        assert_eq!(r.status().as_u16(), 202);
-        r.text().unwrap()
+        (up.status().as_u16(), r.status().as_u16(), r.text().unwrap())
+    };
+    let apply = |c: String, action: &str| -> String {
+        let (up, done, said) = send(c, action);
+        assert_eq!((up, done), (202, 202), "{said}");
+        said
     };
     apply(cfg(&[(b1, 1), (b2, 1)]), "start");
     let plain = reqwest::blocking::Client::builder()
@@ -655,20 +659,9 @@ fn member_changes_go_through_the_runtime_api() {
     // says why, the running configuration is installed again and serves on.
     let good = cfg(&[(b1, 1), (b2, 1)]);
     let bad = format!("{good}    server s9 127.0.0.1:1 weight 1 no-such-keyword\n");
-    let r = a
-        .client
-        .put(format!("{}/1.0/loadbalancer/amp/{LB}/haproxy", a.url))
-        .body(bad)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let r = a
-        .client
-        .put(format!("{}/1.0/loadbalancer/{LB}/reload", a.url))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    assert!(r.text().unwrap().contains("no-such-keyword"));
+    let (up, done, said) = send(bad, "reload");
+    assert_eq!((up, done), (202, 400), "{said}");
+    assert!(said.contains("no-such-keyword"), "{said}");
     let installed = a
         .client
         .get(format!("{}/1.0/loadbalancer/{LB}/haproxy", a.url))

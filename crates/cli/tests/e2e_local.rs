@@ -20,15 +20,8 @@ fn traffic_through_a_real_amphora() {
         "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}}],
         "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                    "members": [{"address": "127.0.0.1", "protocol_port": a}, {"address": "127.0.0.1", "protocol_port": b}]}]}});
-    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
-    assert_eq!(s, 201, "{lb}");
-    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = lb["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, vip, lb) = r.create_lb(body);
     assert!(vip.starts_with("127.10."), "{vip}");
-    r.wait_active(&id);
     let url = format!("http://{vip}:8080/");
     let answers: Vec<String> = (0..4).map(|_| get(&url).unwrap().1).collect();
     assert_eq!(answers, ["A", "B", "A", "B"], "round robin");

@@ -341,14 +341,7 @@ fn active_standby_keeps_the_vip_when_the_master_dies() {
         "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                    "session_persistence": {"type": "SOURCE_IP"},
                    "members": [{"address": gw, "protocol_port": a}]}]}});
-    let (s, lb) = r.post("/v2/lbaas/loadbalancers", body);
-    assert_eq!(s, 201, "{lb}");
-    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = lb["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    r.wait_active(&id);
+    let (id, vip, _) = r.create_lb(body);
     let url = format!("http://{vip}:8080/");
 
     // Two amphorae in namespaces of their own, MASTER holding the VIP.

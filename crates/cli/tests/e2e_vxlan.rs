@@ -212,14 +212,7 @@ fn amphorae_on_another_host_are_driven_across_the_vxlan() {
                 "members": [{"address": "198.19.0.1", "protocol_port": 8001},
                             {"address": "198.19.0.1", "protocol_port": 8002}]}]}})
     };
-    let (s, lb) = r.post("/v2/lbaas/loadbalancers", lb_body("one"));
-    assert_eq!(s, 201, "{lb}");
-    let id = lb["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = lb["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    r.wait_active(&id);
+    let (id, vip, _) = r.create_lb(lb_body("one"));
     let url = format!("http://{vip}:8080/");
     until(
         "no traffic through the VIP on host B",
