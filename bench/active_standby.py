@@ -14,7 +14,7 @@ served requests. The load balancer is deleted after each run.
 Bounded in time; only the benchmark's own bridges and namespaces are touched.
 Usage: sudo python3 bench/active_standby.py [--runs N]   (default 5)
 """
-import os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import os, shutil, signal, statistics, subprocess, sys, threading, time
 
 import benchlib
 from benchlib import get, pids_in, wait
@@ -105,18 +105,9 @@ def one_run():
 
 
 def main():
-    if os.geteuid() != 0:
-        sys.exit("run as root (the netns drivers make namespaces, bridges and nftables rules)")
-    for tool in ("keepalived", "haproxy", "nft"):
-        if not shutil.which(tool):
-            sys.exit(f"missing {tool}: apt-get install -y keepalived haproxy nftables")
-    work = tempfile.mkdtemp(prefix="rocta-as-")
-    open(f"{work}/rocta.toml", "w").write(CONFIG)
+    work, serve = benchlib.start_serve(ROCTA, CONFIG, "127.0.0.1:19877", ("keepalived", "haproxy", "nft"), "rocta-as-", "198.18.201.")
+    procs.append(serve)
     try:
-        procs.append(subprocess.Popen([ROCTA, "serve", "--drivers", "netns", "--config", f"{work}/rocta.toml",
-                                       "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19877"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait("API", lambda: get(API + "/", 0.5), within=20)
         procs.append(subprocess.Popen([BENCH, "backend", "--port", "18083", "--bind", GW, "--name", "a"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.3)

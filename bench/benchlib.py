@@ -1,6 +1,6 @@
 """Helpers the netns benchmarks share: the API client, probes, waiting, and the clean-up of
 the benchmark's own amphorae and networks."""
-import json, os, signal, subprocess, sys, time, urllib.request
+import json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
 
 def call(api, method, path, body=None, admin=False):
@@ -54,3 +54,27 @@ def cleanup(rocta, config, procs, mgmt_prefix):
                     pass
             subprocess.run(["ip", "netns", "del", ns])
     subprocess.run([rocta, "network", "teardown", "--config", config], stdout=subprocess.DEVNULL)
+
+
+def start_serve(rocta, config, api_bind, tools, prefix, mgmt_prefix):
+    """Checks root and `tools`, writes `config` into a new work directory and starts `rocta
+    serve --drivers netns` there with its API on `api_bind`; waits for the API. Returns the
+    work directory and the process; cleans up after itself (amphorae on `mgmt_prefix`, the
+    networks) if the API never answers."""
+    if os.geteuid() != 0:
+        sys.exit("run as root (the netns drivers make namespaces, bridges and nftables rules)")
+    for tool in tools:
+        if not shutil.which(tool):
+            sys.exit(f"missing {tool}: apt-get install -y {' '.join(tools)}")
+    work = tempfile.mkdtemp(prefix=prefix)
+    open(f"{work}/rocta.toml", "w").write(config)
+    p = subprocess.Popen([rocta, "serve", "--drivers", "netns", "--config", f"{work}/rocta.toml",
+                          "--data-dir", f"{work}/data", "--api-bind", api_bind],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait("API", lambda: get(f"http://{api_bind}/", 0.5), within=20, step=0.05)
+    except SystemExit:
+        cleanup(rocta, f"{work}/rocta.toml", [p], mgmt_prefix)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return work, p

@@ -16,7 +16,7 @@ process serving HTTP keep-alive on 120 ports of the host's gateway address (the 
 Bounded in count and time; only the benchmark's own bridges and namespaces are touched.
 Usage: sudo python3 bench/member_changes.py [--changes N]
 """
-import http.client, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import http.client, os, shutil, statistics, subprocess, sys, threading, time
 
 import benchlib
 from benchlib import get
@@ -176,18 +176,9 @@ def churn_under_load(lb):
 
 
 def main():
-    if os.geteuid() != 0:
-        sys.exit("run as root (the netns drivers make namespaces, bridges and nftables rules)")
-    for tool in ("haproxy", "nft"):
-        if not shutil.which(tool):
-            sys.exit(f"missing {tool}: apt-get install -y haproxy nftables")
-    work = tempfile.mkdtemp(prefix="rocta-mc-")
-    open(f"{work}/rocta.toml", "w").write(CONFIG)
+    work, serve = benchlib.start_serve(ROCTA, CONFIG, "127.0.0.1:19878", ("haproxy", "nft"), "rocta-mc-", "198.18.202.")
+    procs.append(serve)
     try:
-        procs.append(subprocess.Popen([ROCTA, "serve", "--drivers", "netns", "--config", f"{work}/rocta.toml",
-                                       "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19878"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait("API", lambda: get(API + "/", 0.5), within=20, step=0.05)
         procs.append(members_process())
         time.sleep(0.5)
         lb = member_latency()

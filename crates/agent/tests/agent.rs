@@ -93,14 +93,7 @@ fn haproxy_lifecycle_with_hitless_reloads() {
     assert_eq!(r.status().as_u16(), 202, "{:?}", r.text());
     let plain = reqwest::blocking::Client::new();
     let url = format!("http://127.0.0.1:{port}/");
-    let t = Instant::now();
-    while plain.get(&url).send().is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "haproxy did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_serving(&plain, &url);
     let seen_requests = 4;
     let seen: std::collections::BTreeSet<String> = (0..seen_requests)
         .map(|_| plain.get(&url).send().unwrap().text().unwrap())
@@ -603,14 +596,7 @@ fn member_changes_go_through_the_runtime_api() {
         .build()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/");
-    let t = Instant::now();
-    while plain.get(&url).send().is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "haproxy did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_serving(&plain, &url);
     let answers = |n: usize| -> std::collections::BTreeSet<String> {
         (0..n)
             .map(|_| plain.get(&url).send().unwrap().text().unwrap())

@@ -228,3 +228,15 @@ pub fn agent_toml(a: &Agent) -> String {
         b = a.dir.path().display()
     )
 }
+
+/// Waits until `url` answers through `client` (HAProxy just started), at most 5 s.
+pub fn wait_serving(client: &reqwest::blocking::Client, url: &str) {
+    let t = std::time::Instant::now();
+    while client.get(url).send().is_err() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "haproxy did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
