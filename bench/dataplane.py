@@ -36,6 +36,9 @@ Create -> ACTIVE is measured cold and, after a restart with two spare amphorae, 
 """
 import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
+import benchlib
+from benchlib import cpu_ticks, pids_of, pin
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF = os.path.join(ROOT, "bench", "fixtures", "octavia-style-haproxy.cfg")
 ROCTA = os.path.join(ROOT, "target", "release", "rocta")
@@ -105,28 +108,6 @@ def start(cmd, cpu=None, **kw):
     return p
 
 
-def cpu_ticks(pids):
-    total = 0
-    for pid in pids:
-        try:
-            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12])
-        except OSError:
-            pass
-    return total
-
-
-def pids_of(pattern):
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-    return [int(x) for x in out]
-
-
-def pin(pid, cpus):
-    """Moves every thread of `pid` to `cpus`."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), cpus)
-
-
 def cpu_busy():
     """Busy jiffies of cores 0 and 1 (from /proc/stat)."""
     out = []
@@ -177,25 +158,10 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
 
-def sh(*cmd):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
 def netns_cleanup(work):
-    """Ends the amphorae and the reference namespace, then removes the networks."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for ns in [l.split()[0] for l in out.splitlines() if l]:
-        if ns == REF_NS or (ns.startswith("amphora-") and "198.18.200." in subprocess.run(
-                ["ip", "-n", ns, "-4", "-o", "addr"], capture_output=True, text=True).stdout):
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns])
-    subprocess.run(["ip", "link", "del", "rocta-bref"], stderr=subprocess.DEVNULL)
-    subprocess.run([ROCTA, "network", "teardown", "--config", f"{work}/rocta.toml"], stdout=subprocess.DEVNULL)
+    """Ends the reference namespace and the amphorae, then removes the networks."""
+    benchlib.remove_ref_namespace(REF_NS, "rocta-bref")
+    benchlib.cleanup(ROCTA, f"{work}/rocta.toml", [], "198.18.200.")
 
 
 def serve(work, extra=""):
@@ -252,13 +218,7 @@ def run(work):
         # standalone HAProxies get a namespace plugged into the same bridge.
         backends = [start([BENCH, "backend", "--port", "18081", "--bind", GW, "--name", "one"], cpu=1),
                     start([BENCH, "backend", "--port", "18082", "--bind", GW, "--name", "two"], cpu=1)]
-        sh("ip", "netns", "add", REF_NS)
-        sh("ip", "link", "add", "rocta-bref", "type", "veth", "peer", "name", "eth1", "netns", REF_NS)
-        sh("ip", "link", "set", "rocta-bref", "master", "rocta-bench", "up")
-        sh("ip", "-n", REF_NS, "addr", "add", f"{REF_IP}/24", "dev", "eth1")
-        sh("ip", "-n", REF_NS, "link", "set", "eth1", "up")
-        sh("ip", "-n", REF_NS, "link", "set", "lo", "up")
-        time.sleep(0.3)
+        benchlib.ref_namespace(REF_NS, "rocta-bench", "rocta-bref", f"{REF_IP}/24")
     # create -> ACTIVE and full tree -> first request, 20 runs each
     create, tree = [], []
     for i in range(20):
@@ -300,31 +260,14 @@ def run(work):
     agent = pids_of(f"amphora-agent --config {work}/data/amphorae/{amp_dir}")
     # the same config with logging off, standalone on port 19091
     cfg = open(cfg_path).read()
-    off = re.sub(r"\n    log ring@\S+ local0", "", cfg)
-    off = re.sub(r"\nring [^\n]*\n(    [^\n]*\n)*", "\n", off)
-    off = off.replace("    log global", "    no log")
-    off = re.sub(r"\n    log-format [^\n]*", "", off)
+    off = benchlib.logging_off(cfg)
     off = off.replace(f"{keep['vip_address']}:8080", f"{HOST}:19091").replace("abns@rocta-", "abns@rocta-off-")
     os.makedirs(f"{work}/off", exist_ok=True)
     open(f"{work}/off/h.cfg", "w").write(off)
     start(in_ref(["haproxy", "-W", "-f", f"{work}/off/h.cfg"]), cpu=1)
     # Octavia's config logging as an amphora does: rsyslogd with the image's rules
-    # (Octavia's elements/amphora-agent/static/etc/rsyslog.d/55-octavia-socket.conf and
-    # elements/haproxy-octavia/post-install.d/20-setup-haproxy-log, which writes 49-haproxy.conf)
     rs = f"{work}/octr"
-    os.makedirs(rs)
-    open(f"{rs}/rsyslog.conf", "w").write(
-        f'global(workDirectory="{rs}")\n'
-        'module(load="imuxsock" SysSock.Use="off")\n'
-        f'input(type="imuxsock" Socket="{rs}/log.sock" CreatePath="on")\n'
-        # the file template of the Ubuntu images amphorae are built from (the cheaper one)
-        f"if $programname startswith 'haproxy' then {rs}/haproxy.log;RSYSLOG_TraditionalFileFormat\n"
-        "& stop\n")
-    start(["rsyslogd", "-n", "-f", f"{rs}/rsyslog.conf", "-i", f"{rs}/rsyslogd.pid"], cpu=1)
-    for _ in range(100):
-        if os.path.exists(f"{rs}/log.sock"):
-            break
-        time.sleep(0.05)
+    procs.append(benchlib.rsyslogd(rs, 1))
     ref = open(REF).read()
     ref = ref.replace("bind 127.0.0.1:", f"bind {HOST}:").replace(" 127.0.0.1:1808", f" {GW}:1808")
     open(f"{rs}/h.cfg", "w").write(ref.replace("RUN_DIR", rs).replace(":18080", ":18090").replace(":18088", ":18098"))

@@ -3,6 +3,7 @@
 //! Every run is bounded in count and time and stops by itself. Loopback targets only.
 
 mod flood;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,26 @@ enum Cmd {
         /// The health manager's metrics file (`[health_manager] metrics_file`).
         #[arg(long)]
         metrics: String,
+    },
+    /// TLS 1.3 connections per second (one request each) to a TERMINATED_HTTPS listener
+    /// (see tls.rs).
+    Tls {
+        /// `host:port` of the listener.
+        #[arg(long)]
+        target: String,
+        /// The name its certificate carries.
+        #[arg(long)]
+        name: String,
+        /// PEM file of the CA that signed its certificate.
+        #[arg(long)]
+        ca: String,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// Resume each client's previous session instead of a full handshake every time.
+        #[arg(long)]
+        resume: bool,
     },
     /// Ensures exactly `count` load balancers exist in project `bench-list`; prints one id.
     Fill {
@@ -289,6 +310,21 @@ fn main() {
                 },
             );
         }
+        Cmd::Tls {
+            ref target,
+            ref name,
+            ref ca,
+            conns,
+            secs,
+            resume,
+        } => tls::run(tls::Args {
+            target,
+            name,
+            ca,
+            conns,
+            secs,
+            resume,
+        }),
         Cmd::Fill { count } => {
             let a = api(&cli, "bench-list");
             let (_, b) = a.call("GET", "/loadbalancers?project_id=bench-list", None);
