@@ -313,7 +313,10 @@ pub async fn authenticate(
     for h in IDENTITY_HEADERS {
         req.headers_mut().remove(*h);
     }
-    if matches!(req.uri().path(), "/" | "/networking" | "/networking/") {
+    if matches!(
+        req.uri().path(),
+        "/" | "/networking" | "/networking/" | "/metrics"
+    ) {
         return next.run(req).await;
     }
     let token = req

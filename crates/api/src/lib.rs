@@ -13,6 +13,7 @@ pub mod common;
 pub mod context;
 pub mod error;
 pub mod keystone;
+mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod query;
@@ -76,8 +77,15 @@ impl JobSignal {
 
 /// The API's router over `state`.
 pub fn router(state: AppState) -> Router {
-    let mut r = routes::router(state.clone())
-        .fallback(|| async { error::routing_error(StatusCode::NOT_FOUND) });
+    let mut r = routes::router(state.clone());
+    // Prometheus' scrape, beside the API unless `[metrics] bind` names an address of its own.
+    if state.cfg.metrics.enabled && state.cfg.metrics.bind.is_empty() {
+        r = r.route(
+            "/metrics",
+            axum::routing::get(rocta_service::metrics::handler),
+        );
+    }
+    let mut r = r.fallback(|| async { error::routing_error(StatusCode::NOT_FOUND) });
     if let Some(k) = state.keystone.clone() {
         r = r.layer(axum::middleware::from_fn_with_state(
             k,
@@ -85,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         ));
     }
     r.layer(axum::middleware::from_fn_with_state(state, request_id))
+        .layer(axum::middleware::from_fn(metrics::track))
 }
 
 /// Adds `x-openstack-request-id` to every response, refuses non-JSON `Accept` headers (406, as
@@ -105,7 +114,9 @@ async fn request_id(State(_): State<AppState>, req: Request, next: Next) -> Resp
                 .to_ascii_lowercase()
         })
         .collect::<Vec<_>>();
+    // `/metrics` answers Prometheus' text format, whatever the Accept header says.
     let mut resp = if !accepts_json.is_empty()
+        && req.uri().path() != "/metrics"
         && !accepts_json
             .iter()
             .any(|m| m == "application/json" || m == "*/*" || m == "application/*" || m.is_empty())

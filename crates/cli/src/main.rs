@@ -105,6 +105,7 @@ struct RoleArgs {
 
 mod boot;
 mod client;
+mod metrics;
 mod network;
 mod roles;
 

@@ -86,6 +86,15 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
         } else {
             None
         };
+        // `/metrics` on an address of its own (`[metrics] bind`); else beside the API, if any.
+        let metrics_listener = if cfg.metrics.enabled && !cfg.metrics.bind.is_empty() {
+            let addr = &cfg.metrics.bind;
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                BootError::BindApi(format!("cannot listen for metrics on {addr}: {e}"))
+            })?)
+        } else {
+            None
+        };
         let mut hm = cfg.health_manager.clone();
         // Amphorae in namespaces reach the controller on its management address only: the
         // host networks are built first (idempotent) and a loopback `bind_ip` means that
@@ -149,6 +158,9 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
         let cfg = Arc::new(cfg);
         // Every task runs until shutdown; one that ends or panics first ends the process.
         let mut tasks = rocta_service::tasks::Tasks::new();
+        if cfg.metrics.enabled {
+            crate::metrics::install(&store);
+        }
         if let Some(listener) = listener {
             let addr = listener
                 .local_addr()
@@ -201,9 +213,21 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 ),
             );
         }
+        if let Some(listener) = metrics_listener {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            // After the API's line (tests read the first line for the API's port).
+            println!("rocta {}: metrics on http://{addr}/metrics", role.name());
+            tasks.spawn("metrics", crate::metrics::serve(listener, shutdown.clone()));
+        }
         if let Some(sock) = udp {
             tracing::info!(addr = ?sock.local_addr().ok(), "health manager listening");
             let metrics = Arc::new(rocta_health::Metrics::default());
+            if cfg.metrics.enabled {
+                rocta_service::metrics::global().register_collector(Box::new(metrics.clone()));
+            }
             let heard = Arc::new(rocta_health::stale::Heard::default());
             tasks.spawn(
                 "heartbeat_intake",

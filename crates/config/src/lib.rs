@@ -50,6 +50,7 @@ pub struct Config {
     pub health_manager: HealthManager,
     pub house_keeping: HouseKeeping,
     pub logging: Logging,
+    pub metrics: MetricsSettings,
     pub keystone_authtoken: KeystoneAuthtoken,
     pub oslo_policy: OsloPolicy,
     pub netns: Netns,
@@ -693,6 +694,28 @@ impl Default for Logging {
         Logging {
             format: "text".into(),
             level: "info".into(),
+        }
+    }
+}
+
+/// `[metrics]`: each role's Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// `host:port` where every role serves `/metrics` (port 0: any free one, printed at start).
+    /// Empty: `rocta api` and `rocta serve` serve it on the API's address, beside the API,
+    /// without authentication (as Octavia's `/healthcheck`); the other roles serve none. Set it
+    /// to keep metrics off the API's address, e.g. on the management network.
+    pub bind: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            bind: String::new(),
         }
     }
 }

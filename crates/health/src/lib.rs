@@ -7,6 +7,7 @@
 //! heartbeats in one transaction, keeping only the newest per amphora).
 
 pub mod derive;
+
 pub mod stale;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,11 @@ use rocta_store::{Entity, Store, StoreError, Table};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use rocta_service::metrics::prometheus_client;
 
 /// Counters of the intake (what was accepted, and why the rest was dropped).
 #[derive(Debug, Default)]
@@ -43,6 +49,76 @@ pub struct Metrics {
     pub failovers: AtomicU64,
     /// Checks that failed nothing over because `failover_threshold` was reached.
     pub failover_stopped: AtomicU64,
+}
+
+impl prometheus_client::collector::Collector for Metrics {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let kernel = match c(&self.socket_inode) {
+            0 => 0,
+            inode => kernel_drops(inode).unwrap_or(0),
+        };
+        let counter = |e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64| {
+            let m = ConstCounter::new(v);
+            m.encode(e.encode_descriptor(name, help, None, m.metric_type())?)
+        };
+        counter(
+            &mut e,
+            "rocta_heartbeats_received",
+            "Heartbeat datagrams received.",
+            c(&self.received),
+        )?;
+        counter(
+            &mut e,
+            "rocta_heartbeats_accepted",
+            "Heartbeats counted (amphora health, statuses, statistics written).",
+            c(&self.accepted),
+        )?;
+        counter(
+            &mut e,
+            "rocta_heartbeats_superseded",
+            "Heartbeats verified, then superseded by a newer one of the same amphora in one batch.",
+            c(&self.superseded),
+        )?;
+        let dropped = [
+            ("forged", c(&self.forged)),
+            ("malformed", c(&self.malformed)),
+            ("oversized", c(&self.oversized)),
+            ("replayed", c(&self.replayed)),
+            ("unknown_amphora", c(&self.unknown_amphora)),
+            ("shed", c(&self.shed)),
+            // Never read: the socket's receive buffer was full (the kernel's own count).
+            ("socket_buffer_full", kernel),
+        ];
+        let mut family = e.encode_descriptor(
+            "rocta_heartbeats_dropped",
+            "Heartbeats dropped, by reason.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, v) in dropped {
+            ConstCounter::new(v).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+        let stale = ConstGauge::new(c(&self.stale) as i64);
+        stale.encode(e.encode_descriptor(
+            "rocta_stale_amphorae",
+            "Amphorae found stale in the last check.",
+            None,
+            stale.metric_type(),
+        )?)?;
+        counter(
+            &mut e,
+            "rocta_failovers",
+            "Failovers started for stale amphorae.",
+            c(&self.failovers),
+        )?;
+        counter(
+            &mut e,
+            "rocta_failover_stopped",
+            "Checks that started no failover because failover_threshold was reached.",
+            c(&self.failover_stopped),
+        )
+    }
 }
 
 impl Metrics {
@@ -550,7 +626,7 @@ mod tests {
             drops > 400,
             "{drops} drops of 500 datagrams into a 4 KiB buffer"
         );
-        let m = Metrics::default();
+        let m = Arc::new(Metrics::default());
         m.socket_inode.store(inode, Ordering::Relaxed);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.prom");

@@ -192,70 +192,14 @@ pub async fn check_once(
     Ok(started)
 }
 
-/// Rewrites the Prometheus text file of the counters (atomically: a reader never sees half).
-pub fn write_metrics(path: &std::path::Path, m: &Metrics) -> std::io::Result<()> {
-    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let kernel = match c(&m.socket_inode) {
-        0 => 0,
-        inode => crate::kernel_drops(inode).unwrap_or(0),
-    };
+/// Rewrites the Prometheus text file of the counters (atomically: a reader never sees half);
+/// the same figures `/metrics` shows.
+pub fn write_metrics(path: &std::path::Path, m: &Arc<Metrics>) -> std::io::Result<()> {
+    use rocta_service::metrics::prometheus_client;
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(m.clone()));
     let mut t = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
-        t.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in rows {
-            t.push_str(&format!("{name}{labels} {v}\n"));
-        }
-    };
-    metric(
-        "rocta_heartbeats_received_total",
-        "counter",
-        "Heartbeat datagrams received.",
-        &[("", c(&m.received))],
-    );
-    metric(
-        "rocta_heartbeats_accepted_total",
-        "counter",
-        "Heartbeats counted (amphora health, statuses, statistics written).",
-        &[("", c(&m.accepted))],
-    );
-    metric(
-        "rocta_heartbeats_superseded_total",
-        "counter",
-        "Heartbeats verified, then superseded by a newer one of the same amphora in one batch.",
-        &[("", c(&m.superseded))],
-    );
-    metric(
-        "rocta_heartbeats_dropped_total",
-        "counter",
-        "Heartbeats dropped, by reason.",
-        &[
-            ("{reason=\"forged\"}", c(&m.forged)),
-            ("{reason=\"malformed\"}", c(&m.malformed)),
-            ("{reason=\"oversized\"}", c(&m.oversized)),
-            ("{reason=\"replayed\"}", c(&m.replayed)),
-            ("{reason=\"unknown_amphora\"}", c(&m.unknown_amphora)),
-            ("{reason=\"shed\"}", c(&m.shed)),
-            // Never read: the socket's receive buffer was full (the kernel's own count).
-            ("{reason=\"socket_buffer_full\"}", kernel),
-        ],
-    );
-    metric(
-        "rocta_stale_amphorae",
-        "gauge",
-        "Amphorae found stale in the last check.",
-        &[("", c(&m.stale))],
-    );
-    metric(
-        "rocta_failovers_total",
-        "counter",
-        "Failovers started for stale amphorae.",
-        &[("", c(&m.failovers))],
-    );
-    metric(
-        "rocta_failover_stopped_total",
-        "counter",
-        "Checks that started no failover because failover_threshold was reached.",
-        &[("", c(&m.failover_stopped))],
-    );
+    prometheus_client::encoding::prometheus_text::encode(&mut t, &registry)
+        .map_err(std::io::Error::other)?;
     rocta_service::atomic_write(path, t.as_bytes(), 0o644)
 }

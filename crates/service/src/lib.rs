@@ -8,6 +8,7 @@
 //! exit or panic of one being a fault that ends the process non-zero).
 
 pub mod fs;
+pub mod metrics;
 pub mod net;
 pub mod tasks;
 

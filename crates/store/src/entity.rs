@@ -230,7 +230,7 @@ pub(crate) fn fmt_ts(t: &Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 
-fn parse_ts(s: Option<&str>) -> Option<Timestamp> {
+pub(crate) fn parse_ts(s: Option<&str>) -> Option<Timestamp> {
     s.and_then(|s| Timestamp::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok())
 }
 

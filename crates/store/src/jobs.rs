@@ -22,7 +22,7 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             JobState::Pending => "pending",
             JobState::Running => "running",
@@ -52,6 +52,16 @@ pub struct JobRow {
     pub attempts: i64,
     pub failed_step: Option<usize>,
     pub error: Option<String>,
+}
+
+/// Jobs of one kind in one state (`Tx::jobs_queue`).
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub kind: String,
+    pub state: JobState,
+    pub count: i64,
+    /// Seconds since the oldest of them was posted.
+    pub oldest_age_secs: Option<f64>,
 }
 
 /// One journaled step.
@@ -354,6 +364,27 @@ impl Tx<'_> {
         .map(|r| {
             let text = r.text(0)?;
             serde_json::from_str(&text).map_err(|e| StoreError::Decode(format!("jobs: {e}")))
+        })
+        .collect()
+    }
+
+    /// The queue by kind and state: how many jobs, and when the oldest was posted.
+    pub fn jobs_queue(&self) -> Result<Vec<QueueRow>, StoreError> {
+        let now = time::now();
+        self.rows(
+            "SELECT name, state, COUNT(*), MIN(created_at) FROM jobs GROUP BY name, state",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            let oldest = crate::entity::parse_ts(r.opt_text(3)?.as_deref());
+            Ok(QueueRow {
+                kind: r.text(0)?,
+                state: JobState::parse(&r.text(1)?),
+                count: r.int(2)?,
+                oldest_age_secs: oldest
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+            })
         })
         .collect()
     }

@@ -46,7 +46,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub use catalog::{CatalogKind, CatalogRow, Profiled};
 pub use entity::{Cols, Entity, Filter, RawRow, Table};
-pub use jobs::{JobRow, JobState, StepRow};
+pub use jobs::{JobRow, JobState, QueueRow, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};
 pub use sql::{Dialect, Tx};
 pub use status::Move;

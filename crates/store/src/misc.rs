@@ -336,6 +336,20 @@ impl Tx<'_> {
     }
 
     /// Ids of amphorae in `status`, oldest first.
+    /// How many amphorae are in each status and role (`""` for none: spares and standalone
+    /// amphorae before their role is set), for the metrics.
+    pub fn amphorae_by_status_role(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut n: HashMap<(String, String), i64> = HashMap::new();
+        for a in self.list::<rocta_model::Amphora>(&crate::Filter::default())? {
+            let role = a.role.map_or("", |r| r.as_str());
+            *n.entry((a.status.as_str().to_string(), role.to_string()))
+                .or_default() += 1;
+        }
+        let mut v: Vec<_> = n.into_iter().map(|((s, r), c)| (s, r, c)).collect();
+        v.sort();
+        Ok(v)
+    }
+
     pub fn amphorae_in(&self, status: AmphoraStatus, limit: i64) -> Result<Vec<Id>, StoreError> {
         ids(self.rows(
             "SELECT id FROM amphorae WHERE provisioning_status = ? ORDER BY seq LIMIT ?",

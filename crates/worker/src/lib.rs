@@ -10,6 +10,7 @@
 //! flow per job kind) and `tasks` (the steps, grouped by what they act on).
 
 mod flows;
+mod metrics;
 mod tasks;
 
 pub use tasks::TopologySettings;
@@ -143,6 +144,10 @@ impl Worker {
         // The span goes with the job's future (`instrument`), never entered across an await:
         // other jobs' lines on this thread must not carry this job's ids.
         let span = tracing::info_span!("job", job_id = %job.id, flow = parsed.name(), lb_id = %parsed.lb_id());
+        metrics::worker()
+            .claimed
+            .get_or_create(&vec![("kind", parsed.name().to_string())])
+            .inc();
         self.run_flow(job, parsed).instrument(span).await
     }
 
@@ -159,6 +164,7 @@ impl Worker {
             job: job.id,
             owner: self.owner.clone(),
             first_run: job.attempts == 1,
+            since: std::sync::Mutex::new(std::time::Instant::now()),
         };
         if job.state == JobState::Running && job.attempts > MAX_ATTEMPTS {
             tracing::error!(
@@ -195,8 +201,26 @@ impl Worker {
                 }
             })
         };
+        let started = std::time::Instant::now();
         let outcome = rocta_flow::run(&flow, &ctx, &journal).await;
         renew.abort();
+        let labels = vec![
+            ("kind", parsed.name().to_string()),
+            (
+                "outcome",
+                match &outcome {
+                    Outcome::Completed => "completed",
+                    Outcome::Reverted { .. } => "reverted",
+                    Outcome::Interrupted(_) => "interrupted",
+                }
+                .to_string(),
+            ),
+        ];
+        let m = metrics::worker();
+        m.ended.get_or_create(&labels).inc();
+        m.flow
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
         let end = match &outcome {
             Outcome::Completed => {
                 // The journal ended the job with its last step (`complete`).
@@ -231,6 +255,20 @@ struct StoreJournal {
     owner: String,
     /// Claimed for the first time: nobody can have journaled anything yet.
     first_run: bool,
+    /// When the task now running began (the previous journal write), for its duration.
+    since: std::sync::Mutex<std::time::Instant>,
+}
+
+impl StoreJournal {
+    /// Observes the time since the previous journal write as task `name`'s duration.
+    fn task_done(&self, name: &str) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        metrics::worker()
+            .task
+            .get_or_create(&vec![("task", name.to_string())])
+            .observe(since.elapsed().as_secs_f64());
+        *since = std::time::Instant::now();
+    }
 }
 
 fn jerr(e: StoreError) -> JournalError {
@@ -263,6 +301,7 @@ impl Journal for StoreJournal {
     }
 
     async fn step_done(&self, i: usize, name: &str, out: &Value) -> Result<(), JournalError> {
+        self.task_done(name);
         self.store
             .write(|tx| tx.job_step_done(self.job, &self.owner, i, name, out))
             .await
@@ -285,7 +324,10 @@ impl Journal for StoreJournal {
 
     /// The job ends (its row and journal go) in the write that would have journaled its last
     /// step: nothing is left to resume.
-    async fn complete(&self, _last: Option<(usize, &str, &Value)>) -> Result<(), JournalError> {
+    async fn complete(&self, last: Option<(usize, &str, &Value)>) -> Result<(), JournalError> {
+        if let Some((_, name, _)) = last {
+            self.task_done(name);
+        }
         self.store
             .write(|tx| tx.job_finish(self.job, &self.owner, None))
             .await
