@@ -59,6 +59,11 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
     prepare_data_dir(&args.data_dir)?;
     init_logging(&cfg);
     let store = open_store(&cfg, &args.data_dir)?;
+    let store = if cfg.metrics.enabled {
+        crate::metrics::observe(store)
+    } else {
+        store
+    };
     let bus = message_bus(&cfg)?;
     preflight(&cfg)?;
     let heartbeat_key = heartbeat_key(&cfg, &args.data_dir)?;
@@ -268,6 +273,9 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
         }
         if with_housekeeping {
             let hk = &cfg.house_keeping;
+            if cfg.metrics.enabled {
+                crate::metrics::spare_pool_target(hk.spare_amphora_pool_size);
+            }
             let secs = Duration::from_secs_f64;
             tasks.spawn(
                 "housekeeping",

@@ -99,6 +99,15 @@ fn serve_exposes_its_metrics_beside_the_api_and_they_move() {
     let amps = r#"rocta_amphorae{status="ALLOCATED",role="STANDALONE"}"#;
     assert_eq!(value(&after, amps), Some(1.0), "{after}");
     assert_eq!(value(&after, "rocta_metrics_store_read_failed"), Some(0.0));
+    for mode in ["read", "write"] {
+        let ok = format!(r#"rocta_store_transactions_total{{mode="{mode}",outcome="ok"}}"#);
+        assert!(value(&after, &ok).unwrap_or(0.0) >= 1.0, "{ok}: {after}");
+        let took = format!(r#"rocta_store_transaction_duration_seconds_count{{mode="{mode}"}}"#);
+        assert!(
+            value(&after, &took).unwrap_or(0.0) >= 1.0,
+            "{took}: {after}"
+        );
+    }
     // Scraping needs no credentials, and is itself counted.
     assert!(
         value(
@@ -140,6 +149,8 @@ fn roles_without_an_api_serve_metrics_on_their_own_address() {
         let text = scrape(&url);
         assert!(value(&text, "process_open_fds").is_some(), "{role}: {text}");
         assert!(text.contains("# TYPE rocta_jobs gauge"), "{role}: {text}");
+        let spares = value(&text, "rocta_spare_pool_target");
+        assert_eq!(spares.is_some(), role == "housekeeping", "{role}: {text}");
         let heartbeats = value(&text, "rocta_heartbeats_received_total").is_some();
         assert_eq!(heartbeats, role == "health-manager", "{role}: {text}");
         assert!(!text.contains("rocta_api_requests"), "{role}: {text}");

@@ -240,7 +240,13 @@ impl Default for Options {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Backend>,
+    observer: Option<Observer>,
 }
+
+/// Told of every transaction (or single statement) once it ended: its mode (`read`, `write`,
+/// `single`), how long it took, and whether it succeeded (committed, or read what it asked)
+/// rather than ended with an error (the database's, or the caller's rules refusing).
+pub type Observer = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
 
 enum Backend {
     Sqlite(SqliteDb),
@@ -307,6 +313,7 @@ impl Store {
         };
         let s = Store {
             inner: Arc::new(backend),
+            observer: None,
         };
         // Reach the server now: a wrong URL or a server down is an error at start.
         s.blocking(false, |tx| tx.dialect_probe())?;
@@ -366,7 +373,7 @@ impl Store {
         f: impl Fn(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         match &*self.inner {
-            Backend::Mysql(db) => off_runtime(|| db.run_single(f)),
+            Backend::Mysql(db) => self.timed(Mode::Single, || off_runtime(|| db.run_single(f))),
             _ => self.run(Mode::Single, f),
         }
     }
@@ -381,7 +388,9 @@ impl Store {
     ) -> Result<Option<JobRow>, StoreError> {
         let claim = |tx: &Tx<'_>| tx.job_claim(owner, now_ms, lease_ms);
         match &*self.inner {
-            Backend::Postgres(db) => off_runtime(|| db.run(Mode::Single, claim)),
+            Backend::Postgres(db) => {
+                self.timed(Mode::Single, || off_runtime(|| db.run(Mode::Single, claim)))
+            }
             _ => self.write(claim).await,
         }
     }
@@ -403,16 +412,37 @@ impl Store {
         self.run(if write { Mode::Write } else { Mode::Read }, f)
     }
 
+    /// This store with `o` told of every transaction (the metrics).
+    pub fn with_observer(mut self, o: Observer) -> Store {
+        self.observer = Some(o);
+        self
+    }
+
     fn run<T, E: From<StoreError>>(
         &self,
         mode: Mode,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        match &*self.inner {
+        self.timed(mode, || match &*self.inner {
             Backend::Sqlite(db) => db.run(mode, f),
             Backend::Postgres(db) => off_runtime(|| db.run(mode, f)),
             Backend::Mysql(db) => off_runtime(|| db.run(mode, f)),
+        })
+    }
+
+    /// Runs `f` (one transaction or statement in `mode`) and tells the observer.
+    fn timed<T, E>(&self, mode: Mode, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let r = f();
+        if let Some(o) = &self.observer {
+            let name = match mode {
+                Mode::Read => "read",
+                Mode::Write => "write",
+                Mode::Single => "single",
+            };
+            o(name, started.elapsed(), r.is_ok());
         }
+        r
     }
 }
 
