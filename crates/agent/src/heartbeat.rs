@@ -138,7 +138,11 @@ pub async fn build(
             continue;
         };
         let (fronts, backs) = parse_show_stat(&csv);
-        for f in fronts {
+        // The internal exporter of a PROMETHEUS listener is no listener of the tenant's.
+        for f in fronts
+            .into_iter()
+            .filter(|f| !f.listener.starts_with("prometheus-exporter"))
+        {
             let now = [f.bytes_out, f.bytes_in, f.total_sessions, f.request_errors];
             let d = deltas(prev, &f.listener, now);
             listeners.push((

@@ -13,6 +13,7 @@ pub mod haproxy;
 pub mod heartbeat;
 pub mod logs;
 pub mod netif;
+pub mod promproxy;
 pub mod tls;
 pub mod udp;
 pub mod vrrp;
@@ -108,6 +109,7 @@ pub async fn serve(
         interval: std::time::Duration::from_secs_f64(cfg.heartbeat_interval.max(0.05)),
         state_dir: cfg.base_dir.clone(),
     };
+    let amphora_id = cfg.amphora_id.clone();
     let state = api::State::new(cfg, certs, target);
     let sup = state.sup.clone();
     // HAProxies that outlived an agent restart: their logs are drained again.
@@ -117,6 +119,7 @@ pub async fn serve(
         }
     }
     tokio::spawn(state.udp.clone().monitor(shutdown.clone()));
+    tokio::spawn(promproxy::run(sup.clone(), amphora_id, shutdown.clone()));
     tokio::spawn(heartbeat::run(
         sup,
         state.udp.clone(),

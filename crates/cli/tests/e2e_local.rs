@@ -352,3 +352,73 @@ fn source_ip_port_hashing_and_ping_monitors() {
         (0..30).filter_map(|_| get(&url)).map(|(_, b)| b).collect();
     assert_eq!(seen.len(), 2, "SOURCE_IP_PORT over both members: {seen:?}");
 }
+
+/// A PROMETHEUS listener (Octavia API 2.25) serves the load balancer's metrics under Octavia's
+/// names (`octavia_listener_*`, `octavia_pool_*`, `octavia_member_*`,
+/// `octavia_loadbalancer_*`), readable by Prometheus, moving with the traffic.
+#[test]
+fn prometheus_listener_serves_octavias_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let a = backend("A");
+    let r = Rocta::start_real(dir.path());
+    let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}},
+                      {"protocol": "PROMETHEUS", "protocol_port": 9100, "allowed_cidrs": ["127.0.0.0/8"]}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}]}]}});
+    let (id, vip, lb) = r.create_lb(body);
+    let lb = &lb["loadbalancer"];
+    let listener = lb["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["protocol"] == "HTTP")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pool = lb["pools"][0]["id"].as_str().unwrap();
+    let member = lb["pools"][0]["members"][0]["id"].as_str().unwrap();
+    let scrape = || -> String {
+        let resp = reqwest::blocking::get(format!("http://{vip}:9100/metrics")).unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().unwrap();
+        promtool_check(&text);
+        text
+    };
+    let requests = |text: &str| -> f64 {
+        let series = format!("octavia_listener_http_requests_total{{listener=\"{listener}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let url = format!("http://{vip}:8080/");
+    eventually("the HTTP listener serving", || get(&url).is_some());
+    let before = requests(&scrape());
+    for _ in 0..3 {
+        assert_eq!(get(&url).unwrap().1, "A");
+    }
+    let text = scrape();
+    assert_eq!(requests(&text), before + 3.0, "{text}");
+    assert!(!text.contains("haproxy_"), "{text}");
+    assert!(!text.contains("prometheus-exporter"), "{text}");
+    for want in [
+        format!("octavia_member_weight{{pool=\"{pool}:{listener}\",member=\"{member}\"}} 1"),
+        format!("octavia_pool_active_members{{pool=\"{pool}:{listener}\"}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing:\n{text}");
+    }
+    for name in [
+        "octavia_loadbalancer_cpu ",
+        "octavia_loadbalancer_current_connections ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{text}"
+        );
+    }
+    delete_lb(&r, &id);
+}

@@ -11,6 +11,7 @@
 pub mod keepalived;
 mod l7;
 pub mod nft;
+pub mod promex;
 pub mod runtime;
 pub mod stats;
 
@@ -77,6 +78,47 @@ pub fn ring_name(lb: Id) -> String {
 /// balancer so a failover's two amphorae on one host never collide.
 pub fn stats_socket_name(amphora_id: &str, lb: Id) -> String {
     format!("rocta-{amphora_id}-{lb}")
+}
+
+/// Where a load balancer's HAProxy serves its own Prometheus exporter (Octavia:
+/// 127.0.0.1:9101), only for the amphora's agent to read: an abstract unix socket, per amphora
+/// and load balancer as the stats socket.
+pub fn exporter_socket_name(amphora_id: &str, lb: Id) -> String {
+    format!("rocta-promex-{amphora_id}-{lb}")
+}
+
+/// Where the amphora's agent serves the exporter's metrics renamed as Octavia's
+/// (`octavia_*`), which a PROMETHEUS listener forwards to (Octavia: 127.0.0.1:9102).
+pub fn metrics_proxy_socket_name(amphora_id: &str) -> String {
+    format!("rocta-promproxy-{amphora_id}")
+}
+
+/// The internal exporter and the backend a PROMETHEUS listener uses, as Octavia's template
+/// names them (its metrics proxy leaves out every line naming `prometheus-exporter`).
+fn prometheus_sections(c: &mut String, lb: Id, o: &RenderOptions) {
+    let _ = write!(
+        c,
+        "
+frontend prometheus-exporter-internal-endpoint
+    bind abns@{}
+    mode http
+    no log
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request reject
+    timeout http-request 5s
+    timeout client 5s
+
+backend prometheus-exporter-internal
+    mode http
+    no log
+    balance first
+    timeout connect 5s
+    timeout server 5s
+    server prometheus-internal abns@{}
+",
+        exporter_socket_name(&o.amphora_id, lb),
+        metrics_proxy_socket_name(&o.amphora_id)
+    );
 }
 
 /// What the agent writes as server-state file before HAProxy's first start (HAProxy warns on a
@@ -245,6 +287,12 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
         "    no log\n"
     });
     c.push_str("    retries 3\n    option redispatch\n    option splice-request\n    option splice-response\n    option http-keep-alive\n");
+    if listeners
+        .iter()
+        .any(|l| l.protocol == ListenerProtocol::Prometheus)
+    {
+        prometheus_sections(&mut c, lb.id, o);
+    }
     for l in &listeners {
         frontend(&mut c, t, lb, l, &vip, o);
         for pool in pools_of(t, l) {
@@ -350,6 +398,9 @@ fn frontend(
         .filter(|p| t.pools.iter().any(|x| x.id == *p && x.admin_state_up))
     {
         let _ = writeln!(c, "    default_backend {}", backend_name(p, l.id));
+    }
+    if l.protocol == ListenerProtocol::Prometheus {
+        c.push_str("    default_backend prometheus-exporter-internal\n");
     }
     let _ = writeln!(c, "    timeout client {}", l.timeout_client_data);
     if o.log_target.is_some() {

@@ -335,6 +335,15 @@ fn terminated_https() -> LbTree {
     }
 }
 
+/// An HTTP listener beside a PROMETHEUS one (Octavia API 2.25) reachable from one network.
+fn prometheus() -> LbTree {
+    let mut t = http_basic();
+    let mut prom = listener(12, ListenerProtocol::Prometheus, 9100, None);
+    prom.allowed_cidrs = Some(vec!["198.18.0.0/15".into()]);
+    t.listeners.push(prom);
+    t
+}
+
 fn l7() -> LbTree {
     let l = listener(10, ListenerProtocol::Http, 80, Some(20));
     let mut app = pool(21, PoolProtocol::Http, LbAlgorithm::RoundRobin);
@@ -456,6 +465,7 @@ const CASES: &[Case] = &[
     ("tcp_source_ip", tcp_source),
     ("terminated_https", terminated_https),
     ("l7_policies", l7),
+    ("prometheus_listener", prometheus),
     ("disabled_listener", disabled),
     ("ping_source_ip_port", ping_source_port),
     ("active_standby_peers", tcp_source),

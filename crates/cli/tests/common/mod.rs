@@ -369,3 +369,24 @@ impl Drop for Reaper {
         }
     }
 }
+
+/// Checks Prometheus text with Prometheus' own parser and linter (`promtool check metrics`,
+/// Debian's `prometheus` package): a parse error or a lint problem fails the test.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install -y --no-install-recommends prometheus)");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
