@@ -79,6 +79,32 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
         answers == ["A", "B", "A", "B"] || answers == ["B", "A", "B", "A"],
         "round robin: {answers:?}"
     );
+    // A PROMETHEUS listener: the agent's metrics proxy and HAProxy's exporter meet on abstract
+    // sockets of the amphora's namespace.
+    let (s, prom) = r.post(
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": id, "protocol": "PROMETHEUS", "protocol_port": 9100}}),
+    );
+    assert_eq!(s, 201, "{prom}");
+    r.wait_active(&id);
+    let http_listener = lb["loadbalancer"]["listeners"][0]["id"].as_str().unwrap();
+    let series = format!("octavia_listener_http_requests_total{{listener=\"{http_listener}\"}} ");
+    // The listener's creation reloaded HAProxy, whose counters start again: traffic now.
+    eventually("no Octavia metrics on the PROMETHEUS listener", || {
+        get(&url).is_some()
+            && reqwest::blocking::get(format!("http://{vip}:9100/metrics"))
+                .and_then(|r| r.text())
+                .is_ok_and(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix(&series))
+                        .is_some_and(|v| v.parse::<f64>().is_ok_and(|n| n >= 1.0))
+                })
+    });
+    let text = reqwest::blocking::get(format!("http://{vip}:9100/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    promtool_check(&text);
 
     // The amphora: a namespace with its own loopback, a management interface and the VIP port.
     let spaces = env.namespaces();

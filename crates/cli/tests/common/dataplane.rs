@@ -101,10 +101,20 @@ pub fn delete_lb(r: &super::Rocta, id: &str) {
     // load) more than 10 s, not understood yet (see the closing note of session 10).
     let t = Instant::now();
     while r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 != 404 {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "load balancer not deleted"
-        );
+        if t.elapsed() >= Duration::from_secs(30) {
+            let amps = r.req_as(
+                "GET",
+                &format!("/v2/octavia/amphorae?loadbalancer_id={id}"),
+                None,
+                "p1",
+                Some("admin"),
+            );
+            panic!(
+                "load balancer not deleted: {:?} {:?}",
+                r.get(&format!("/v2/lbaas/loadbalancers/{id}")),
+                amps
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     if t.elapsed() > Duration::from_secs(5) {
