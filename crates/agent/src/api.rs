@@ -39,7 +39,12 @@ impl State {
         certs: Arc<SwappableCert>,
         target: tokio::sync::watch::Sender<crate::heartbeat::Target>,
     ) -> Self {
-        let sup = Supervisor::new(&cfg.base_dir, &cfg.haproxy_bin, &cfg.amphora_id);
+        let sup = Supervisor::new(
+            &cfg.base_dir,
+            &cfg.haproxy_bin,
+            &cfg.amphora_id,
+            crate::shipping::Shipper::new(&cfg.log_shipping),
+        );
         State {
             udp: crate::udp::Udp::new(&cfg.base_dir),
             cfg: Arc::new(cfg),

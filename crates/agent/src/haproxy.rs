@@ -8,6 +8,7 @@
 //! `<lb>/<lb>.sock` (stats), `<lb>/<lb>.state` (server state), `<lb>/certs/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -32,13 +33,23 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(base: &Path, bin: &str, amphora_id: &str) -> Self {
+    pub fn new(
+        base: &Path,
+        bin: &str,
+        amphora_id: &str,
+        shipper: Option<Arc<crate::shipping::Shipper>>,
+    ) -> Self {
         Supervisor {
             base: base.to_path_buf(),
             bin: bin.to_string(),
             amphora_id: amphora_id.to_string(),
-            drains: Default::default(),
+            drains: crate::logs::Drains::new(shipper),
         }
+    }
+
+    /// Where the per-request logs are shipped, if anywhere.
+    pub fn shipper(&self) -> Option<Arc<crate::shipping::Shipper>> {
+        self.drains.shipper()
     }
 
     fn stats_socket(&self, lb: &str) -> String {

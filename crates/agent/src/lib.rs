@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod logs;
 pub mod netif;
 pub mod promproxy;
+pub mod shipping;
 pub mod tls;
 pub mod udp;
 pub mod vrrp;
@@ -50,6 +51,9 @@ pub struct AgentConfig {
     /// The shared HMAC key of heartbeats.
     #[serde(default)]
     pub heartbeat_key: String,
+    /// Where the per-request logs are shipped (`[log_shipping]`; none by default).
+    #[serde(default)]
+    pub log_shipping: shipping::Shipping,
     /// The file this configuration was read from (rewritten by `PUT /1.0/config`).
     #[serde(skip)]
     pub config_path: Option<PathBuf>,
@@ -112,6 +116,9 @@ pub async fn serve(
     let amphora_id = cfg.amphora_id.clone();
     let state = api::State::new(cfg, certs, target);
     let sup = state.sup.clone();
+    if let Some(shipper) = sup.shipper() {
+        tokio::spawn(shipper.run(shutdown.clone()));
+    }
     // HAProxies that outlived an agent restart: their logs are drained again.
     for lb in sup.load_balancers() {
         if sup.running(&lb).is_some() {

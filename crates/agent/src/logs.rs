@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::shipping::Shipper;
+
 /// Size at which `traffic.log` is rotated (one older file is kept).
 pub const ROTATE_AT: u64 = 16 << 20;
 /// How often a watcher checks that the current worker's ring is being drained.
@@ -31,9 +33,19 @@ const RETIRE_QUIET: Duration = Duration::from_secs(2);
 const RETIRE_MAX: Duration = Duration::from_secs(60);
 
 /// The log watcher of each load balancer.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Drains {
     watched: Arc<Mutex<HashMap<String, Watch>>>,
+    /// Where the lines are shipped too (`[log_shipping]`), if anywhere.
+    shipper: Option<Arc<Shipper>>,
+}
+
+impl std::fmt::Debug for Drains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drains")
+            .field("shipping", &self.shipper.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -48,6 +60,7 @@ struct Target {
     socket: String,
     ring: String,
     log: PathBuf,
+    shipper: Option<Arc<Shipper>>,
 }
 
 /// The session streaming one worker's ring.
@@ -58,6 +71,17 @@ struct Session {
 }
 
 impl Drains {
+    pub fn new(shipper: Option<Arc<Shipper>>) -> Drains {
+        Drains {
+            watched: Default::default(),
+            shipper,
+        }
+    }
+
+    pub fn shipper(&self) -> Option<Arc<Shipper>> {
+        self.shipper.clone()
+    }
+
     /// Keeps the current worker of `lb` followed. The first call starts the watcher; later
     /// calls (after a start or reload) make it look at once. Returns at once.
     pub fn follow(&self, lb: &str, socket: String, ring: String, log: PathBuf) {
@@ -77,6 +101,7 @@ impl Drains {
             socket,
             ring,
             log,
+            shipper: self.shipper.clone(),
         };
         tokio::spawn(watch(target, wake, stop));
     }
@@ -161,8 +186,9 @@ async fn ensure(t: &Target, current: &mut Option<Session>) -> std::io::Result<()
     let retire = CancellationToken::new();
     let log = t.log.clone();
     let r = retire.clone();
+    let shipper = t.shipper.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = stream(s, rest, &log, r).await {
+        if let Err(e) = stream(s, rest, &log, shipper, r).await {
             tracing::warn!(path = %log.display(), error = %e, "log ring drain ended");
         }
     });
@@ -202,9 +228,16 @@ async fn stream(
     mut s: tokio::net::UnixStream,
     first: Vec<u8>,
     log: &Path,
+    shipper: Option<Arc<Shipper>>,
     retire: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut out = LogFile::open(log)?;
+    let mut out = Output {
+        file: match &shipper {
+            Some(s) if !s.keep_local() => None,
+            _ => Some(LogFile::open(log)?),
+        },
+        shipper,
+    };
     let mut pending = first;
     out.write_lines(&mut pending)?;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -245,6 +278,36 @@ async fn stream(
     }
 }
 
+/// Where drained lines go: `traffic.log` (unless shipping only) and the shipper.
+struct Output {
+    file: Option<LogFile>,
+    shipper: Option<Arc<Shipper>>,
+}
+
+impl Output {
+    /// Writes (in one write, so two workers' drains never split each other's lines) and ships
+    /// the complete lines of `pending`; keeps the rest.
+    fn write_lines(&mut self, pending: &mut Vec<u8>) -> std::io::Result<()> {
+        let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        let rest = pending.split_off(end + 1);
+        let r = self.write(pending);
+        *pending = rest;
+        r
+    }
+
+    fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        if let Some(s) = &self.shipper {
+            s.push(lines);
+        }
+        match &mut self.file {
+            Some(f) => f.write(lines),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `traffic.log` with size-based rotation.
 struct LogFile {
     path: PathBuf,
@@ -264,18 +327,6 @@ impl LogFile {
             file,
             size,
         })
-    }
-
-    /// Writes the complete lines of `pending` (one write, so two workers' drains never split
-    /// each other's lines) and keeps the rest.
-    fn write_lines(&mut self, pending: &mut Vec<u8>) -> std::io::Result<()> {
-        let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
-            return Ok(());
-        };
-        let rest = pending.split_off(end + 1);
-        self.write(pending)?;
-        *pending = rest;
-        Ok(())
     }
 
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {

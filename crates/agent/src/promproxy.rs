@@ -60,6 +60,18 @@ async fn metrics(
     axum::extract::State(p): axum::extract::State<Arc<Proxy>>,
 ) -> axum::response::Response {
     let mut out = host_usage();
+    if let Some(sh) = p.sup.shipper() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (shipped, dropped) = (sh.shipped.load(Relaxed), sh.dropped.load(Relaxed));
+        out.push_str(&format!(
+            "# HELP rocta_amphora_log_lines_shipped_total Per-request log lines handed to a log target.\n\
+             # TYPE rocta_amphora_log_lines_shipped_total counter\n\
+             rocta_amphora_log_lines_shipped_total {shipped}\n\
+             # HELP rocta_amphora_log_lines_dropped_total Per-request log lines dropped: the queue for the log targets was full.\n\
+             # TYPE rocta_amphora_log_lines_dropped_total counter\n\
+             rocta_amphora_log_lines_dropped_total {dropped}\n"
+        ));
+    }
     for lb in p.sup.load_balancers() {
         if p.sup.running(&lb).is_none() {
             continue;

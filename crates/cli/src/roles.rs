@@ -155,6 +155,17 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 controllers,
                 interval: hm.heartbeat_interval,
                 key: heartbeat_key.clone(),
+                logs: {
+                    let a = &cfg.amphora_agent;
+                    rocta_drivers::local::LogShipping {
+                        tenant_log_targets: a.tenant_log_targets.clone(),
+                        log_protocol: a.log_protocol.clone(),
+                        log_retry_count: a.log_retry_count,
+                        log_retry_interval: a.log_retry_interval,
+                        log_queue_size: a.log_queue_size,
+                        disable_local_log_storage: a.disable_local_log_storage,
+                    }
+                },
             },
         )?;
         let shutdown = CancellationToken::new();

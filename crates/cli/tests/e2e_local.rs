@@ -422,3 +422,157 @@ fn prometheus_listener_serves_octavias_metrics() {
     }
     delete_lb(&r, &id);
 }
+
+/// A real rsyslogd receiving on loopback TCP (`imtcp`), writing every message to a file.
+struct Rsyslog {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Rsyslog {
+    fn new(dir: &std::path::Path) -> Rsyslog {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = dir.join("rsyslog");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rsyslog.conf"),
+            format!(
+                "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\")\n\
+                 input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n\
+                 template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+                 *.* action(type=\"omfile\" file=\"{d}/tenant.log\" template=\"raw\")\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut r = Rsyslog {
+            dir,
+            port,
+            child: None,
+        };
+        r.start();
+        r
+    }
+
+    fn start(&mut self) {
+        let child = std::process::Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(self.dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(self.dir.join("rsyslogd.pid"))
+            .spawn()
+            .expect("rsyslogd (apt-get install -y rsyslog)");
+        self.child = Some(child);
+        let port = self.port;
+        eventually("rsyslogd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .arg(c.id().to_string())
+                .status();
+            c.wait().unwrap();
+        }
+    }
+
+    /// How many received lines hold `needle` (a request path followed by a space).
+    fn count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("tenant.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Log offloading (`[amphora_agent] tenant_log_targets`, TCP): every request of a burst reaches
+/// a real rsyslogd exactly once; while it is down the lines wait (up to `log_queue_size`) and
+/// arrive once it is back; the lines beyond the queue are dropped and counted on the load
+/// balancer's PROMETHEUS listener.
+#[test]
+fn request_logs_are_shipped_to_a_syslog_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper::new(dir.path());
+    let mut rsyslog = Rsyslog::new(dir.path());
+    let a = backend("A");
+    let r = Rocta::start_real_with(
+        dir.path(),
+        &format!(
+            "{TEST_CONFIG}[amphora_agent]\ntenant_log_targets = [\"127.0.0.1:{}\"]\n\
+             log_protocol = \"TCP\"\nlog_retry_interval = 0.2\nlog_queue_size = 60\n",
+            rsyslog.port
+        ),
+        &[],
+    );
+    let body = json!({"loadbalancer": {"vip_subnet_id": PUBLIC,
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8080, "default_pool": {"name": "p"}},
+                      {"protocol": "PROMETHEUS", "protocol_port": 9100}],
+        "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                   "members": [{"address": "127.0.0.1", "protocol_port": a}]}]}});
+    let (id, vip, _) = r.create_lb(body);
+    let url = |path: &str| format!("http://{vip}:8080/{path}");
+    eventually("the HTTP listener serving", || {
+        get(&url("warm-up")).is_some()
+    });
+    let burst = |prefix: &str, n: usize| {
+        for i in 0..n {
+            assert_eq!(get(&url(&format!("{prefix}-{i}"))).unwrap().1, "A");
+        }
+    };
+    let all_once = |rs: &Rsyslog, prefix: &str, n: usize| {
+        (0..n).all(|i| rs.count(&format!("/{prefix}-{i} ")) == 1)
+    };
+    burst("up", 100);
+    eventually("the burst in rsyslog, each request once", || {
+        all_once(&rsyslog, "up", 100)
+    });
+    // The receiver down: the lines wait, and arrive once it is back.
+    rsyslog.stop();
+    burst("down", 40);
+    std::thread::sleep(Duration::from_millis(600));
+    rsyslog.start();
+    eventually("the lines logged while rsyslog was down", || {
+        all_once(&rsyslog, "down", 40)
+    });
+    assert!(all_once(&rsyslog, "up", 100), "a line came twice");
+    // Beyond the queue: 100 lines for 60 places; the 40 others are counted.
+    rsyslog.stop();
+    burst("over", 100);
+    let dropped = || -> Option<f64> {
+        let text = reqwest::blocking::get(format!("http://{vip}:9100/metrics"))
+            .ok()?
+            .text()
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("rocta_amphora_log_lines_dropped_total "))?
+            .parse()
+            .ok()
+    };
+    // (At least: each scrape's own request is logged too, and may not fit either.)
+    eventually("40 lines counted as dropped", || {
+        dropped().is_some_and(|n| n >= 40.0)
+    });
+    rsyslog.start();
+    eventually("the 60 queued lines", || all_once(&rsyslog, "over", 60));
+    std::thread::sleep(Duration::from_millis(500));
+    let late = (60..100)
+        .filter(|i| rsyslog.count(&format!("/over-{i} ")) > 0)
+        .count();
+    assert_eq!(late, 0, "lines beyond the queue arrived");
+    delete_lb(&r, &id);
+}

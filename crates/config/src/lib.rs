@@ -51,6 +51,7 @@ pub struct Config {
     pub house_keeping: HouseKeeping,
     pub logging: Logging,
     pub metrics: MetricsSettings,
+    pub amphora_agent: AmphoraAgent,
     pub keystone_authtoken: KeystoneAuthtoken,
     pub oslo_policy: OsloPolicy,
     pub netns: Netns,
@@ -368,6 +369,34 @@ impl Config {
                     "must be \"keystone\" or \"noauth\"",
                 ))
             }
+        }
+        let a = &self.amphora_agent;
+        if !matches!(a.log_protocol.as_str(), "UDP" | "TCP") {
+            return Err(invalid(
+                "amphora_agent",
+                "log_protocol",
+                "must be \"UDP\" or \"TCP\"",
+            ));
+        }
+        if let Some(t) = a
+            .tenant_log_targets
+            .iter()
+            .find(|t| t.parse::<std::net::SocketAddr>().is_err())
+        {
+            return Err(invalid(
+                "amphora_agent",
+                "tenant_log_targets",
+                &format!("{t:?} is not an address and port (e.g. \"192.0.2.10:514\")"),
+            ));
+        }
+        if !(a.log_retry_interval.is_finite() && a.log_retry_interval > 0.0)
+            || a.log_queue_size == 0
+        {
+            return Err(invalid(
+                "amphora_agent",
+                "log_retry_interval",
+                "log_retry_interval and log_queue_size must be positive",
+            ));
         }
         if !self
             .api_settings
@@ -694,6 +723,39 @@ impl Default for Logging {
         Logging {
             format: "text".into(),
             level: "info".into(),
+        }
+    }
+}
+
+/// `[amphora_agent]` (Octavia's section): where the amphorae ship their logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmphoraAgent {
+    /// `host:port` syslog receivers of the load balancers' per-request logs (RFC 5424), the
+    /// first that takes them; the others only while it fails. Empty: kept on the amphora only.
+    pub tenant_log_targets: Vec<String>,
+    /// `UDP` or `TCP` (lines framed by a newline).
+    pub log_protocol: String,
+    /// Attempts on a target before the next one is tried.
+    pub log_retry_count: u32,
+    /// Seconds between two attempts.
+    pub log_retry_interval: f64,
+    /// Lines held per amphora while no target takes them; the ones beyond are dropped and
+    /// counted (`rocta_amphora_log_lines_dropped_total` on a PROMETHEUS listener).
+    pub log_queue_size: usize,
+    /// Ship the logs only: no `traffic.log` on the amphora.
+    pub disable_local_log_storage: bool,
+}
+
+impl Default for AmphoraAgent {
+    fn default() -> Self {
+        AmphoraAgent {
+            tenant_log_targets: vec![],
+            log_protocol: "UDP".into(),
+            log_retry_count: 5,
+            log_retry_interval: 2.0,
+            log_queue_size: 10_000,
+            disable_local_log_storage: false,
         }
     }
 }

@@ -125,3 +125,26 @@ fn compute_zones_are_named_once() {
         assert!(e.contains("compute_zones"), "{e}");
     }
 }
+
+#[test]
+fn log_shipping_is_checked() {
+    for (text, key) in [
+        ("[amphora_agent]\nlog_protocol = \"RELP\"\n", "log_protocol"),
+        (
+            "[amphora_agent]\ntenant_log_targets = [\"logs.example\"]\n",
+            "tenant_log_targets",
+        ),
+        (
+            "[amphora_agent]\nlog_queue_size = 0\n",
+            "log_retry_interval",
+        ),
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert!(e.to_string().contains(key), "{text}: {e}");
+    }
+    let ok = Config::from_toml(
+        "[amphora_agent]\ntenant_log_targets = [\"192.0.2.10:514\", \"[2001:db8::1]:514\"]\nlog_protocol = \"TCP\"\n",
+    )
+    .unwrap();
+    assert_eq!(ok.amphora_agent.tenant_log_targets.len(), 2);
+}

@@ -33,6 +33,44 @@ pub struct HeartbeatTarget {
     pub controllers: Vec<String>,
     pub interval: f64,
     pub key: String,
+    /// Where the agents ship the per-request logs (`[amphora_agent]`).
+    pub logs: LogShipping,
+}
+
+/// `[amphora_agent]`'s log shipping, written into each agent's configuration under the same
+/// names (see the agent's `logs::Shipping`).
+#[derive(Debug, Clone, Default)]
+pub struct LogShipping {
+    pub tenant_log_targets: Vec<String>,
+    pub log_protocol: String,
+    pub log_retry_count: u32,
+    pub log_retry_interval: f64,
+    pub log_queue_size: usize,
+    pub disable_local_log_storage: bool,
+}
+
+impl LogShipping {
+    /// The agent configuration's `[log_shipping]` table, last in the file (none without
+    /// targets: the agent's defaults).
+    fn toml(&self) -> String {
+        if self.tenant_log_targets.is_empty() {
+            return String::new();
+        }
+        let targets: Vec<String> = self
+            .tenant_log_targets
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect();
+        format!(
+            "[log_shipping]\ntenant_log_targets = [{}]\nlog_protocol = {:?}\nlog_retry_count = {}\nlog_retry_interval = {:?}\nlog_queue_size = {}\ndisable_local_log_storage = {}\n",
+            targets.join(", "),
+            self.log_protocol,
+            self.log_retry_count,
+            self.log_retry_interval,
+            self.log_queue_size,
+            self.disable_local_log_storage
+        )
+    }
 }
 
 /// Where the amphorae's agents live.
@@ -177,7 +215,7 @@ impl LocalCompute {
             ctl = controllers.join(", "),
             iv = self.heartbeat.interval,
             key = self.heartbeat.key,
-        )
+        ) + &self.heartbeat.logs.toml()
     }
 
     /// Reserves a management address (the one it holds, else a free one).

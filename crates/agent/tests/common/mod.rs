@@ -147,6 +147,7 @@ pub fn start_with(controllers: Vec<String>, key: &str) -> Agent {
         controller_ip_port_list: controllers,
         heartbeat_interval: 0.2,
         heartbeat_key: key.into(),
+        log_shipping: Default::default(),
     };
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", l.local_addr().unwrap());
