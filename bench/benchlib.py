@@ -154,7 +154,7 @@ def rsyslogd(rs, cpu):
 def logging_off(cfg):
     """A rocta HAProxy configuration with its per-request logging taken out (no ring, no log
     lines, `no log`)."""
-    off = re.sub(r"\n    log ring@\S+ local0", "", cfg)
+    off = re.sub(r"\n    log ring@\S+ local\d( notice)?", "", cfg)
     off = re.sub(r"\nring [^\n]*\n(    [^\n]*\n)*", "\n", off)
     off = off.replace("    log global", "    no log")
     return re.sub(r"\n    log-format [^\n]*", "", off)

@@ -34,6 +34,11 @@ pub struct State {
 }
 
 impl State {
+    /// Where the logs are shipped (`[log_shipping]`).
+    pub fn log_shipping(&self) -> &crate::shipping::Shipping {
+        &self.cfg.log_shipping
+    }
+
     pub fn new(
         cfg: AgentConfig,
         certs: Arc<SwappableCert>,
@@ -43,7 +48,7 @@ impl State {
             &cfg.base_dir,
             &cfg.haproxy_bin,
             &cfg.amphora_id,
-            crate::shipping::Shipper::new(&cfg.log_shipping),
+            crate::shipping::Shippers::new(&cfg.log_shipping),
         );
         State {
             udp: crate::udp::Udp::new(&cfg.base_dir),

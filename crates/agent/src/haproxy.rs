@@ -8,7 +8,6 @@
 //! `<lb>/<lb>.sock` (stats), `<lb>/<lb>.state` (server state), `<lb>/certs/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -37,19 +36,19 @@ impl Supervisor {
         base: &Path,
         bin: &str,
         amphora_id: &str,
-        shipper: Option<Arc<crate::shipping::Shipper>>,
+        shippers: crate::shipping::Shippers,
     ) -> Self {
         Supervisor {
             base: base.to_path_buf(),
             bin: bin.to_string(),
             amphora_id: amphora_id.to_string(),
-            drains: crate::logs::Drains::new(shipper),
+            drains: crate::logs::Drains::new(shippers),
         }
     }
 
-    /// Where the per-request logs are shipped, if anywhere.
-    pub fn shipper(&self) -> Option<Arc<crate::shipping::Shipper>> {
-        self.drains.shipper()
+    /// Where the logs are shipped, if anywhere.
+    pub fn shippers(&self) -> &crate::shipping::Shippers {
+        self.drains.shippers()
     }
 
     fn stats_socket(&self, lb: &str) -> String {

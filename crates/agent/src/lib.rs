@@ -116,8 +116,12 @@ pub async fn serve(
     let amphora_id = cfg.amphora_id.clone();
     let state = api::State::new(cfg, certs, target);
     let sup = state.sup.clone();
-    if let Some(shipper) = sup.shipper() {
-        tokio::spawn(shipper.run(shutdown.clone()));
+    sup.shippers().spawn(&shutdown);
+    if sup.shippers().admin.is_some() {
+        tracing::info!(
+            targets = ?state.log_shipping().admin_log_targets,
+            "shipping the administrative logs"
+        );
     }
     // HAProxies that outlived an agent restart: their logs are drained again.
     for lb in sup.load_balancers() {

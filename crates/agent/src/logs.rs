@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::shipping::Shipper;
+use crate::shipping::Shippers;
 
 /// Size at which `traffic.log` is rotated (one older file is kept).
 pub const ROTATE_AT: u64 = 16 << 20;
@@ -37,13 +37,13 @@ const RETIRE_MAX: Duration = Duration::from_secs(60);
 pub struct Drains {
     watched: Arc<Mutex<HashMap<String, Watch>>>,
     /// Where the lines are shipped too (`[log_shipping]`), if anywhere.
-    shipper: Option<Arc<Shipper>>,
+    shippers: Shippers,
 }
 
 impl std::fmt::Debug for Drains {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Drains")
-            .field("shipping", &self.shipper.is_some())
+            .field("shipping", &self.shippers.tenant.is_some())
             .finish()
     }
 }
@@ -60,7 +60,7 @@ struct Target {
     socket: String,
     ring: String,
     log: PathBuf,
-    shipper: Option<Arc<Shipper>>,
+    shippers: Shippers,
 }
 
 /// The session streaming one worker's ring.
@@ -71,15 +71,15 @@ struct Session {
 }
 
 impl Drains {
-    pub fn new(shipper: Option<Arc<Shipper>>) -> Drains {
+    pub fn new(shippers: Shippers) -> Drains {
         Drains {
             watched: Default::default(),
-            shipper,
+            shippers,
         }
     }
 
-    pub fn shipper(&self) -> Option<Arc<Shipper>> {
-        self.shipper.clone()
+    pub fn shippers(&self) -> &Shippers {
+        &self.shippers
     }
 
     /// Keeps the current worker of `lb` followed. The first call starts the watcher; later
@@ -101,7 +101,7 @@ impl Drains {
             socket,
             ring,
             log,
-            shipper: self.shipper.clone(),
+            shippers: self.shippers.clone(),
         };
         tokio::spawn(watch(target, wake, stop));
     }
@@ -186,9 +186,9 @@ async fn ensure(t: &Target, current: &mut Option<Session>) -> std::io::Result<()
     let retire = CancellationToken::new();
     let log = t.log.clone();
     let r = retire.clone();
-    let shipper = t.shipper.clone();
+    let shippers = t.shippers.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = stream(s, rest, &log, shipper, r).await {
+        if let Err(e) = stream(s, rest, &log, shippers, r).await {
             tracing::warn!(path = %log.display(), error = %e, "log ring drain ended");
         }
     });
@@ -228,15 +228,15 @@ async fn stream(
     mut s: tokio::net::UnixStream,
     first: Vec<u8>,
     log: &Path,
-    shipper: Option<Arc<Shipper>>,
+    shippers: Shippers,
     retire: CancellationToken,
 ) -> std::io::Result<()> {
     let mut out = Output {
-        file: match &shipper {
-            Some(s) if !s.keep_local() => None,
-            _ => Some(LogFile::open(log)?),
+        file: match shippers.keep_local() {
+            true => Some(LogFile::open(log)?),
+            false => None,
         },
-        shipper,
+        shippers,
     };
     let mut pending = first;
     out.write_lines(&mut pending)?;
@@ -281,7 +281,7 @@ async fn stream(
 /// Where drained lines go: `traffic.log` (unless shipping only) and the shipper.
 struct Output {
     file: Option<LogFile>,
-    shipper: Option<Arc<Shipper>>,
+    shippers: Shippers,
 }
 
 impl Output {
@@ -298,9 +298,7 @@ impl Output {
     }
 
     fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        if let Some(s) = &self.shipper {
-            s.push(lines);
-        }
+        self.shippers.push(lines);
         match &mut self.file {
             Some(f) => f.write(lines),
             None => Ok(()),

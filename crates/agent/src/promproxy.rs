@@ -60,7 +60,7 @@ async fn metrics(
     axum::extract::State(p): axum::extract::State<Arc<Proxy>>,
 ) -> axum::response::Response {
     let mut out = host_usage();
-    if let Some(sh) = p.sup.shipper() {
+    if let Some(sh) = &p.sup.shippers().tenant {
         use std::sync::atomic::Ordering::Relaxed;
         let (shipped, dropped) = (sh.shipped.load(Relaxed), sh.dropped.load(Relaxed));
         out.push_str(&format!(

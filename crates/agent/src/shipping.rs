@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -25,6 +25,10 @@ pub struct Shipping {
     pub log_retry_interval: f64,
     pub log_queue_size: usize,
     pub disable_local_log_storage: bool,
+    pub admin_log_targets: Vec<String>,
+    /// The facility (`localN`) of HAProxy's administrative messages: those lines go to the
+    /// admin targets, the others to the tenant's.
+    pub administrative_log_facility: u8,
 }
 
 impl Default for Shipping {
@@ -36,8 +40,151 @@ impl Default for Shipping {
             log_retry_interval: 2.0,
             log_queue_size: 10_000,
             disable_local_log_storage: false,
+            admin_log_targets: vec![],
+            administrative_log_facility: 1,
         }
     }
+}
+
+/// The shippers of an agent: the tenant's per-request logs and the administrative logs.
+#[derive(Clone, Default)]
+pub struct Shippers {
+    pub tenant: Option<Arc<Shipper>>,
+    pub admin: Option<Arc<Shipper>>,
+    admin_facility: u8,
+    keep_local: bool,
+}
+
+/// The admin shipper the agent's own log goes to ([`AdminLog`]), once there is one.
+static ADMIN: OnceLock<(Arc<Shipper>, u8)> = OnceLock::new();
+
+impl Shippers {
+    pub fn new(cfg: &Shipping) -> Shippers {
+        let s = Shippers {
+            tenant: Shipper::new(&cfg.tenant_log_targets, cfg),
+            admin: Shipper::new(&cfg.admin_log_targets, cfg),
+            admin_facility: cfg.administrative_log_facility,
+            keep_local: !cfg.disable_local_log_storage,
+        };
+        if let Some(a) = &s.admin {
+            let _ = ADMIN.set((a.clone(), cfg.administrative_log_facility));
+        }
+        s
+    }
+
+    /// Whether the lines are to be kept on the amphora too.
+    pub fn keep_local(&self) -> bool {
+        self.keep_local || self.tenant.is_none()
+    }
+
+    /// Queues each complete line of `chunk` for the tenant's or the admin targets, by its
+    /// syslog facility.
+    pub fn push(&self, chunk: &[u8]) {
+        let admin = 16 + u32::from(self.admin_facility);
+        for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let to = if facility(line) == Some(admin) {
+                &self.admin
+            } else {
+                &self.tenant
+            };
+            if let Some(s) = to {
+                s.push_line(line);
+            }
+        }
+    }
+
+    pub fn spawn(&self, stop: &CancellationToken) {
+        for s in [&self.tenant, &self.admin].into_iter().flatten() {
+            tokio::spawn(s.clone().run(stop.clone()));
+        }
+    }
+}
+
+/// The agent's own log as syslog messages to the admin targets: a writer for tracing's fmt
+/// layer, each event one RFC 5424 message (`rocta-agent` from host `<amphora id>`, the
+/// receiver stamping the time). Nothing goes anywhere without admin targets.
+#[derive(Clone)]
+pub struct AdminLog {
+    host: String,
+}
+
+impl AdminLog {
+    pub fn new(amphora_id: &str) -> AdminLog {
+        AdminLog {
+            host: amphora_id.to_string(),
+        }
+    }
+}
+
+/// One event being formatted; shipped when dropped.
+pub struct AdminLine {
+    severity: u8,
+    host: String,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for AdminLine {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AdminLine {
+    fn drop(&mut self) {
+        let Some((shipper, facility)) = ADMIN.get() else {
+            return;
+        };
+        let msg = String::from_utf8_lossy(&self.buf);
+        let msg = msg.trim_end();
+        if msg.is_empty() {
+            return;
+        }
+        let pri = (16 + u32::from(*facility)) * 8 + u32::from(self.severity);
+        let line = format!(
+            "<{pri}>1 - {} rocta-agent {} - - {}",
+            self.host,
+            std::process::id(),
+            msg.replace('\n', " ")
+        );
+        shipper.push_line(line.as_bytes());
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AdminLog {
+    type Writer = AdminLine;
+    fn make_writer(&'a self) -> AdminLine {
+        self.line(6)
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> AdminLine {
+        use tracing::Level;
+        self.line(match *meta.level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            _ => 7,
+        })
+    }
+}
+
+impl AdminLog {
+    fn line(&self, severity: u8) -> AdminLine {
+        AdminLine {
+            severity,
+            host: self.host.clone(),
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// The facility of a syslog line (`<PRI>` = facility × 8 + severity).
+fn facility(line: &[u8]) -> Option<u32> {
+    let end = line.iter().position(|b| *b == b'>')?;
+    let pri: u32 = std::str::from_utf8(line.get(1..end)?).ok()?.parse().ok()?;
+    (line.first() == Some(&b'<')).then_some(pri / 8)
 }
 
 /// Lines sent in one write (TCP) at most.
@@ -61,10 +208,9 @@ enum Conn {
 }
 
 impl Shipper {
-    /// A shipper for `cfg`; `None` without targets (or with none that parses).
-    pub fn new(cfg: &Shipping) -> Option<Arc<Shipper>> {
-        let targets: Vec<SocketAddr> = cfg
-            .tenant_log_targets
+    /// A shipper to `targets` as `cfg` says; `None` without targets (or with none that parses).
+    pub fn new(targets: &[String], cfg: &Shipping) -> Option<Arc<Shipper>> {
+        let targets: Vec<SocketAddr> = targets
             .iter()
             .filter_map(|t| match t.parse() {
                 Ok(a) => Some(a),
@@ -86,25 +232,18 @@ impl Shipper {
         })
     }
 
-    /// Whether the lines are to be kept on the amphora too.
-    pub fn keep_local(&self) -> bool {
-        !self.cfg.disable_local_log_storage
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues the complete lines of `chunk` (newline-terminated).
-    pub fn push(&self, chunk: &[u8]) {
+    /// Queues one line (without its newline), or counts it dropped when the queue is full.
+    pub fn push_line(&self, line: &[u8]) {
         let mut q = self.lock();
-        for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            if q.len() >= self.cfg.log_queue_size {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            } else {
-                q.push_back(line.to_vec());
-            }
+        if q.len() >= self.cfg.log_queue_size {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        q.push_back(line.to_vec());
         drop(q);
         self.ready.notify_one();
     }
@@ -227,16 +366,38 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts() {
-        let s = Shipper::new(&cfg(3)).unwrap();
+        let s = Shippers::new(&cfg(3));
         s.push(b"a\nb\n\nc\nd\ne\n");
-        assert_eq!(s.lock().len(), 3);
-        assert_eq!(s.dropped.load(Ordering::Relaxed), 2);
-        assert_eq!(s.lock().front().unwrap(), b"a");
+        let t = s.tenant.unwrap();
+        assert_eq!(t.lock().len(), 3);
+        assert_eq!(t.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(t.lock().front().unwrap(), b"a");
+    }
+
+    #[test]
+    fn lines_go_by_facility() {
+        let mut c = cfg(10);
+        c.admin_log_targets = vec!["127.0.0.1:10".into()];
+        c.administrative_log_facility = 3;
+        let s = Shippers::new(&c);
+        // local0.info = 134, local3.notice = 157
+        s.push(b"<134>1 - a\n<157>1 - b\nc\n");
+        let q = |x: &Option<Arc<Shipper>>| {
+            x.as_ref()
+                .unwrap()
+                .lock()
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(q(&s.tenant), [b"<134>1 - a".to_vec(), b"c".to_vec()]);
+        assert_eq!(q(&s.admin), [b"<157>1 - b".to_vec()]);
     }
 
     #[test]
     fn no_targets_no_shipper() {
-        assert!(Shipper::new(&Shipping::default()).is_none());
+        let s = Shippers::new(&Shipping::default());
+        assert!(s.tenant.is_none() && s.admin.is_none() && s.keep_local());
     }
 
     #[tokio::test]
@@ -245,11 +406,12 @@ mod tests {
         let mut c = cfg(100);
         c.tenant_log_targets = vec![l.local_addr().unwrap().to_string()];
         c.log_protocol = "TCP".into();
-        let s = Shipper::new(&c).unwrap();
+        let s = Shipper::new(&c.tenant_log_targets, &c).unwrap();
         let stop = CancellationToken::new();
         tokio::spawn(s.clone().run(stop.clone()));
-        s.push(b"one\ntwo\n");
-        s.push(b"three\n");
+        for line in ["one", "two", "three"] {
+            s.push_line(line.as_bytes());
+        }
         let (mut peer, _) = l.accept().await.unwrap();
         let mut got = Vec::new();
         while got.len() < 14 {

@@ -423,6 +423,10 @@ pub fn build_drivers(
                 &p.controller_identity,
                 cfg.haproxy_amphora.default_connection_limit,
                 cfg.haproxy_amphora.connection_logging,
+                (
+                    cfg.amphora_agent.user_log_facility,
+                    cfg.amphora_agent.administrative_log_facility,
+                ),
             )
             .map_err(|e| BootError::BuildDrivers(format!("controller TLS identity: {e}")))?,
         ),

@@ -164,6 +164,8 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                         log_retry_interval: a.log_retry_interval,
                         log_queue_size: a.log_queue_size,
                         disable_local_log_storage: a.disable_local_log_storage,
+                        admin_log_targets: a.admin_log_targets.clone(),
+                        administrative_log_facility: a.administrative_log_facility,
                     }
                 },
             },
@@ -365,14 +367,29 @@ pub fn run_agent(args: &AgentArgs) -> Result<(), BootError> {
         .map_err(|e| BootError::LoadConfig(format!("{}: {e}", args.config.display())))?;
     // A configuration update (`PUT /1.0/config`) replaces this file.
     cfg.config_path = Some(args.config.clone());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let stderr = tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .with_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            );
+        // The agent's own log, info and above, to `[log_shipping] admin_log_targets` once the
+        // agent has them (nothing without).
+        let admin = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(rocta_agent::shipping::AdminLog::new(&cfg.amphora_id))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let _ = tracing_subscriber::registry()
+            .with(stderr)
+            .with(admin)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

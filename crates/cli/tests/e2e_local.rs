@@ -444,7 +444,7 @@ impl Rsyslog {
             format!(
                 "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\")\n\
                  input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\n\
-                 template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+                 template(name=\"raw\" type=\"string\" string=\"%syslogfacility-text% %rawmsg%\\n\")\n\
                  *.* action(type=\"omfile\" file=\"{d}/tenant.log\" template=\"raw\")\n",
                 d = dir.display()
             ),
@@ -484,13 +484,18 @@ impl Rsyslog {
         }
     }
 
-    /// How many received lines hold `needle` (a request path followed by a space).
-    fn count(&self, needle: &str) -> usize {
+    /// The received messages, each `<facility> <message>`.
+    fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("tenant.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(needle))
-            .count()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many received lines hold `needle` (a request path followed by a space).
+    fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
     }
 }
 
@@ -513,9 +518,10 @@ fn request_logs_are_shipped_to_a_syslog_receiver() {
     let r = Rocta::start_real_with(
         dir.path(),
         &format!(
-            "{TEST_CONFIG}[amphora_agent]\ntenant_log_targets = [\"127.0.0.1:{}\"]\n\
-             log_protocol = \"TCP\"\nlog_retry_interval = 0.2\nlog_queue_size = 60\n",
-            rsyslog.port
+            "{TEST_CONFIG}[amphora_agent]\ntenant_log_targets = [\"127.0.0.1:{p}\"]\n\
+             admin_log_targets = [\"127.0.0.1:{p}\"]\nlog_protocol = \"TCP\"\n\
+             log_retry_interval = 0.2\nlog_queue_size = 60\n",
+            p = rsyslog.port
         ),
         &[],
     );
@@ -540,6 +546,19 @@ fn request_logs_are_shipped_to_a_syslog_receiver() {
     burst("up", 100);
     eventually("the burst in rsyslog, each request once", || {
         all_once(&rsyslog, "up", 100)
+    });
+    // The request logs on local0, the administrative ones (the agent's own) on local1.
+    assert!(rsyslog
+        .lines()
+        .iter()
+        .filter(|l| l.contains("/up-"))
+        .all(|l| l.starts_with("local0 ")));
+    eventually("the agent's own log on local1", || {
+        rsyslog.lines().iter().any(|l| {
+            l.starts_with("local1 ")
+                && l.contains("rocta-agent")
+                && l.contains("shipping the administrative logs")
+        })
     });
     // The receiver down: the lines wait, and arrive once it is back.
     rsyslog.stop();

@@ -378,15 +378,38 @@ impl Config {
                 "must be \"UDP\" or \"TCP\"",
             ));
         }
-        if let Some(t) = a
-            .tenant_log_targets
-            .iter()
-            .find(|t| t.parse::<std::net::SocketAddr>().is_err())
-        {
+        for (key, targets) in [
+            ("tenant_log_targets", &a.tenant_log_targets),
+            ("admin_log_targets", &a.admin_log_targets),
+        ] {
+            if let Some(t) = targets
+                .iter()
+                .find(|t| t.parse::<std::net::SocketAddr>().is_err())
+            {
+                return Err(invalid(
+                    "amphora_agent",
+                    key,
+                    &format!("{t:?} is not an address and port (e.g. \"192.0.2.10:514\")"),
+                ));
+            }
+        }
+        for (key, f) in [
+            ("user_log_facility", a.user_log_facility),
+            ("administrative_log_facility", a.administrative_log_facility),
+        ] {
+            if f > 7 {
+                return Err(invalid(
+                    "amphora_agent",
+                    key,
+                    "must be 0 to 7 (local0 to local7)",
+                ));
+            }
+        }
+        if a.user_log_facility == a.administrative_log_facility {
             return Err(invalid(
                 "amphora_agent",
-                "tenant_log_targets",
-                &format!("{t:?} is not an address and port (e.g. \"192.0.2.10:514\")"),
+                "administrative_log_facility",
+                "must differ from user_log_facility",
             ));
         }
         if !(a.log_retry_interval.is_finite() && a.log_retry_interval > 0.0)
@@ -745,6 +768,13 @@ pub struct AmphoraAgent {
     pub log_queue_size: usize,
     /// Ship the logs only: no `traffic.log` on the amphora.
     pub disable_local_log_storage: bool,
+    /// `host:port` syslog receivers of the amphorae's administrative logs: HAProxy's own
+    /// messages (a member going down, a reload) and the agent's log; the first that takes them.
+    pub admin_log_targets: Vec<String>,
+    /// Syslog facility (`localN`, 0–7) of the per-request logs.
+    pub user_log_facility: u8,
+    /// Syslog facility (`localN`, 0–7) of the administrative logs.
+    pub administrative_log_facility: u8,
 }
 
 impl Default for AmphoraAgent {
@@ -756,6 +786,9 @@ impl Default for AmphoraAgent {
             log_retry_interval: 2.0,
             log_queue_size: 10_000,
             disable_local_log_storage: false,
+            admin_log_targets: vec![],
+            user_log_facility: 0,
+            administrative_log_facility: 1,
         }
     }
 }

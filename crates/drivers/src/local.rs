@@ -47,23 +47,28 @@ pub struct LogShipping {
     pub log_retry_interval: f64,
     pub log_queue_size: usize,
     pub disable_local_log_storage: bool,
+    pub admin_log_targets: Vec<String>,
+    pub administrative_log_facility: u8,
 }
 
 impl LogShipping {
     /// The agent configuration's `[log_shipping]` table, last in the file (none without
     /// targets: the agent's defaults).
     fn toml(&self) -> String {
-        if self.tenant_log_targets.is_empty() {
+        if self.tenant_log_targets.is_empty() && self.admin_log_targets.is_empty() {
             return String::new();
         }
-        let targets: Vec<String> = self
-            .tenant_log_targets
-            .iter()
-            .map(|t| format!("{t:?}"))
-            .collect();
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
-            "[log_shipping]\ntenant_log_targets = [{}]\nlog_protocol = {:?}\nlog_retry_count = {}\nlog_retry_interval = {:?}\nlog_queue_size = {}\ndisable_local_log_storage = {}\n",
-            targets.join(", "),
+            "[log_shipping]\ntenant_log_targets = [{}]\nadmin_log_targets = [{}]\nadministrative_log_facility = {}\nlog_protocol = {:?}\nlog_retry_count = {}\nlog_retry_interval = {:?}\nlog_queue_size = {}\ndisable_local_log_storage = {}\n",
+            list(&self.tenant_log_targets),
+            list(&self.admin_log_targets),
+            self.administrative_log_facility,
             self.log_protocol,
             self.log_retry_count,
             self.log_retry_interval,

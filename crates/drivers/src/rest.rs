@@ -46,6 +46,8 @@ pub struct RestAmphora {
     pub default_connection_limit: i64,
     /// Per-request logging into a ring buffer (`[haproxy_amphora] connection_logging`).
     pub connection_logging: bool,
+    /// `[amphora_agent] user_log_facility`, `administrative_log_facility`.
+    pub log_facilities: (u8, u8),
 }
 
 impl RestAmphora {
@@ -56,6 +58,7 @@ impl RestAmphora {
         identity: &str,
         default_connection_limit: i64,
         connection_logging: bool,
+        log_facilities: (u8, u8),
     ) -> Result<Self, String> {
         let names = Arc::new(Names::default());
         let http = reqwest::Client::builder()
@@ -77,6 +80,7 @@ impl RestAmphora {
             names,
             default_connection_limit,
             connection_logging,
+            log_facilities,
         })
     }
 
@@ -355,6 +359,7 @@ impl AmphoraDriver for RestAmphora {
                 maxconn_cap: maxconn_cap(files),
                 default_connection_limit: self.default_connection_limit,
                 log_target: self.connection_logging.then(|| "ring".to_string()),
+                log_facilities: self.log_facilities,
                 peers: peers
                     .iter()
                     .map(|p| {

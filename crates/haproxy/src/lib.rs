@@ -36,6 +36,10 @@ pub struct RenderOptions {
     /// in-memory ring buffer of HAProxy (no syscall per request; the agent drains it); any
     /// other value is a syslog target (`/path/to/socket`, `udp@host:port`).
     pub log_target: Option<String>,
+    /// Syslog facilities (`localN`) of the per-request logs and of HAProxy's administrative
+    /// messages (notice and above), Octavia's `user_log_facility` and
+    /// `administrative_log_facility`; the agent ships each to its own targets.
+    pub log_facilities: (u8, u8),
     /// The amphorae of an ACTIVE_STANDBY pair (`peer_name`, `ip:port`), this one included:
     /// a `peers` section, and every stick table shared through it. Empty: SINGLE.
     pub peers: Vec<(String, String)>,
@@ -240,14 +244,14 @@ pub fn render(t: &LbTree, o: &RenderOptions) -> String {
     let _ = writeln!(c, "    server-state-file {}/{}.state", o.run_dir, lb.id);
     let _ = writeln!(c, "    maxconn {maxconn}");
     let ring = ring_name(lb.id);
-    match o.log_target.as_deref() {
-        Some("ring") => {
-            let _ = writeln!(c, "    log ring@{ring} local0");
-        }
-        Some(target) => {
-            let _ = writeln!(c, "    log {target} local0");
-        }
-        None => {}
+    let target = match o.log_target.as_deref() {
+        Some("ring") => Some(format!("ring@{ring}")),
+        other => other.map(str::to_string),
+    };
+    if let Some(target) = target {
+        let (user, admin) = o.log_facilities;
+        let _ = writeln!(c, "    log {target} local{user}");
+        let _ = writeln!(c, "    log {target} local{admin} notice");
     }
     let tls = listeners
         .iter()

@@ -219,6 +219,7 @@ fn opts(dir: &str) -> RenderOptions {
         maxconn_cap: 7600,
         default_connection_limit: 50000,
         log_target: None,
+        log_facilities: (0, 1),
         peers: vec![],
     }
 }
