@@ -40,13 +40,16 @@ def pids_in(ns):
 
 def cleanup(rocta, config, procs, mgmt_prefix):
     """Ends `procs`, every amphora namespace on the management subnet `mgmt_prefix` (e.g.
-    "198.18.201."), and the networks of `config` (`rocta network teardown`)."""
+    "198.18.201.") or of an amphora in the data directory beside `config` (one still being
+    plugged has no address yet), and the networks of `config` (`rocta network teardown`)."""
     for p in procs:
         p.kill()
+    amphorae = os.path.join(os.path.dirname(config), "data", "amphorae")
+    ours = {"amphora-" + a.replace("-", "")[:8] for a in os.listdir(amphorae)} if os.path.isdir(amphorae) else set()
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for ns in [l.split()[0] for l in out.splitlines() if l.startswith("amphora-")]:
         addrs = subprocess.run(["ip", "-n", ns, "-4", "-o", "addr"], capture_output=True, text=True).stdout
-        if mgmt_prefix in addrs:
+        if mgmt_prefix in addrs or ns in ours:
             for pid in pids_in(ns):
                 try:
                     os.kill(pid, signal.SIGKILL)

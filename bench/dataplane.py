@@ -61,6 +61,13 @@ subnet_id = "0b0a1a2f-5c1e-4c57-9d33-6a1f2e3d4c5b"
 bind_port = 15999
 """
 GW = "198.19.200.1" if NETNS else "127.0.0.1"
+# SHIP=TCP or SHIP=UDP (with --netns): the agents also ship every request log line to a real
+# rsyslogd on the host's gateway address (core 0), as `[amphora_agent] tenant_log_targets`.
+SHIP = os.environ.get("SHIP", "")
+SHIP_PORT = 15514
+if SHIP:
+    NET_CONFIG += (f'[amphora_agent]\ntenant_log_targets = ["{GW}:{SHIP_PORT}"]\n'
+                   f'log_protocol = "{SHIP}"\n')
 REF_NS, REF_IP = "rocta-bench-ref", "198.19.200.250"
 HOST = REF_IP if NETNS else "127.0.0.1"
 SECS = int(os.environ.get("SECS", "5"))
@@ -164,6 +171,20 @@ def netns_cleanup(work):
     benchlib.cleanup(ROCTA, f"{work}/rocta.toml", [], "198.18.200.")
 
 
+def shipping_receiver(work):
+    """rsyslogd on core 0 receiving the shipped lines on the gateway address (there once
+    `rocta serve` made the networks) into a file; returns the file's path."""
+    d = f"{work}/shipped"
+    os.makedirs(d)
+    mod = "imtcp" if SHIP == "TCP" else "imudp"
+    open(f"{d}/rsyslog.conf", "w").write(
+        f'global(workDirectory="{d}")\nmodule(load="{mod}")\n'
+        f'input(type="{mod}" address="{GW}" port="{SHIP_PORT}")\n'
+        f'*.* action(type="omfile" file="{d}/shipped.log")\n')
+    start(["rsyslogd", "-n", "-f", f"{d}/rsyslog.conf", "-i", f"{d}/rsyslogd.pid"], cpu=0)
+    return f"{d}/shipped.log"
+
+
 def serve(work, extra=""):
     """Starts `rocta serve` (pinned to core 1) and waits for its API."""
     cfg = f"{work}/serve.toml"
@@ -210,9 +231,12 @@ def create_from_spares(work, server):
 
 
 def run(work):
+    receiver = None
     backends = [start([BENCH, "backend", "--port", "18081", "--bind", GW, "--name", "one"], cpu=1),
                 start([BENCH, "backend", "--port", "18082", "--bind", GW, "--name", "two"], cpu=1)] if not NETNS else []
     server = serve(work)
+    if SHIP:
+        receiver = shipping_receiver(work)
     if NETNS:
         # The networks exist now: the backends listen on the host's gateway address, and the
         # standalone HAProxies get a namespace plugged into the same bridge.
@@ -332,6 +356,8 @@ def run(work):
     traffic = f"{os.path.dirname(cfg_path)}/traffic.log"
     logged = {"rocta": sum(os.path.getsize(f) for f in (traffic, traffic + ".1") if os.path.exists(f)),
               "rsyslogd": os.path.getsize(f"{rs}/haproxy.log"), "discarding consumer (datagrams)": received[0]}
+    if SHIP:
+        logged[f"shipped over {SHIP} to rsyslogd"] = os.path.getsize(receiver) if os.path.exists(receiver) else 0
     print(f"log output: {logged}")
     if not all(logged.values()):
         sys.exit("a log path carried nothing")
