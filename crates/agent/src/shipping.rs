@@ -15,36 +15,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The agent configuration's log shipping (the controller's `[amphora_agent]` names).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default)]
-pub struct Shipping {
-    pub tenant_log_targets: Vec<String>,
-    pub log_protocol: String,
-    pub log_retry_count: u32,
-    pub log_retry_interval: f64,
-    pub log_queue_size: usize,
-    pub disable_local_log_storage: bool,
-    pub admin_log_targets: Vec<String>,
-    /// The facility (`localN`) of HAProxy's administrative messages: those lines go to the
-    /// admin targets, the others to the tenant's.
-    pub administrative_log_facility: u8,
-}
-
-impl Default for Shipping {
-    fn default() -> Self {
-        Shipping {
-            tenant_log_targets: vec![],
-            log_protocol: "UDP".into(),
-            log_retry_count: 5,
-            log_retry_interval: 2.0,
-            log_queue_size: 10_000,
-            disable_local_log_storage: false,
-            admin_log_targets: vec![],
-            administrative_log_facility: 1,
-        }
-    }
-}
+/// The agent configuration's `[log_shipping]`.
+pub use rocta_proto::logs::LogShipping as Shipping;
 
 /// The shippers of an agent: the tenant's per-request logs and the administrative logs.
 #[derive(Clone, Default)]

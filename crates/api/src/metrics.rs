@@ -7,38 +7,27 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use rocta_service::metrics::prometheus_client::metrics::counter::Counter;
-use rocta_service::metrics::prometheus_client::metrics::family::Family;
-use rocta_service::metrics::prometheus_client::metrics::histogram::Histogram;
-use rocta_service::metrics::prometheus_client::registry::Unit;
-
-type Labels = Vec<(&'static str, String)>;
+use rocta_service::metrics::{CounterFamily, LatencyFamily};
 
 struct ApiMetrics {
-    requests: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    requests: CounterFamily,
+    latency: LatencyFamily,
 }
 
 fn api() -> &'static ApiMetrics {
     static M: OnceLock<ApiMetrics> = OnceLock::new();
     M.get_or_init(|| {
-        let m = ApiMetrics {
-            requests: Family::default(),
-            latency: Family::new_with_constructor(rocta_service::metrics::latency_histogram),
-        };
         let g = rocta_service::metrics::global();
-        g.register(
-            "rocta_api_requests",
-            "API requests answered, by route template, method and status",
-            m.requests.clone(),
-        );
-        g.register_with_unit(
-            "rocta_api_request_duration",
-            "Time to answer an API request, by route template and method",
-            Unit::Seconds,
-            m.latency.clone(),
-        );
-        m
+        ApiMetrics {
+            requests: g.counters(
+                "rocta_api_requests",
+                "API requests answered, by route template, method and status",
+            ),
+            latency: g.latencies(
+                "rocta_api_request_duration",
+                "Time to answer an API request, by route template and method",
+            ),
+        }
     })
 }
 

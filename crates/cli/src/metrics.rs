@@ -6,10 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 use rocta_service::metrics::prometheus_client;
@@ -111,29 +108,25 @@ pub fn install(store: &Store) {
 /// Times every transaction of the store: `rocta_store_transactions_total` by mode and
 /// outcome, `rocta_store_transaction_duration_seconds` by mode.
 pub fn observe(store: Store) -> Store {
-    type Labels = Vec<(&'static str, &'static str)>;
-    let count: Family<Labels, Counter> = Family::default();
-    let time: Family<Labels, Histogram, fn() -> Histogram> =
-        Family::new_with_constructor(rocta_service::metrics::latency_histogram);
     let m = rocta_service::metrics::global();
-    m.register(
+    let count = m.counters(
         "rocta_store_transactions",
         "Database transactions (or single statements) by mode (read, write, single) and outcome \
          (ok; error: the database's, or the caller's rules refusing and rolling back)",
-        count.clone(),
     );
-    m.register_with_unit(
+    let time = m.latencies(
         "rocta_store_transaction_duration",
         "Time of a database transaction, by mode",
-        Unit::Seconds,
-        time.clone(),
     );
     store.with_observer(Arc::new(move |mode, took, ok| {
         let outcome = if ok { "ok" } else { "error" };
         count
-            .get_or_create(&vec![("mode", mode), ("outcome", outcome)])
+            .get_or_create(&vec![
+                ("mode", mode.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
             .inc();
-        time.get_or_create(&vec![("mode", mode)])
+        time.get_or_create(&vec![("mode", mode.to_string())])
             .observe(took.as_secs_f64());
     }))
 }

@@ -159,12 +159,12 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                     let a = &cfg.amphora_agent;
                     rocta_drivers::local::LogShipping {
                         tenant_log_targets: a.tenant_log_targets.clone(),
+                        admin_log_targets: a.admin_log_targets.clone(),
                         log_protocol: a.log_protocol.clone(),
                         log_retry_count: a.log_retry_count,
                         log_retry_interval: a.log_retry_interval,
                         log_queue_size: a.log_queue_size,
                         disable_local_log_storage: a.disable_local_log_storage,
-                        admin_log_targets: a.admin_log_targets.clone(),
                         administrative_log_facility: a.administrative_log_facility,
                     }
                 },

@@ -33,49 +33,20 @@ pub struct HeartbeatTarget {
     pub controllers: Vec<String>,
     pub interval: f64,
     pub key: String,
-    /// Where the agents ship the per-request logs (`[amphora_agent]`).
+    /// Where the agents ship their logs (`[amphora_agent]`), their `[log_shipping]`.
     pub logs: LogShipping,
 }
 
-/// `[amphora_agent]`'s log shipping, written into each agent's configuration under the same
-/// names (see the agent's `logs::Shipping`).
-#[derive(Debug, Clone, Default)]
-pub struct LogShipping {
-    pub tenant_log_targets: Vec<String>,
-    pub log_protocol: String,
-    pub log_retry_count: u32,
-    pub log_retry_interval: f64,
-    pub log_queue_size: usize,
-    pub disable_local_log_storage: bool,
-    pub admin_log_targets: Vec<String>,
-    pub administrative_log_facility: u8,
-}
+pub use rocta_proto::logs::LogShipping;
 
-impl LogShipping {
-    /// The agent configuration's `[log_shipping]` table, last in the file (none without
-    /// targets: the agent's defaults).
-    fn toml(&self) -> String {
-        if self.tenant_log_targets.is_empty() && self.admin_log_targets.is_empty() {
-            return String::new();
-        }
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|t| format!("{t:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(
-            "[log_shipping]\ntenant_log_targets = [{}]\nadmin_log_targets = [{}]\nadministrative_log_facility = {}\nlog_protocol = {:?}\nlog_retry_count = {}\nlog_retry_interval = {:?}\nlog_queue_size = {}\ndisable_local_log_storage = {}\n",
-            list(&self.tenant_log_targets),
-            list(&self.admin_log_targets),
-            self.administrative_log_facility,
-            self.log_protocol,
-            self.log_retry_count,
-            self.log_retry_interval,
-            self.log_queue_size,
-            self.disable_local_log_storage
-        )
+/// The agent configuration's `[log_shipping]` table, last in the file (none when nothing is
+/// shipped: the agent's defaults).
+fn log_shipping_table(l: &LogShipping) -> String {
+    if !l.ships() {
+        return String::new();
     }
+    // A table of strings, numbers and booleans always serializes.
+    toml::to_string(l).map_or_else(|_| String::new(), |t| format!("[log_shipping]\n{t}"))
 }
 
 /// Where the amphorae's agents live.
@@ -220,7 +191,7 @@ impl LocalCompute {
             ctl = controllers.join(", "),
             iv = self.heartbeat.interval,
             key = self.heartbeat.key,
-        ) + &self.heartbeat.logs.toml()
+        ) + &log_shipping_table(&self.heartbeat.logs)
     }
 
     /// Reserves a management address (the one it holds, else a free one).

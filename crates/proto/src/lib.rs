@@ -2,6 +2,8 @@
 //!
 //! Layout: `heartbeat` — Octavia's heartbeat datagram (message v3, zlib level 9, HMAC-SHA256
 //! over the compressed bytes appended as 64 hex characters), byte-for-byte compatible with
-//! Octavia's amphora sender.
+//! Octavia's amphora sender; `logs` — where an agent ships its logs (its configuration's
+//! `[log_shipping]`).
 
 pub mod heartbeat;
+pub mod logs;

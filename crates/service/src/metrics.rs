@@ -11,13 +11,21 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 pub use prometheus_client;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// A hook run before each scrape.
 pub type Refresh = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Label pairs of a family's series.
+pub type Labels = Vec<(&'static str, String)>;
+/// Counters by labels.
+pub type CounterFamily = prometheus_client::metrics::family::Family<Labels, Counter>;
+/// Latency histograms (seconds, [`latency_histogram`]'s buckets) by labels.
+pub type LatencyFamily =
+    prometheus_client::metrics::family::Family<Labels, Histogram, fn() -> Histogram>;
 
 /// A process's metrics.
 #[derive(Default)]
@@ -50,6 +58,20 @@ impl Metrics {
     /// Registers `metric` as `name` in `unit` (appended to the name: `_seconds`, `_bytes`).
     pub fn register_with_unit(&self, name: &str, help: &str, unit: Unit, metric: impl Metric) {
         lock(&self.registry).register_with_unit(name, help, unit, metric);
+    }
+
+    /// A family of counters registered as `name` (`_total` appended).
+    pub fn counters(&self, name: &str, help: &str) -> CounterFamily {
+        let f = CounterFamily::default();
+        self.register(name, help, f.clone());
+        f
+    }
+
+    /// A family of latency histograms registered as `name` (`_seconds` appended).
+    pub fn latencies(&self, name: &str, help: &str) -> LatencyFamily {
+        let f = LatencyFamily::new_with_constructor(latency_histogram);
+        self.register_with_unit(name, help, Unit::Seconds, f.clone());
+        f
     }
 
     pub fn register_collector(&self, c: Box<dyn Collector>) {
@@ -156,7 +178,6 @@ impl Collector for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus_client::metrics::counter::Counter;
 
     #[tokio::test]
     async fn renders_registered_metrics_hooks_and_the_process() {
