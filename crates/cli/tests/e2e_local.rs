@@ -586,6 +586,15 @@ fn request_logs_are_shipped_to_a_syslog_receiver() {
     eventually("40 lines counted as dropped", || {
         dropped().is_some_and(|n| n >= 40.0)
     });
+    // The load balancers' dashboard reads only what a PROMETHEUS listener serves.
+    let served = reqwest::blocking::get(format!("http://{vip}:9100/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    dashboard_reads_only(
+        include_str!("../../../docs/grafana/rocta-load-balancers.json"),
+        &served,
+    );
     rsyslog.start();
     eventually("the 60 queued lines", || all_once(&rsyslog, "over", 60));
     std::thread::sleep(Duration::from_millis(500));

@@ -390,3 +390,75 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every PromQL query of a Grafana dashboard, with Grafana's variables given values.
+pub fn dashboard_queries(dashboard: &str) -> Vec<String> {
+    let d: Value = serde_json::from_str(dashboard).unwrap();
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let e = t["expr"].as_str().unwrap();
+            out.push(
+                e.replace("$__rate_interval", "1m")
+                    .replace("$__range", "1h")
+                    .replace("$job", ".*"),
+            );
+        }
+    }
+    assert!(out.len() > 10, "{out:?}");
+    out
+}
+
+/// Checks that every metric a dashboard's queries read (rocta's, Octavia's, the process
+/// collector's) is in `scraped`: a sample, or its family's TYPE line (a gauge without series).
+pub fn dashboard_reads_only(dashboard: &str, scraped: &str) {
+    for q in dashboard_queries(dashboard) {
+        let names = q
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|w| {
+                ["rocta_", "octavia_", "process_"]
+                    .iter()
+                    .any(|p| w.starts_with(p))
+            });
+        for name in names {
+            let served = scraped.lines().any(|l| {
+                l.starts_with(&format!("{name} "))
+                    || l.starts_with(&format!("{name}{{"))
+                    || l.starts_with(&format!("# TYPE {name} "))
+            });
+            assert!(
+                served,
+                "the dashboard's {name} is not served ({q}):\n{scraped}"
+            );
+        }
+    }
+}
+
+/// Parses each query of a dashboard with Prometheus' own PromQL parser (as recording rules,
+/// `promtool check rules`).
+pub fn dashboard_parses(dashboard: &str) {
+    let rules: Vec<Value> = dashboard_queries(dashboard)
+        .iter()
+        .enumerate()
+        .map(|(i, q)| json!({"record": format!("rocta:dashboard_{i}"), "expr": q}))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    // JSON is YAML.
+    std::fs::write(
+        &file,
+        json!({"groups": [{"name": "dashboard", "rules": rules}]}).to_string(),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool (apt-get install -y --no-install-recommends prometheus)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
