@@ -54,6 +54,7 @@ fn world() -> &'static World {
             controller_ip_port_list: vec![],
             heartbeat_interval: 10.0,
             heartbeat_key: String::new(),
+            log_shipping: Default::default(),
         };
         std::fs::create_dir_all(&cfg.base_dir).expect("base dir");
         let certs = Arc::new(
