@@ -489,14 +489,18 @@ fn write_ping_wrapper(path: &Path) -> std::io::Result<()> {
 
 /// Connects to a stats socket (an abstract unix socket name).
 pub async fn stats_connect(name: &str) -> std::io::Result<tokio::net::UnixStream> {
-    use std::os::linux::net::SocketAddrExt;
-    // HAProxy's `abns@` sockets use the whole `sun_path`, the name padded with NULs.
-    let mut padded = name.as_bytes().to_vec();
-    padded.resize(107, 0);
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded)?;
-    let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    let std_stream = std::os::unix::net::UnixStream::connect_addr(&abns_addr(name)?)?;
     std_stream.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(std_stream)
+}
+
+/// The address of HAProxy's `abns@<name>` socket: the whole `sun_path`, the name padded with
+/// NULs.
+pub fn abns_addr(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    let mut padded = name.as_bytes().to_vec();
+    padded.resize(107, 0);
+    std::os::unix::net::SocketAddr::from_abstract_name(&padded)
 }
 
 /// The pid a pid file names while that process runs (a zombie, dead but not yet reaped, does

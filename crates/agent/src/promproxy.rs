@@ -44,14 +44,9 @@ pub async fn run(sup: Supervisor, amphora_id: String, stop: CancellationToken) {
     }
 }
 
-/// Listens on an abstract unix socket named as HAProxy's `abns@` names it (the whole
-/// `sun_path`, padded with NULs).
+/// Listens on the abstract unix socket HAProxy's `abns@<name>` connects to.
 fn bind_abstract(name: &str) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::linux::net::SocketAddrExt;
-    let mut padded = name.as_bytes().to_vec();
-    padded.resize(107, 0);
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&padded)?;
-    let l = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    let l = std::os::unix::net::UnixListener::bind_addr(&crate::haproxy::abns_addr(name)?)?;
     l.set_nonblocking(true)?;
     tokio::net::UnixListener::from_std(l)
 }
