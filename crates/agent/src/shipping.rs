@@ -273,10 +273,10 @@ impl Shipper {
             s.set_nodelay(true)?;
             Ok(Conn::Tcp(s))
         } else {
-            let local: SocketAddr = if addr.is_ipv4() {
-                "0.0.0.0:0".parse().expect("an address")
+            let local = if addr.is_ipv4() {
+                SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
             } else {
-                "[::]:0".parse().expect("an address")
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
             };
             let s = tokio::net::UdpSocket::bind(local).await?;
             s.connect(addr).await?;
