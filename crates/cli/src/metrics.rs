@@ -106,7 +106,9 @@ pub fn install(store: &Store) {
 }
 
 /// Times every transaction of the store: `rocta_store_transactions_total` by mode and
-/// outcome, `rocta_store_transaction_duration_seconds` by mode.
+/// outcome, `rocta_store_transaction_duration_seconds` by mode; counts the jobs committed
+/// transactions posted, `rocta_jobs_posted_total` by kind (by whichever role posted them: the
+/// API, housekeeping, the health manager).
 pub fn observe(store: Store) -> Store {
     let m = rocta_service::metrics::global();
     let count = m.counters(
@@ -118,7 +120,16 @@ pub fn observe(store: Store) -> Store {
         "rocta_store_transaction_duration",
         "Time of a database transaction, by mode",
     );
-    store.with_observer(Arc::new(move |mode, took, ok| {
+    let posted_jobs = m.counters(
+        "rocta_jobs_posted",
+        "Jobs posted by this process (in committed transactions), by kind",
+    );
+    store.with_observer(Arc::new(move |mode, took, ok, posted| {
+        for kind in posted {
+            posted_jobs
+                .get_or_create(&vec![("kind", kind.to_string())])
+                .inc();
+        }
         let outcome = if ok { "ok" } else { "error" };
         count
             .get_or_create(&vec![

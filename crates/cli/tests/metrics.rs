@@ -75,6 +75,11 @@ fn serve_exposes_its_metrics_beside_the_api_and_they_move() {
         Some(1.0),
         "{after}"
     );
+    assert_eq!(
+        value(&after, &format!("rocta_jobs_posted_total{kind}")),
+        Some(1.0),
+        "{after}"
+    );
     let ended = r#"rocta_jobs_ended_total{kind="create_loadbalancer",outcome="completed"}"#;
     assert_eq!(value(&after, ended), Some(1.0), "{after}");
     assert!(

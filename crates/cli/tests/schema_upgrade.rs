@@ -109,7 +109,7 @@ fn a_version_4_database_is_refused_then_upgraded_with_every_object_intact() {
 
     let (code, out, err) = rocta(&["db", "upgrade", "--data-dir", d]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("from version 4 to 6"), "{out}");
+    assert!(out.contains("from version 4 to 7"), "{out}");
     let (code, out, _) = rocta(&["db", "upgrade", "--data-dir", d]);
     assert_eq!(code, 0);
     assert!(out.contains("already current"), "{out}");

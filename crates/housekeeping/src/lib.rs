@@ -2,8 +2,8 @@
 //! store and post durable jobs for the worker (they never touch an amphora themselves):
 //! - the **spare pool**: keeps `spare_amphora_pool_size` amphorae booted and `READY`, so a load
 //!   balancer create claims one instead of booting (refilled as creates consume them);
-//! - the **purge**: removes `DELETED` load balancers and amphorae older than their expiry age,
-//!   and releases VIPs allocated for load balancers never recorded (an API process died between
+//! - the **purge**: removes `DELETED` load balancers and amphorae older than their expiry age
+//!   (and the history of jobs that ended before the load balancers' expiry age), and releases VIPs allocated for load balancers never recorded (an API process died between
 //!   the allocation and the commit; the API's intent record is older than
 //!   `vip_allocation_grace`);
 //! - **certificate rotation**: amphorae whose server certificate expires within
@@ -68,9 +68,14 @@ pub async fn run(
         stats.purge.clone(),
         shutdown.clone(),
         || async {
-            let (a, l) = purge(&store, s.amphora_expiry_age, s.load_balancer_expiry_age).await?;
-            if a + l > 0 {
-                tracing::info!(amphorae = a, loadbalancers = l, "purged deleted records");
+            let (a, l, j) = purge(&store, s.amphora_expiry_age, s.load_balancer_expiry_age).await?;
+            if a + l + j > 0 {
+                tracing::info!(
+                    amphorae = a,
+                    loadbalancers = l,
+                    jobs = j,
+                    "purged deleted records and the history of old jobs"
+                );
             }
             let n = release_abandoned_vips(&store, s.vip_allocation_grace).await?;
             if n > 0 {
@@ -163,11 +168,16 @@ pub async fn purge(
     store: &Store,
     amphora_age: Duration,
     lb_age: Duration,
-) -> Result<(usize, usize), StoreError> {
+) -> Result<(usize, usize, usize), StoreError> {
     let now = time::now();
     let ago = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     store
-        .write(|tx| tx.purge_deleted(ago(amphora_age), ago(lb_age)))
+        .write(|tx| {
+            let (a, l) = tx.purge_deleted(ago(amphora_age), ago(lb_age))?;
+            // Ended jobs are history as long as deleted load balancers are.
+            let j = tx.job_history_purge(ago(lb_age))?;
+            Ok((a, l, j as usize))
+        })
         .await
 }
 

@@ -6,6 +6,7 @@
 //! that lost its lease cannot record anything after another worker took over.
 
 use rocta_model::time;
+use rocta_model::time::Timestamp;
 use rocta_model::{new_id, Id, Job};
 use serde_json::Value;
 
@@ -64,6 +65,59 @@ pub struct QueueRow {
     pub oldest_age_secs: Option<f64>,
 }
 
+/// A job for the operator's eyes: unfinished (`Tx::jobs_open`) or ended (`Tx::job_history`).
+#[derive(Debug, Clone)]
+pub struct JobView {
+    pub id: Id,
+    /// Its kind (`create_loadbalancer`, `child`, ...).
+    pub name: String,
+    /// Its load balancer (nil for spares).
+    pub lb_id: Id,
+    /// What the job was asked (the posted message).
+    pub job: Value,
+    /// `pending`, `running` or `reverting`; once ended `done` or `reverted`.
+    pub state: String,
+    /// Its steps, `{"step", "name", "state"}` each: an unfinished job's journaled steps
+    /// (`done` or `reverted`); an ended job's flow (`Tx::job_finish`).
+    pub steps: Vec<Value>,
+    /// The step that failed, for a reverting or reverted job.
+    pub failed_step: Option<i64>,
+    pub error: Option<String>,
+    /// How many times a worker claimed it.
+    pub attempts: i64,
+    pub created_at: Option<Timestamp>,
+    /// When it last changed (unfinished) or ended.
+    pub updated_at: Option<Timestamp>,
+}
+
+impl JobView {
+    /// From `id, name, lb_id, payload, state, steps, failed_step, attempts, created_at,
+    /// updated_at, error`.
+    fn from_row(r: &Row) -> Result<JobView, StoreError> {
+        let json = |t: Option<String>| {
+            t.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .unwrap_or(Value::Null)
+        };
+        let steps = match json(r.opt_text(5)?) {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        Ok(JobView {
+            id: r.id(0)?,
+            name: r.text(1)?,
+            lb_id: r.id(2)?,
+            job: json(r.opt_text(3)?),
+            state: r.text(4)?,
+            steps,
+            failed_step: r.opt_int(6)?,
+            attempts: r.int(7)?,
+            created_at: crate::entity::parse_ts(r.opt_text(8)?.as_deref()),
+            updated_at: crate::entity::parse_ts(r.opt_text(9)?.as_deref()),
+            error: r.opt_text(10)?,
+        })
+    }
+}
+
 /// One journaled step.
 #[derive(Debug, Clone)]
 pub struct StepRow {
@@ -73,8 +127,19 @@ pub struct StepRow {
     pub reverted: bool,
 }
 
+thread_local! {
+    /// The kinds of the jobs this thread posted in the transaction it is running: told to the
+    /// store's observer once the transaction has committed (`Store::timed`).
+    static POSTED: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The kinds posted on this thread since the last call (emptied).
+pub(crate) fn take_posted() -> Vec<&'static str> {
+    POSTED.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
 fn now_text() -> String {
-    time::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+    crate::entity::fmt_ts(&time::now())
 }
 
 impl Tx<'_> {
@@ -97,6 +162,7 @@ impl Tx<'_> {
                 now
             ],
         )?;
+        POSTED.with(|p| p.borrow_mut().push(job.name()));
         if self.dialect == crate::Dialect::Postgres {
             // Delivered to the workers' LISTEN when (and only if) this transaction commits.
             self.exec(
@@ -283,8 +349,57 @@ impl Tx<'_> {
     }
 
     /// Ends a job: a completed job is removed with its journal; a reverted one is kept as
-    /// `failed` (with its error) for the operator, without its journal.
-    pub fn job_finish(&self, id: Id, owner: &str, error: Option<&str>) -> Result<(), StoreError> {
+    /// `failed` (with its error) for the operator, without its journal. Either way it goes
+    /// into the history (`Tx::job_history`) with its steps: `flow` names the flow's tasks in
+    /// order (empty when unknown: then the journal's steps); each is `done` (a completed job),
+    /// or, for a reverted one, `reverted` before the step that failed, `failed`, then
+    /// `not_run`.
+    pub fn job_finish(
+        &self,
+        id: Id,
+        owner: &str,
+        error: Option<&str>,
+        flow: &[&str],
+    ) -> Result<(), StoreError> {
+        let failed = match error {
+            None => None,
+            Some(_) => self
+                .row("SELECT failed_step FROM jobs WHERE id = ?", args![id])?
+                .map_or(Ok(None), |r| r.opt_int(0))?,
+        };
+        let steps: Vec<Value> = if flow.is_empty() {
+            self.job_steps(id)?
+                .into_iter()
+                .filter(|s| !s.name.is_empty())
+                .map(|s| {
+                    let state = if s.reverted { "reverted" } else { "done" };
+                    serde_json::json!({"step": s.step, "name": s.name, "state": state})
+                })
+                .collect()
+        } else {
+            flow.iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let state = match (error, failed) {
+                        (None, _) => "done",
+                        (Some(_), Some(f)) if (i as i64) < f => "reverted",
+                        (Some(_), Some(f)) if i as i64 == f => "failed",
+                        (Some(_), Some(_)) => "not_run",
+                        // Reverted before any step failed (a worker that kept dying).
+                        (Some(_), None) => "reverted",
+                    };
+                    serde_json::json!({"step": i, "name": name, "state": state})
+                })
+                .collect()
+        };
+        let steps = Value::Array(steps).to_string();
+        let outcome = if error.is_some() { "reverted" } else { "done" };
+        self.exec(
+            "INSERT INTO job_history (id, name, lb_id, payload, outcome, error, failed_step, \
+             steps, attempts, created_at, finished_at) SELECT id, name, lb_id, payload, ?, ?, \
+             failed_step, ?, attempts, created_at, ? FROM jobs WHERE id = ? AND owner = ?",
+            args![outcome, error, steps, now_text(), id, owner],
+        )?;
         // The job's row goes (or changes) only while this owner holds it.
         let n = match error {
             None => self.exec(
@@ -387,6 +502,64 @@ impl Tx<'_> {
             })
         })
         .collect()
+    }
+
+    /// The unfinished jobs (pending, running or reverting), oldest first, at most `limit`,
+    /// each with the steps its journal holds so far.
+    pub fn jobs_open(&self, limit: i64) -> Result<Vec<JobView>, StoreError> {
+        let rows = self.rows(
+            &format!(
+                "SELECT id, name, lb_id, payload, state, NULL, failed_step, attempts, \
+                 created_at, updated_at, error FROM jobs \
+                 WHERE state IN ('pending', 'running', 'reverting') ORDER BY seq LIMIT {}",
+                limit.max(0)
+            ),
+            &[],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut j = JobView::from_row(r)?;
+            j.steps = self
+                .job_steps(j.id)?
+                .into_iter()
+                .map(
+                    |s| serde_json::json!({"step": s.step, "name": s.name, "reverted": s.reverted}),
+                )
+                .collect();
+            out.push(j);
+        }
+        Ok(out)
+    }
+
+    /// Ended jobs, newest first, at most `limit`; only those of the kinds `names` unless it
+    /// is empty.
+    pub fn job_history(&self, names: &[&str], limit: i64) -> Result<Vec<JobView>, StoreError> {
+        let filter = if names.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE name IN ({}) ", crate::entity::marks(names.len()))
+        };
+        let a: Vec<crate::sql::Value> = names.iter().map(|n| (*n).into()).collect();
+        self.rows(
+            &format!(
+                "SELECT id, name, lb_id, payload, outcome, steps, failed_step, attempts, \
+                 created_at, finished_at, error FROM job_history {filter}\
+                 ORDER BY seq DESC LIMIT {}",
+                limit.max(0)
+            ),
+            &a,
+        )?
+        .iter()
+        .map(JobView::from_row)
+        .collect()
+    }
+
+    /// Removes the history of jobs that ended before `before`; how many went.
+    pub fn job_history_purge(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.exec(
+            "DELETE FROM job_history WHERE finished_at < ?",
+            args![crate::entity::fmt_ts(&before)],
+        )
     }
 
     pub fn jobs_named(&self, name: &str) -> Result<i64, StoreError> {

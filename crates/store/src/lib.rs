@@ -46,7 +46,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub use catalog::{CatalogKind, CatalogRow, Profiled};
 pub use entity::{Cols, Entity, Filter, RawRow, Table};
-pub use jobs::{JobRow, JobState, QueueRow, StepRow};
+pub use jobs::{JobRow, JobState, JobView, QueueRow, StepRow};
 pub use schema::{SchemaState, ENTITY_TABLES, SCHEMA_VERSION};
 pub use sql::{Dialect, Tx};
 pub use status::Move;
@@ -244,9 +244,10 @@ pub struct Store {
 }
 
 /// Told of every transaction (or single statement) once it ended: its mode (`read`, `write`,
-/// `single`), how long it took, and whether it succeeded (committed, or read what it asked)
-/// rather than ended with an error (the database's, or the caller's rules refusing).
-pub type Observer = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
+/// `single`), how long it took, whether it succeeded (committed, or read what it asked)
+/// rather than ended with an error (the database's, or the caller's rules refusing), and the
+/// kinds of the jobs it posted (`Tx::job_post`; only those of a committed transaction).
+pub type Observer = Arc<dyn Fn(&'static str, Duration, bool, &[&'static str]) + Send + Sync>;
 
 enum Backend {
     Sqlite(SqliteDb),
@@ -433,14 +434,19 @@ impl Store {
     /// Runs `f` (one transaction or statement in `mode`) and tells the observer.
     fn timed<T, E>(&self, mode: Mode, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let started = std::time::Instant::now();
+        jobs::take_posted();
         let r = f();
+        // The transaction ran on this thread (inline or under `block_in_place`), so the jobs
+        // this thread posted since are its own.
+        let posted = jobs::take_posted();
         if let Some(o) = &self.observer {
             let name = match mode {
                 Mode::Read => "read",
                 Mode::Write => "write",
                 Mode::Single => "single",
             };
-            o(name, started.elapsed(), r.is_ok());
+            let posted: &[&'static str] = if r.is_ok() { &posted } else { &[] };
+            o(name, started.elapsed(), r.is_ok(), posted);
         }
         r
     }

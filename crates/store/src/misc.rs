@@ -282,6 +282,14 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// When each amphora's last counted heartbeat came (milliseconds since the epoch).
+    pub fn health_last_seen(&self) -> Result<Vec<(Id, i64)>, StoreError> {
+        self.rows("SELECT amphora_id, last_update FROM amphora_health", &[])?
+            .iter()
+            .map(|r| Ok((r.id(0)?, r.int(1)?)))
+            .collect()
+    }
+
     /// The last sequence number counted per amphora.
     pub fn health_sequences(&self) -> Result<Vec<(Id, i64)>, StoreError> {
         self.rows("SELECT amphora_id, seq FROM amphora_health", &[])?

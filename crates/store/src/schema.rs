@@ -2,7 +2,7 @@
 //! and the upgrades (`rocta db upgrade`).
 //!
 //! Version 5 is the first schema on every backend; 6 adds the catalog (flavors, availability
-//! zones and their profiles). SQLite databases written by earlier releases carry their
+//! zones and their profiles); 7 the history of ended jobs (`job_history`). SQLite databases written by earlier releases carry their
 //! version in `PRAGMA user_version` (1–4) and are brought to 5 by the steps they missed, then
 //! on as every backend; a new database of any dialect is created at the current version.
 
@@ -10,7 +10,7 @@ use crate::sql::{args, Dialect};
 use crate::{Store, StoreError, Tx};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Entity tables (all of the same shape).
 pub const ENTITY_TABLES: [crate::entity::Table; 8] = crate::entity::Table::ALL;
@@ -120,6 +120,26 @@ CREATE UNIQUE INDEX catalog_key ON catalog (kind, id);
 CREATE INDEX catalog_refers ON catalog (kind, refers_to);
 ";
 
+/// Version 7: ended jobs, with the steps they ran, for the operator (`Tx::job_history`);
+/// housekeeping purges them.
+const V7: &str = "
+CREATE TABLE job_history (
+    seq {SEQ},
+    id {K} NOT NULL UNIQUE,
+    name {S} NOT NULL,
+    lb_id {K} NOT NULL,
+    payload {L} NOT NULL,
+    outcome {S} NOT NULL,
+    error {L},
+    failed_step {I},
+    steps {L} NOT NULL,
+    attempts {I} NOT NULL,
+    created_at {T} NOT NULL,
+    finished_at {T} NOT NULL
+){END};
+CREATE INDEX job_history_finished ON job_history (finished_at);
+";
+
 const ENTITY: &str = "
 CREATE TABLE {t} (
     seq {SEQ},
@@ -196,6 +216,7 @@ fn create_all(d: Dialect) -> Vec<String> {
     }
     out.extend(render(d, TABLES));
     out.extend(render(d, V6));
+    out.extend(render(d, V7));
     out
 }
 
@@ -204,6 +225,9 @@ fn steps_from(d: Dialect, from: i64) -> Vec<String> {
     let mut s = Vec::new();
     if from < 6 {
         s.extend(render(d, V6));
+    }
+    if from < 7 {
+        s.extend(render(d, V7));
     }
     s
 }

@@ -72,6 +72,7 @@ contract!(
     conditional_transitions_have_one_winner_under_concurrency,
     amphora_spare_is_taken_once,
     jobs_are_claimed_once_and_reclaimed_after_the_lease,
+    ended_jobs_go_into_the_history_with_their_steps,
     jobs_of_one_load_balancer_run_in_order_and_the_lock_passes_on,
     jobs_that_do_not_lock_leave_the_lock_where_it_is,
     concurrent_claimers_never_run_one_job_twice,
@@ -469,10 +470,118 @@ async fn jobs_are_claimed_once_and_reclaimed_after_the_lease(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!((c.state, c.attempts), (JobState::Reverting, 3));
-    s.write(|tx| tx.job_finish(id, "w3", Some("reverted")))
+    s.write(|tx| tx.job_finish(id, "w3", Some("reverted"), &[]))
         .await
         .unwrap();
     assert_eq!(s.read(|tx| tx.jobs_unfinished()).await.unwrap(), 0);
+}
+
+/// The operator's view of jobs: unfinished ones with the steps journaled so far, ended ones
+/// (done or reverted) in the history, newest first, with their steps; a job whose lease
+/// another worker took leaves no history; old history is purged.
+async fn ended_jobs_go_into_the_history_with_their_steps(db: Db) {
+    let s = &db.store;
+    let lb_id = new_id();
+    let ok = s
+        .write(|tx| tx.job_post(&Job::CreateLoadBalancer { lb_id }))
+        .await
+        .unwrap();
+    s.write(|tx| tx.job_claim("w1", 1000, 100)).await.unwrap();
+    s.write(|tx| tx.job_step_done(ok, "w1", 0, "allocate", &serde_json::json!(1)))
+        .await
+        .unwrap();
+    let open = s.read(|tx| tx.jobs_open(10)).await.unwrap();
+    let mine = open.iter().find(|j| j.id == ok).unwrap();
+    assert_eq!(
+        (mine.name.as_str(), mine.state.as_str()),
+        ("create_loadbalancer", "running")
+    );
+    assert_eq!(
+        mine.steps,
+        vec![serde_json::json!({"step": 0, "name": "allocate", "reverted": false})]
+    );
+    assert_eq!(mine.job["lb_id"], serde_json::json!(lb_id.to_string()));
+    // Another worker's finish (its lease lost) records nothing.
+    assert!(s
+        .write(|tx| tx.job_finish(ok, "w9", None, &[]))
+        .await
+        .is_err());
+    s.write(|tx| tx.job_finish(ok, "w1", None, &["allocate", "configure"]))
+        .await
+        .unwrap();
+    let bad = s
+        .write(|tx| {
+            tx.job_post(&Job::DeleteLoadBalancer {
+                lb_id,
+                cascade: true,
+            })
+        })
+        .await
+        .unwrap();
+    s.write(|tx| tx.job_claim("w1", 2000, 100)).await.unwrap();
+    s.write(|tx| tx.job_step_done(bad, "w1", 0, "a", &serde_json::Value::Null))
+        .await
+        .unwrap();
+    s.write(|tx| tx.job_begin_revert(bad, "w1", 1, "no valid host"))
+        .await
+        .unwrap();
+    s.write(|tx| tx.job_step_reverted(bad, "w1", 1))
+        .await
+        .unwrap();
+    s.write(|tx| tx.job_step_reverted(bad, "w1", 0))
+        .await
+        .unwrap();
+    s.write(|tx| tx.job_finish(bad, "w1", Some("no valid host"), &["a", "boot", "c"]))
+        .await
+        .unwrap();
+    assert!(s
+        .read(|tx| tx.jobs_open(10))
+        .await
+        .unwrap()
+        .iter()
+        .all(|j| j.id != ok && j.id != bad));
+    let h = s.read(|tx| tx.job_history(&[], 10)).await.unwrap();
+    let h: Vec<_> = h.iter().filter(|j| j.lb_id == lb_id).collect();
+    assert_eq!(h.len(), 2);
+    assert_eq!((h[0].id, h[0].state.as_str()), (bad, "reverted"));
+    assert_eq!(
+        (h[0].failed_step, h[0].error.as_deref()),
+        (Some(1), Some("no valid host"))
+    );
+    let states = |j: &JobView| -> Vec<String> {
+        j.steps
+            .iter()
+            .map(|st| {
+                format!(
+                    "{}:{}",
+                    st["name"].as_str().unwrap(),
+                    st["state"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(states(h[0]), ["a:reverted", "boot:failed", "c:not_run"]);
+    assert_eq!(
+        (h[1].id, h[1].state.as_str(), h[1].attempts),
+        (ok, "done", 1)
+    );
+    assert_eq!(states(h[1]), ["allocate:done", "configure:done"]);
+    assert!(h[1].created_at.is_some() && h[1].updated_at >= h[1].created_at);
+    let named = s
+        .read(|tx| tx.job_history(&["delete_loadbalancer", "other"], 10))
+        .await
+        .unwrap();
+    assert!(named.iter().any(|j| j.id == bad) && named.iter().all(|j| j.id != ok));
+    let past = time::now() - chrono::Duration::hours(1);
+    assert_eq!(s.write(|tx| tx.job_history_purge(past)).await.unwrap(), 0);
+    let future = time::now() + chrono::Duration::hours(1);
+    assert!(s.write(|tx| tx.job_history_purge(future)).await.unwrap() >= 2);
+    assert!(s
+        .read(|tx| tx.job_history(&[], 10))
+        .await
+        .unwrap()
+        .iter()
+        .all(|j| j.lb_id != lb_id));
 }
 
 async fn jobs_of_one_load_balancer_run_in_order_and_the_lock_passes_on(db: Db) {
@@ -514,7 +623,7 @@ async fn jobs_of_one_load_balancer_run_in_order_and_the_lock_passes_on(db: Db) {
         .unwrap();
     // The delete waits for the unfinished first job, even while its lease runs; others do not.
     assert_eq!(claimed("w2", 1050).await, Some(rotate));
-    s.write(|tx| tx.job_finish(rotate, "w2", None))
+    s.write(|tx| tx.job_finish(rotate, "w2", None, &[]))
         .await
         .unwrap();
     assert_eq!(claimed("w2", 1060).await, None);
@@ -524,7 +633,7 @@ async fn jobs_of_one_load_balancer_run_in_order_and_the_lock_passes_on(db: Db) {
     assert!(!s.read(|tx| tx.job_holds_lb(first, lb)).await.unwrap());
     assert!(s.read(|tx| tx.job_holds_lb(second, lb)).await.unwrap());
     assert_eq!(claimed("w3", 1210).await, None);
-    s.write(|tx| tx.job_finish(first, "w2", None))
+    s.write(|tx| tx.job_finish(first, "w2", None, &[]))
         .await
         .unwrap();
     assert_eq!(claimed("w3", 1220).await, Some(second));
@@ -904,6 +1013,7 @@ async fn a_version_5_schema_is_upgraded_to_the_catalog(db: Db) {
     s.write(|tx| tx.insert(&l)).await.unwrap();
     s.blocking(true, |tx| {
         tx.raw_exec("DROP TABLE catalog")?;
+        tx.raw_exec("DROP TABLE job_history")?;
         tx.schema_version_set(5)
     })
     .unwrap();

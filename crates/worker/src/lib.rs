@@ -137,7 +137,7 @@ impl Worker {
             tracing::error!(job_id = %job.id, "unreadable job payload; dropping it");
             let _ = self
                 .store
-                .write(|tx| tx.job_finish(job.id, &self.owner, Some("unreadable payload")))
+                .write(|tx| tx.job_finish(job.id, &self.owner, Some("unreadable payload"), &[]))
                 .await;
             return;
         };
@@ -165,6 +165,7 @@ impl Worker {
             owner: self.owner.clone(),
             first_run: job.attempts == 1,
             since: std::sync::Mutex::new(std::time::Instant::now()),
+            steps: flow.tasks.iter().map(|t| t.name()).collect(),
         };
         if job.state == JobState::Running && job.attempts > MAX_ATTEMPTS {
             tracing::error!(
@@ -239,7 +240,7 @@ impl Worker {
         if let Some(err) = end {
             if let Err(e) = self
                 .store
-                .write(|tx| tx.job_finish(job.id, &self.owner, err.as_deref()))
+                .write(|tx| tx.job_finish(job.id, &self.owner, err.as_deref(), &journal.steps))
                 .await
             {
                 tracing::warn!(error = %e, "finishing the job failed; it will be resumed");
@@ -257,6 +258,8 @@ struct StoreJournal {
     first_run: bool,
     /// When the task now running began (the previous journal write), for its duration.
     since: std::sync::Mutex<std::time::Instant>,
+    /// The flow's task names, in order (the job's history).
+    steps: Vec<&'static str>,
 }
 
 impl StoreJournal {
@@ -329,7 +332,7 @@ impl Journal for StoreJournal {
             self.task_done(name);
         }
         self.store
-            .write(|tx| tx.job_finish(self.job, &self.owner, None))
+            .write(|tx| tx.job_finish(self.job, &self.owner, None, &self.steps))
             .await
             .map_err(jerr)
     }
