@@ -303,8 +303,9 @@ fn unauthorized(k: &Keystone) -> Response {
     r
 }
 
-/// The middleware: lets the version document through, otherwise puts the token's context in
-/// the request (for the `Context` extractor) or answers 401 / 503.
+/// The middleware: lets the version document, `/metrics` and the dashboard's assets through,
+/// otherwise puts the token's context in the request (for the `Context` extractor) or answers
+/// 401 / 503.
 pub async fn authenticate(
     State(k): State<std::sync::Arc<Keystone>>,
     mut req: Request,
@@ -316,7 +317,8 @@ pub async fn authenticate(
     if matches!(
         req.uri().path(),
         "/" | "/networking" | "/networking/" | "/metrics"
-    ) {
+    ) || crate::dashboard::is_asset(req.uri().path())
+    {
         return next.run(req).await;
     }
     let token = req

@@ -11,6 +11,7 @@
 
 pub mod common;
 pub mod context;
+pub mod dashboard;
 pub mod error;
 pub mod keystone;
 mod metrics;
@@ -77,7 +78,7 @@ impl JobSignal {
 
 /// The API's router over `state`.
 pub fn router(state: AppState) -> Router {
-    let mut r = routes::router(state.clone());
+    let mut r = routes::router(state.clone()).merge(dashboard::router(state.clone()));
     // Prometheus' scrape, beside the API unless `[metrics] bind` names an address of its own.
     if state.cfg.metrics.enabled && state.cfg.metrics.bind.is_empty() {
         r = r.route(
@@ -114,9 +115,11 @@ async fn request_id(State(_): State<AppState>, req: Request, next: Next) -> Resp
                 .to_ascii_lowercase()
         })
         .collect::<Vec<_>>();
-    // `/metrics` answers Prometheus' text format, whatever the Accept header says.
+    // `/metrics` answers Prometheus' text format, the dashboard's assets what a browser
+    // asks for, whatever the Accept header says.
     let mut resp = if !accepts_json.is_empty()
         && req.uri().path() != "/metrics"
+        && !dashboard::is_asset(req.uri().path())
         && !accepts_json
             .iter()
             .any(|m| m == "application/json" || m == "*/*" || m == "application/*" || m.is_empty())

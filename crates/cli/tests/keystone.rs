@@ -178,6 +178,22 @@ fn keystone_tokens_decide_who_calls() {
         call(&r, "GET", "/v2/octavia/amphorae", Some(&alice), None).0,
         403
     );
+    // The dashboard's page loads without a token (it asks for one, told how the API
+    // authenticates); its views are the API's: a token, and an administrator's for the admin
+    // views.
+    let page = reqwest::blocking::get(format!("{}/dashboard/", r.url)).unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("data-auth=\"keystone\""));
+    assert_eq!(call(&r, "GET", "/dashboard/api/jobs", None, None).0, 401);
+    assert_eq!(
+        call(&r, "GET", "/dashboard/api/jobs", Some(&alice), None).0,
+        403
+    );
+    let me = call(&r, "GET", "/dashboard/api/whoami", Some(&alice), None).2;
+    assert_eq!(
+        me,
+        json!({"project_id": k.projects["lb-a"], "is_admin": false})
+    );
     // A system-scoped admin token: Octavia's rules are project-scoped (enforce_scope).
     let system = token_scoped(&k, "admin", json!({"system": {"all": true}}));
     assert_eq!(call(&r, "GET", lbs, Some(&system), None).0, 403);
