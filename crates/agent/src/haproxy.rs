@@ -202,6 +202,7 @@ impl Supervisor {
                 )
             })
             .is_some();
+        tracing::debug!(%lb, bytes = text.len(), runtime, "configuration uploaded");
         if runtime {
             atomic_write(&self.unchecked(lb), b"", 0o600)
                 .map_err(|e| HaproxyError::Failed(e.to_string()))?;

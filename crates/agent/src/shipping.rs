@@ -30,6 +30,16 @@ pub struct Shippers {
 /// The admin shipper the agent's own log goes to ([`AdminLog`]), once there is one.
 static ADMIN: OnceLock<(Arc<Shipper>, u8)> = OnceLock::new();
 
+/// Told whether `forward_all_logs` is on when the shippers are made: it sets the level of the
+/// agent's own log that goes to the admin targets (the process's tracing setup registers it).
+static FORWARD_ALL: OnceLock<Box<dyn Fn(bool) + Send + Sync>> = OnceLock::new();
+
+/// Registers what sets the level of the agent's log shipped to the admin targets: `true`,
+/// every level (`forward_all_logs`); `false`, info and above.
+pub fn on_forward_all(f: Box<dyn Fn(bool) + Send + Sync>) {
+    let _ = FORWARD_ALL.set(f);
+}
+
 impl Shippers {
     pub fn new(cfg: &Shipping) -> Shippers {
         let s = Shippers {
@@ -40,6 +50,9 @@ impl Shippers {
         };
         if let Some(a) = &s.admin {
             let _ = ADMIN.set((a.clone(), cfg.administrative_log_facility));
+        }
+        if let Some(f) = FORWARD_ALL.get() {
+            f(cfg.forward_all_logs && s.admin.is_some());
         }
         s
     }

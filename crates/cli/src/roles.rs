@@ -166,6 +166,7 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                         log_queue_size: a.log_queue_size,
                         disable_local_log_storage: a.disable_local_log_storage,
                         administrative_log_facility: a.administrative_log_facility,
+                        forward_all_logs: a.forward_all_logs,
                     }
                 },
             },
@@ -378,13 +379,24 @@ pub fn run_agent(args: &AgentArgs) -> Result<(), BootError> {
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
             );
-        // The agent's own log, info and above, to `[log_shipping] admin_log_targets` once the
-        // agent has them (nothing without).
+        // The agent's own log, info and above (every level with `forward_all_logs`), to
+        // `[log_shipping] admin_log_targets` once the agent has them (nothing without).
+        // (rocta's own debug events only: its libraries' would flood the receivers.)
+        use tracing_subscriber::filter::{LevelFilter, Targets};
+        let (level, handle) =
+            tracing_subscriber::reload::Layer::new(Targets::new().with_default(LevelFilter::INFO));
+        rocta_agent::shipping::on_forward_all(Box::new(move |all| {
+            let mut t = Targets::new().with_default(LevelFilter::INFO);
+            if all {
+                t = t.with_target("rocta", LevelFilter::DEBUG);
+            }
+            let _ = handle.modify(|f| *f = t);
+        }));
         let admin = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .without_time()
             .with_writer(rocta_agent::shipping::AdminLog::new(&cfg.amphora_id))
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+            .with_filter(level);
         let _ = tracing_subscriber::registry()
             .with(stderr)
             .with(admin)

@@ -508,7 +508,8 @@ impl Drop for Rsyslog {
 /// Log offloading (`[amphora_agent] tenant_log_targets`, TCP): every request of a burst reaches
 /// a real rsyslogd exactly once; while it is down the lines wait (up to `log_queue_size`) and
 /// arrive once it is back; the lines beyond the queue are dropped and counted on the load
-/// balancer's PROMETHEUS listener.
+/// balancer's PROMETHEUS listener. With `forward_all_logs` the agent's debug lines go to the
+/// admin target too, the request logs still only to the tenant's.
 #[test]
 fn request_logs_are_shipped_to_a_syslog_receiver() {
     let dir = tempfile::tempdir().unwrap();
@@ -520,7 +521,7 @@ fn request_logs_are_shipped_to_a_syslog_receiver() {
         &format!(
             "{TEST_CONFIG}[amphora_agent]\ntenant_log_targets = [\"127.0.0.1:{p}\"]\n\
              admin_log_targets = [\"127.0.0.1:{p}\"]\nlog_protocol = \"TCP\"\n\
-             log_retry_interval = 0.2\nlog_queue_size = 60\n",
+             log_retry_interval = 0.2\nlog_queue_size = 60\nforward_all_logs = true\n",
             p = rsyslog.port
         ),
         &[],
@@ -560,6 +561,16 @@ fn request_logs_are_shipped_to_a_syslog_receiver() {
                 && l.contains("shipping the administrative logs")
         })
     });
+    eventually(
+        "the agent's debug lines on local1 (forward_all_logs)",
+        || {
+            rsyslog.lines().iter().any(|l| {
+                l.starts_with("local1 ")
+                    && l.contains("rocta-agent")
+                    && l.contains("configuration uploaded")
+            })
+        },
+    );
     // The receiver down: the lines wait, and arrive once it is back.
     rsyslog.stop();
     burst("down", 40);

@@ -28,6 +28,11 @@ pub struct AmphoraAgent {
     pub user_log_facility: u8,
     /// Syslog facility (`localN`, 0–7) of the administrative logs.
     pub administrative_log_facility: u8,
+    /// Forward every log the amphora keeps, not only its administrative messages, to the
+    /// admin targets (the per-request logs still go to the tenant's): on rocta's amphorae,
+    /// which run no system logger of their own, rocta's own events at every level (debug too)
+    /// instead of info and above.
+    pub forward_all_logs: bool,
 }
 
 impl Default for AmphoraAgent {
@@ -42,6 +47,7 @@ impl Default for AmphoraAgent {
             admin_log_targets: vec![],
             user_log_facility: 0,
             administrative_log_facility: 1,
+            forward_all_logs: false,
         }
     }
 }

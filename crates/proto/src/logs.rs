@@ -22,6 +22,8 @@ pub struct LogShipping {
     pub disable_local_log_storage: bool,
     /// The facility (`localN`) of the administrative lines; the others are the tenant's.
     pub administrative_log_facility: u8,
+    /// The agent's own log at every level to the admin targets, not info and above only.
+    pub forward_all_logs: bool,
 }
 
 impl Default for LogShipping {
@@ -35,6 +37,7 @@ impl Default for LogShipping {
             log_queue_size: 10_000,
             disable_local_log_storage: false,
             administrative_log_facility: 1,
+            forward_all_logs: false,
         }
     }
 }
