@@ -107,10 +107,10 @@ def pct(v, p):
     return v[min(len(v) - 1, round((len(v) - 1) * p))]
 
 
-def start(cmd, cpu=None, **kw):
+def start(cmd, cpu=None, stderr=subprocess.DEVNULL, **kw):
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu)] + cmd
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, **kw)
     procs.append(p)
     return p
 
@@ -190,12 +190,30 @@ def serve(work, extra=""):
     cfg = f"{work}/serve.toml"
     open(cfg, "w").write((NET_CONFIG if NETNS else "") + extra)
     p = start([ROCTA, "serve", "--drivers", "netns" if NETNS else "local", "--config", cfg,
-               "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"], cpu=1)
+               "--data-dir", f"{work}/data", "--api-bind", "127.0.0.1:19876"], cpu=1,
+              stderr=open(f"{work}/serve.err", "ab"))
     for _ in range(200):
         if http_ok("http://127.0.0.1:19876/"):
             return p
         time.sleep(0.05)
     sys.exit("rocta serve did not start")
+
+
+def no_first_request(work, lb):
+    """Says what it can of a load balancer whose first request never came, then stops."""
+    print(f"no first request through {lb['vip_address']} within 30 s")
+    for path in (f"/loadbalancers/{lb['id']}", f"/loadbalancers/{lb['id']}/status"):
+        try:
+            print(json.dumps(call("GET", path)))
+        except Exception as e:
+            print(f"{path}: {e}")
+    for cmd in (["ip", "neigh", "show", lb["vip_address"]],
+                ["curl", "-sv", "-m", "2", f"http://{lb['vip_address']}:8080/"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        print(" ".join(cmd), "->", r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    print("rocta serve's log (last lines):")
+    print("".join(open(f"{work}/serve.err", errors="replace").readlines()[-40:]))
+    sys.exit("no first request")
 
 
 def in_ref(cmd):
@@ -263,7 +281,7 @@ def run(work):
         while not http_ok(url, timeout=0.05):
             time.sleep(0.002)
             if time.time() - t > 30:
-                sys.exit("no first request")
+                no_first_request(work, lb)
         tree.append((time.time() - t) * 1000)
         keep = lb
         if i < 19:
