@@ -186,6 +186,11 @@ function lbCard(lb, tree, listenersById) {
   );
 }
 
+// One line of the status tree: the object's kind, its name (else its id's start), the rest.
+function nodeLine(kind, obj, ...rest) {
+  return h("div", { class: "node" }, `${kind} `, h("b", {}, obj.name || short(obj.id)), ...rest);
+}
+
 function listenerNode(l, full) {
   const proto = full ? `${full.protocol}:${full.protocol_port}` : "";
   const list = samples.get(l.id) || [];
@@ -193,7 +198,7 @@ function listenerNode(l, full) {
   return h(
     "li",
     { "data-listener": l.id },
-    h("div", { class: "node" }, "Listener ", h("b", {}, l.name || short(l.id)), proto, badge(l.operating_status)),
+    nodeLine("Listener", l, proto, badge(l.operating_status)),
     h(
       "div",
       { class: "charts" },
@@ -210,14 +215,7 @@ function poolNode(p) {
   return h(
     "li",
     { "data-pool": p.id },
-    h(
-      "div",
-      { class: "node" },
-      "Pool ",
-      h("b", {}, p.name || short(p.id)),
-      badge(p.operating_status),
-      hm ? ["monitor ", hm.type, badge(hm.operating_status)] : null,
-    ),
+    nodeLine("Pool", p, badge(p.operating_status), hm ? ["monitor ", hm.type, badge(hm.operating_status)] : null),
     p.members.length
       ? h(
           "ul",
@@ -226,11 +224,9 @@ function poolNode(p) {
             h(
               "li",
               { "data-member": m.id },
-              h(
-                "div",
-                { class: "node" },
-                "Member ",
-                h("b", {}, m.name || short(m.id)),
+              nodeLine(
+                "Member",
+                m,
                 `${m.address}:${m.protocol_port}`,
                 badge(m.operating_status, { "data-member-status": m.id }),
               ),
