@@ -92,17 +92,14 @@ pub enum Refused {
     Unavailable(String),
 }
 
-struct ServiceToken {
-    token: String,
-    renew_at: Instant,
-}
-
 /// The validator (one per API process).
 pub struct Keystone {
     cfg: KeystoneAuthtoken,
     tokens_url: String,
     http: reqwest::Client,
-    service: tokio::sync::Mutex<Option<ServiceToken>>,
+    /// The service's own token (password auth; the drivers' Keystone session, without
+    /// retries: a caller waits for no backoff, it gets a 503).
+    service: rocta_drivers::openstack::Session,
     cache: Mutex<Cache>,
 }
 
@@ -137,11 +134,26 @@ impl Keystone {
                 b = b.add_root_certificate(c);
             }
         }
+        let service =
+            rocta_drivers::openstack::Session::new(rocta_drivers::openstack::SessionConfig {
+                auth_url: cfg.auth_url.clone(),
+                username: cfg.username.clone(),
+                password: cfg.password.clone(),
+                project_name: cfg.project_name.clone(),
+                user_domain_name: cfg.user_domain_name.clone(),
+                project_domain_name: cfg.project_domain_name.clone(),
+                cafile: cfg.cafile.clone(),
+                insecure: cfg.insecure,
+                timeout,
+                retries: 0,
+                backoff: Duration::ZERO,
+            })
+            .map_err(|e| e.to_string())?;
         Ok(Keystone {
             cfg: cfg.clone(),
             tokens_url: format!("{base}/v3/auth/tokens"),
             http: b.build().map_err(|e| e.to_string())?,
-            service: tokio::sync::Mutex::new(None),
+            service,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -156,51 +168,12 @@ impl Keystone {
         format!("Keystone uri=\"{uri}\"")
     }
 
-    /// The service's own token (fetched when missing or about to expire).
+    /// The service's own token (fetched when missing, about to expire, or `fresh`).
     async fn service_token(&self, fresh: bool) -> Result<String, Refused> {
-        let mut held = self.service.lock().await;
-        if let Some(t) = held
-            .as_ref()
-            .filter(|t| !fresh && Instant::now() < t.renew_at)
-        {
-            return Ok(t.token.clone());
-        }
-        let c = &self.cfg;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "domain": {"name": c.user_domain_name}, "password": c.password}}},
-            "scope": {"project": {"name": c.project_name, "domain": {"name": c.project_domain_name}}}
-        }});
-        let resp = self
-            .http
-            .post(&self.tokens_url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Refused::Unavailable(format!("Keystone unreachable: {e}")))?;
-        if resp.status() != reqwest::StatusCode::CREATED {
-            return Err(Refused::Unavailable(format!(
-                "Keystone refused the service's credentials ({})",
-                resp.status()
-            )));
-        }
-        let token = resp
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-            .ok_or_else(|| Refused::Unavailable("Keystone sent no X-Subject-Token".into()))?;
-        let info: TokenBody = resp
-            .json()
-            .await
-            .map_err(|e| Refused::Unavailable(format!("Keystone's token is unreadable: {e}")))?;
-        let life = until(&info.token.expires_at);
-        let renew_at = Instant::now() + life.saturating_sub(Duration::from_secs(60));
-        *held = Some(ServiceToken {
-            token: token.clone(),
-            renew_at,
-        });
-        Ok(token)
+        self.service.token(fresh).await.map_err(|e| match e {
+            rocta_drivers::openstack::OsError::Config(m) => Refused::Unavailable(m),
+            other => Refused::Unavailable(format!("Keystone: {other}")),
+        })
     }
 
     /// Asks Keystone about `token` (the service token renewed once if Keystone refuses it).

@@ -418,3 +418,118 @@ fn the_openstack_cli_works_unchanged() {
     assert!(ok, "{out}");
     assert_eq!(alice(&["loadbalancer", "list"]), json!([]));
 }
+
+/// The OpenStack drivers' Keystone session (`[service_auth]`): the service user's token and
+/// catalog, endpoints by type, interface and region, a revoked token renewed on the 401, wrong
+/// credentials and an unreachable Keystone reported as what they are.
+#[test]
+fn the_drivers_session_authenticates_as_the_service() {
+    use rocta_drivers::openstack::{Endpoint, OsError, Session, SessionConfig};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let k = keystone_on(
+        &dir.path().join("keystone"),
+        free_port(),
+        &[
+            "compute=nova=http://127.0.0.1:8774/v2.1/".to_string(),
+            "image=glance=http://127.0.0.1:9292".to_string(),
+        ],
+    );
+    let cfg = |user: &str, password: &str, url: &str| SessionConfig {
+        auth_url: format!("{url}/v3"),
+        username: user.into(),
+        password: password.into(),
+        project_name: "service".into(),
+        user_domain_name: "Default".into(),
+        project_domain_name: "Default".into(),
+        cafile: String::new(),
+        insecure: false,
+        timeout: Duration::from_secs(5),
+        retries: 2,
+        backoff: Duration::from_millis(50),
+    };
+    let admin = token(&k, "admin", "admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = Session::new(cfg("rocta", "rocta-pass", &k.url)).unwrap();
+        let ep = |t: &str, i: &[&str], region: &str| Endpoint {
+            service_type: t.into(),
+            interfaces: i.iter().map(|x| x.to_string()).collect(),
+            region: region.into(),
+            endpoint_override: String::new(),
+        };
+        // Octavia's `publicURL` spelling; the trailing slash dropped.
+        let nova = s.endpoint(&ep("compute", &["publicURL"], "")).await;
+        assert_eq!(nova.unwrap(), "http://127.0.0.1:8774/v2.1");
+        let glance = ep("image", &["internal", "public"], "RegionOne");
+        assert_eq!(s.endpoint(&glance).await.unwrap(), "http://127.0.0.1:9292");
+        let e = s.endpoint(&ep("image", &["public"], "RegionTwo")).await;
+        assert!(
+            matches!(&e, Err(OsError::Config(m)) if m.contains("RegionTwo")),
+            "{e:?}"
+        );
+        let e = s.endpoint(&ep("key-manager", &[], "")).await;
+        assert!(
+            matches!(&e, Err(OsError::Config(m)) if m.contains("key-manager")),
+            "{e:?}"
+        );
+        let mut fixed = ep("key-manager", &[], "");
+        fixed.endpoint_override = "http://127.0.0.1:9311/".into();
+        assert_eq!(s.endpoint(&fixed).await.unwrap(), "http://127.0.0.1:9311");
+
+        // A call with the service's token; a revoked token is renewed on the 401.
+        let projects = format!("{}/v3/auth/projects", k.url);
+        let a = s
+            .call("keystone", reqwest::Method::GET, &projects, None)
+            .await;
+        let names = a.unwrap().body["projects"].to_string();
+        assert!(names.contains("\"service\""), "{names}");
+        let first = s.token(false).await.unwrap();
+        let revoked = reqwest::Client::new()
+            .delete(format!("{}/v3/auth/tokens", k.url))
+            .header("X-Auth-Token", &admin)
+            .header("X-Subject-Token", &first)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status().as_u16(), 204);
+        let a = s
+            .call("keystone", reqwest::Method::GET, &projects, None)
+            .await;
+        assert_eq!(a.unwrap().status, 200);
+        assert_ne!(
+            s.token(false).await.unwrap(),
+            first,
+            "the token was not renewed"
+        );
+        // Another status is the service's answer, with its body (the service user may not
+        // read users).
+        let user = format!("{}/v3/users/no-such-user", k.url);
+        let e = s.call("keystone", reqwest::Method::GET, &user, None).await;
+        assert!(
+            matches!(&e, Err(OsError::Status { status: 403, body, .. }) if body["error"]["code"] == 403),
+            "{e:?}"
+        );
+
+        // Wrong credentials: a configuration error naming the user, at once.
+        let bad = Session::new(cfg("rocta", "wrong", &k.url)).unwrap();
+        let e = bad.token(false).await;
+        assert!(
+            matches!(&e, Err(OsError::Config(m)) if m.contains("rocta")),
+            "{e:?}"
+        );
+        // Keystone unreachable: retried (50 + 100 ms of backoff), then unavailable.
+        let closed = format!("http://127.0.0.1:{}", free_port());
+        let down = Session::new(cfg("rocta", "rocta-pass", &closed)).unwrap();
+        let t = Instant::now();
+        let e = down.token(false).await;
+        assert!(
+            matches!(&e, Err(OsError::Unavailable(m)) if m.contains("after 3 attempts")),
+            "{e:?}"
+        );
+        assert!(t.elapsed() >= Duration::from_millis(150) && t.elapsed() < Duration::from_secs(5));
+    });
+}

@@ -20,6 +20,7 @@ pub mod local;
 pub mod loopback;
 pub mod netns;
 pub mod noop;
+pub mod openstack;
 pub mod pki;
 pub mod rest;
 
