@@ -71,6 +71,10 @@ impl RestAmphora {
             .dns_resolver(names.clone())
             .connect_timeout(std::time::Duration::from_secs(2))
             .timeout(std::time::Duration::from_secs(60))
+            // A connection idle this long is not reused: across a management-network outage
+            // it may sit in TCP's retransmission backoff (tens of seconds) where a new one
+            // answers at once; agent calls are rare enough that a new handshake costs nothing.
+            .pool_idle_timeout(std::time::Duration::from_secs(10))
             .user_agent("rocta amphora driver")
             .build()
             .map_err(|e| e.to_string())?;
