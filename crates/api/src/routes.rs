@@ -13,6 +13,7 @@ mod members;
 mod neutron;
 mod pools;
 mod quotas;
+mod status;
 mod versions;
 
 use axum::http::Method;
@@ -176,14 +177,14 @@ pub(crate) fn ops() -> Vec<Op> {
             Tenant,
             Method::GET,
             path,
-            get(loadbalancers::status),
+            get(status::status),
             Doc::new(
                 "loadbalancers",
                 "status tree",
                 Query::None,
                 None,
                 200,
-                Resp::raw::<loadbalancers::StatusBody>(),
+                Resp::raw::<status::StatusBody>(),
             ),
         ));
     }
