@@ -13,8 +13,7 @@ use rocta_store::*;
 mod jobs;
 #[path = "contract/schema.rs"]
 mod schema;
-use jobs::*;
-use schema::*;
+use {jobs::*, schema::*};
 
 /// A store on one backend, and what keeps its database alive.
 struct Db {
