@@ -109,10 +109,26 @@ pub fn delete_lb(r: &super::Rocta, id: &str) {
                 "p1",
                 Some("admin"),
             );
+            // The jobs of this load balancer still open, with the steps they journaled, and
+            // how its recent ones ended (the dashboard's view of the queue).
+            let (_, jobs) = r.req_as("GET", "/dashboard/api/jobs?limit=500", None, "p1", None);
+            let of_lb = |k: &str| -> Vec<serde_json::Value> {
+                jobs[k]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|j| j["loadbalancer_id"] == id)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
             panic!(
-                "load balancer not deleted: {:?} {:?}",
+                "load balancer not deleted: {:?} {:?}\nopen jobs: {:?}\nended jobs: {:?}",
                 r.get(&format!("/v2/lbaas/loadbalancers/{id}")),
-                amps
+                amps,
+                of_lb("open"),
+                of_lb("ended")
             );
         }
         std::thread::sleep(Duration::from_millis(50));
