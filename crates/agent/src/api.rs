@@ -647,7 +647,7 @@ async fn rotate(S(s): S<State>, body: Bytes) -> Response {
 /// agent next starts (heartbeat settings will apply live once heartbeats exist).
 async fn update_config(S(s): S<State>, body: Bytes) -> Response {
     let text = String::from_utf8_lossy(&body).to_string();
-    let new = match AgentConfig::from_toml(&text) {
+    let new = match AgentConfig::parse(&text) {
         Ok(c) => c,
         Err(e) => {
             return err(

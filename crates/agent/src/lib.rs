@@ -64,7 +64,39 @@ fn default_heartbeat_interval() -> f64 {
 }
 
 impl AgentConfig {
-    /// Parses the agent's TOML configuration.
+    /// Parses the agent's configuration: Octavia's `amphora-agent.conf` (what an Octavia or
+    /// rocta controller burns into the config drive and sends with `PUT /1.0/config`), or
+    /// rocta's own TOML file (what the `local` and `netns` compute drivers write).
+    pub fn parse(text: &str) -> Result<AgentConfig, String> {
+        if !rocta_proto::agent_conf::AgentConf::is_octavia(text) {
+            return Self::from_toml(text);
+        }
+        let c = rocta_proto::agent_conf::AgentConf::parse(text)?;
+        let bind = match c.bind_host.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, c.bind_port).to_string(),
+            Err(_) => {
+                return Err(format!(
+                    "[haproxy_amphora] bind_host: {:?} is not an IP address",
+                    c.bind_host
+                ))
+            }
+        };
+        Ok(AgentConfig {
+            bind,
+            amphora_id: c.amphora_id,
+            base_dir: c.base_path.into(),
+            server_cert: c.agent_server_cert.into(),
+            client_ca: c.agent_server_ca.into(),
+            haproxy_bin: c.haproxy_cmd,
+            controller_ip_port_list: c.controller_ip_port_list,
+            heartbeat_interval: c.heartbeat_interval,
+            heartbeat_key: c.heartbeat_key,
+            log_shipping: c.logs,
+            config_path: None,
+        })
+    }
+
+    /// Parses rocta's TOML agent configuration.
     pub fn from_toml(text: &str) -> Result<AgentConfig, String> {
         toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
     }

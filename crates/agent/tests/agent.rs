@@ -475,6 +475,55 @@ fn a_configuration_update_moves_heartbeats_live() {
     );
 }
 
+/// The configuration an Octavia controller sends (its `amphora-agent.conf`, INI) is taken as
+/// rocta's own: heartbeats move to the health manager it names, signed with its key.
+#[test]
+fn an_octavia_amphora_agent_conf_is_understood() {
+    let a = start();
+    let path = a.dir.path().join("agent.toml");
+    let hm = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    hm.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let conf = rocta_proto::agent_conf::AgentConf {
+        amphora_id: AMP.into(),
+        bind_host: "127.0.0.1".into(),
+        bind_port: 0,
+        base_path: a.dir.path().join("lb").display().to_string(),
+        agent_server_cert: a.dir.path().join("server.pem").display().to_string(),
+        agent_server_ca: a.dir.path().join("client_ca.pem").display().to_string(),
+        controller_ip_port_list: vec![hm.local_addr().unwrap().to_string()],
+        heartbeat_key: "octavia-key".into(),
+        ..Default::default()
+    }
+    .render();
+    let r = a
+        .client
+        .put(format!("{}/1.0/config", a.url))
+        .body(conf.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), conf);
+    let mut buf = vec![0u8; 65536];
+    let n = hm
+        .recv(&mut buf)
+        .expect("no heartbeat at the health manager it names");
+    assert!(rocta_proto::heartbeat::decode(&buf[..n], b"octavia-key").is_ok());
+    // Another amphora's file, or one without an id, is refused.
+    for bad in [
+        conf.replace(AMP, "00000000-0000-4000-8000-000000000000"),
+        conf.replace(&format!("amphora_id = {AMP}"), ""),
+        conf.replace("bind_port = 0", "bind_port = nine"),
+    ] {
+        let r = a
+            .client
+            .put(format!("{}/1.0/config", a.url))
+            .body(bad)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+}
+
 #[test]
 fn heartbeats_report_listeners_with_octavia_envelope() {
     let hm = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

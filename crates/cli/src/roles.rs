@@ -364,7 +364,7 @@ pub fn run_agent(args: &AgentArgs) -> Result<(), BootError> {
     let text = std::fs::read_to_string(&args.config).map_err(|e| {
         BootError::LoadConfig(format!("cannot read config {}: {e}", args.config.display()))
     })?;
-    let mut cfg = rocta_agent::AgentConfig::from_toml(&text)
+    let mut cfg = rocta_agent::AgentConfig::parse(&text)
         .map_err(|e| BootError::LoadConfig(format!("{}: {e}", args.config.display())))?;
     // A configuration update (`PUT /1.0/config`) replaces this file.
     cfg.config_path = Some(args.config.clone());
