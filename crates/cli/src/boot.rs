@@ -223,7 +223,9 @@ pub fn message_bus(cfg: &Config) -> Result<Option<rocta_messaging::Bus>, BootErr
 /// Checks what the chosen drivers need on this host, before anything is bound.
 pub fn preflight(cfg: &Config) -> Result<(), BootError> {
     let w = &cfg.controller_worker;
-    let real = w.compute_driver != ComputeDriver::Noop || w.amphora_driver != AmphoraDriver::Noop;
+    // Local amphorae run this host's HAProxy (a Nova amphora runs its image's).
+    let real = w.compute_driver != ComputeDriver::Nova
+        && (w.compute_driver != ComputeDriver::Noop || w.amphora_driver != AmphoraDriver::Noop);
     if real {
         let hx = &cfg.haproxy_amphora.haproxy_cmd;
         let ok = std::process::Command::new(hx)
@@ -364,9 +366,12 @@ pub fn build_drivers(
                 hosts: amphora_hosts(cfg),
             }))
         }
-        ComputeDriver::Noop => None,
+        ComputeDriver::Nova | ComputeDriver::Noop => None,
     };
     let compute: Arc<dyn rocta_drivers::Compute> = match placement {
+        None if w.compute_driver == ComputeDriver::Nova => Arc::new(
+            crate::openstack::nova_compute(cfg, crate::openstack::session(cfg)?, heartbeat),
+        ),
         Some(placement) => {
             let root = data.join("amphorae");
             let exe = std::env::current_exe().map_err(|e| {

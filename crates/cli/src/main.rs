@@ -107,6 +107,7 @@ mod boot;
 mod client;
 mod metrics;
 mod network;
+mod openstack;
 mod roles;
 
 fn main() -> ExitCode {

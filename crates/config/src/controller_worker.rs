@@ -22,7 +22,10 @@ pub struct ControllerWorker {
     pub job_poll_interval_ms: u64,
     /// `local` (an agent process per amphora on this host, sharing its loopback), `netns` (an
     /// amphora is a network namespace of its own on the `[netns]` management network; needs
-    /// root and `network_driver = "netns"`) or `noop` (records only; tests).
+    /// root and `network_driver = "netns"`), `nova` (a Nova server booted from the Glance
+    /// image tagged `amp_image_tag`, its management port made in Neutron on the first of
+    /// `amp_boot_network_list`; `[service_auth]`, `[nova]`, `[glance]`, `[neutron]`) or `noop`
+    /// (records only; tests).
     pub compute_driver: ComputeDriver,
     /// `loopback` (VIPs in 127.10.0.0/16 from subnet `public`), `netns` (VIPs from the
     /// `[[netns.networks]]` subnets, plugged into the amphorae's namespaces) or `noop` (any
@@ -35,6 +38,24 @@ pub struct ControllerWorker {
     pub placement_chosen: bool,
     /// `local` (rocta's own CAs in the data dir) or `noop`.
     pub cert_manager: CertManager,
+    /// The Glance tag of the amphora image (`compute_driver = "nova"`): the newest active
+    /// image with it is booted.
+    pub amp_image_tag: String,
+    /// Only images of this project count; empty = any owner.
+    pub amp_image_owner_id: String,
+    /// The Nova flavor of amphorae (a flavor's `compute_flavor` overrides it).
+    pub amp_flavor_id: String,
+    /// A Nova key pair for amphorae (operators' SSH access); empty = none.
+    pub amp_ssh_key_name: String,
+    /// Security groups of the amphorae's management ports; empty = the project's default.
+    pub amp_secgroup_list: Vec<String>,
+    /// How long to wait for a booting amphora's server to go ACTIVE: polled every
+    /// `amp_active_wait_sec` seconds, `amp_active_retries` times.
+    pub amp_active_retries: u32,
+    pub amp_active_wait_sec: u64,
+    /// Give the config drive's files as cloud-init user data (`#cloud-config` `write_files`)
+    /// instead of files on the config drive.
+    pub user_data_config_drive: bool,
 }
 
 /// Declares a driver choice: parsed from its name, with the names available in the error.
@@ -72,7 +93,7 @@ macro_rules! driver_choice {
 
 driver_choice!(
     /// Where amphorae run.
-    ComputeDriver { Local = "local", Netns = "netns", Noop = "noop" }
+    ComputeDriver { Local = "local", Netns = "netns", Nova = "nova", Noop = "noop" }
 );
 driver_choice!(
     /// VIPs and ports.
@@ -130,6 +151,14 @@ impl Default for ControllerWorker {
             amphora_driver: AmphoraDriver::Rest,
             cert_manager: CertManager::Local,
             placement_chosen: false,
+            amp_image_tag: String::new(),
+            amp_image_owner_id: String::new(),
+            amp_flavor_id: String::new(),
+            amp_ssh_key_name: String::new(),
+            amp_secgroup_list: Vec::new(),
+            amp_active_retries: 30,
+            amp_active_wait_sec: 10,
+            user_data_config_drive: false,
         }
     }
 }

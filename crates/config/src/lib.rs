@@ -13,12 +13,14 @@ use serde::Deserialize;
 mod controller_worker;
 mod keepalived;
 mod netns;
+mod openstack;
 mod operations;
 pub use controller_worker::{
     AmphoraDriver, CertManager, ComputeDriver, ControllerWorker, NetworkDriver,
 };
 pub use keepalived::KeepalivedVrrp;
 pub use netns::{ComputeZone, Netns, NetnsNetwork};
+pub use openstack::{Nova, ServiceAuth, ServiceEndpoint};
 pub use operations::{AmphoraAgent, MetricsSettings};
 
 /// A configuration error; the binary exits 64 (`EX_USAGE`) on it before binding anything.
@@ -58,6 +60,10 @@ pub struct Config {
     pub oslo_policy: OsloPolicy,
     pub netns: Netns,
     pub keepalived_vrrp: KeepalivedVrrp,
+    pub service_auth: ServiceAuth,
+    pub nova: Nova,
+    pub neutron: ServiceEndpoint,
+    pub glance: ServiceEndpoint,
 }
 
 /// `[oslo_policy]`: oslo.policy's options. The API enforces Octavia's in-code policy; a
@@ -600,6 +606,7 @@ impl Config {
                 ));
             }
         }
+        openstack::check(self)?;
         Ok(())
     }
 }

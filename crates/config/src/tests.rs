@@ -51,6 +51,21 @@ fn example_config_parses_and_names_every_key() {
         "job_lease_seconds",
         "job_poll_interval_ms",
         "compute_driver",
+        "amp_image_tag",
+        "amp_image_owner_id",
+        "amp_flavor_id",
+        "amp_ssh_key_name",
+        "amp_secgroup_list",
+        "amp_active_retries",
+        "amp_active_wait_sec",
+        "user_data_config_drive",
+        "connect_retries",
+        "retry_interval",
+        "enable_anti_affinity",
+        "anti_affinity_policy",
+        "random_amphora_name_length",
+        "valid_interfaces",
+        "endpoint_override",
         "network_driver",
         "amphora_driver",
         "cert_manager",
@@ -147,4 +162,26 @@ fn log_shipping_is_checked() {
     )
     .unwrap();
     assert_eq!(ok.amphora_agent.tenant_log_targets.len(), 2);
+}
+
+#[test]
+fn the_nova_driver_needs_its_settings() {
+    let base = "[controller_worker]\ncompute_driver = \"nova\"\n";
+    let full = format!(
+        "{base}amp_image_tag = \"amphora\"\namp_flavor_id = \"f\"\namp_boot_network_list = [\"n\"]\n\
+         [service_auth]\nauth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"rocta\"\n\
+         password = \"p\"\nproject_name = \"service\"\n"
+    );
+    let cfg = Config::from_toml(&full).unwrap();
+    assert_eq!(cfg.controller_worker.compute_driver, ComputeDriver::Nova);
+    assert_eq!(cfg.nova.endpoint().interfaces(), ["publicURL"]);
+    let e = |t: &str| Config::from_toml(t).unwrap_err().to_string();
+    assert!(e(base).contains("[service_auth] auth_url"), "{}", e(base));
+    assert!(e(&full.replace("amp_image_tag = \"amphora\"\n", "")).contains("amp_image_tag"));
+    assert!(
+        e(&full.replace("amp_boot_network_list = [\"n\"]\n", "")).contains("amp_boot_network_list")
+    );
+    assert!(e(&format!("{full}[nova]\nanti_affinity_policy = \"x\"\n"))
+        .contains("anti_affinity_policy"));
+    assert!(e(&format!("{full}[glance]\nregion = \"x\"\n")).contains("region"));
 }

@@ -9,6 +9,8 @@
 //! [`OsError::Unavailable`], which drivers report as a transient failure (the flow retries,
 //! then reverts).
 
+pub mod nova;
+
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -253,6 +255,18 @@ impl Session {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Answer, OsError> {
+        self.call_with(service, method, url, body, &[]).await
+    }
+
+    /// [`Session::call`] with extra headers (a microversion).
+    pub async fn call_with(
+        &self,
+        service: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, OsError> {
         for fresh in [false, true] {
             let token = self.token(fresh).await?;
             let resp = self
@@ -262,6 +276,9 @@ impl Session {
                         .request(method.clone(), url)
                         .header("X-Auth-Token", &token)
                         .header("Accept", "application/json");
+                    for (k, v) in headers {
+                        r = r.header(*k, *v);
+                    }
                     if let Some(b) = body {
                         r = r.json(b);
                     }
