@@ -386,9 +386,14 @@ impl Supervisor {
     }
 
     /// Every process (master and workers, old ones included) running this load balancer's
-    /// configuration.
+    /// configuration in this amphora's network namespace: another amphora on the same host
+    /// (sharing its process table, as the test hypervisor's do) may run the same load
+    /// balancer's configuration at the same path (Octavia's `/var/lib/octavia/<lb>`), and is
+    /// none of this agent's business.
     fn processes(&self, lb: &str) -> Vec<i32> {
         let cfg = self.cfg(lb).display().to_string();
+        let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        let own = netns("self");
         std::fs::read_dir("/proc")
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -397,6 +402,7 @@ impl Supervisor {
                         std::fs::read(format!("/proc/{pid}/cmdline"))
                             .map(|c| c.split(|b| *b == 0).any(|arg| arg == cfg.as_bytes()))
                             .unwrap_or(false)
+                            && netns(&pid.to_string()) == own
                     })
                     .collect()
             })
