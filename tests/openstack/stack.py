@@ -16,8 +16,8 @@ nova-conductor, nova-scheduler and nova-compute with Nova's fake virt driver (it
     neutron, glance, placement, barbican (the same); alice (member of lb-a), bob (member
     of lb-b)
   flavor `amphora` (1 vCPU, 1 GiB, 2 GB), a raw image `amphora-x64-haproxy` tagged `amphora`
-  networks: `lb-mgmt-net` (198.18.64.0/24), `public` (shared, 198.18.65.0/24), `private` of
-    lb-a (198.18.66.0/24)
+  networks: `lb-mgmt-net` (198.19.251.0/24), `public` (shared, 198.19.252.0/24), `private` of
+    lb-a (198.19.253.0/24; 198.19.251-253 are outside what the netns tests use)
 and prints one line "READY <json>" with the endpoints and those ids. Serves until its
 standard input closes (the process that started it ended), then stops every process, drops the
 databases and the vhost and removes DIR.
@@ -474,9 +474,9 @@ def resources(projects):
          raw=b"rocta test amphora image\n" * 40)
     neutron = URL["neutron"] + "/v2.0"
     nets = {}
-    for name, cidr, project, shared in (("lb-mgmt-net", "198.18.64.0/24", "service", False),
-                                        ("public", "198.18.65.0/24", "admin", True),
-                                        ("private", "198.18.66.0/24", "lb-a", False)):
+    for name, cidr, project, shared in (("lb-mgmt-net", "198.19.251.0/24", "service", False),
+                                        ("public", "198.19.252.0/24", "admin", True),
+                                        ("private", "198.19.253.0/24", "lb-a", False)):
         net = {"name": name, "shared": shared}
         if projects.get(project):
             net["project_id"] = projects[project]

@@ -324,6 +324,19 @@ fn amphora_hosts(cfg: &Config) -> rocta_drivers::netns::Hosts {
     )
 }
 
+/// The process's OpenStack session, made on first use.
+fn openstack_session(
+    cfg: &Config,
+    held: &mut Option<Arc<rocta_drivers::openstack::Session>>,
+) -> Result<Arc<rocta_drivers::openstack::Session>, BootError> {
+    if let Some(s) = held {
+        return Ok(s.clone());
+    }
+    let s = crate::openstack::session(cfg)?;
+    *held = Some(s.clone());
+    Ok(s)
+}
+
 /// The composition root of the drivers: each `[controller_worker]` driver by name.
 pub fn build_drivers(
     cfg: &Config,
@@ -368,10 +381,13 @@ pub fn build_drivers(
         }
         ComputeDriver::Nova | ComputeDriver::Noop => None,
     };
+    // One Keystone session for the OpenStack drivers of this process.
+    let mut os_session = None;
     let compute: Arc<dyn rocta_drivers::Compute> = match placement {
-        None if w.compute_driver == ComputeDriver::Nova => Arc::new(
-            crate::openstack::nova_compute(cfg, crate::openstack::session(cfg)?, heartbeat),
-        ),
+        None if w.compute_driver == ComputeDriver::Nova => {
+            let session = openstack_session(cfg, &mut os_session)?;
+            Arc::new(crate::openstack::nova_compute(cfg, session, heartbeat))
+        }
         Some(placement) => {
             let root = data.join("amphorae");
             let exe = std::env::current_exe().map_err(|e| {
@@ -402,6 +418,10 @@ pub fn build_drivers(
                 netns::NetnsNetwork::new(&root, nets, amphora_hosts(cfg))
                     .map_err(dir_err(&root))?,
             )
+        }
+        NetworkDriver::Neutron => {
+            let session = openstack_session(cfg, &mut os_session)?;
+            Arc::new(crate::openstack::neutron_network(cfg, session))
         }
         NetworkDriver::Noop => noop.network.clone(),
     };

@@ -81,7 +81,8 @@ struct DbArgs {
 
 #[derive(Args, Clone)]
 struct AgentArgs {
-    /// The agent's TOML configuration (written by the compute driver).
+    /// The agent's configuration: Octavia's `amphora-agent.conf` (a config drive's
+    /// `/etc/octavia/amphora-agent.conf`) or rocta's TOML file (the local compute drivers').
     #[arg(long)]
     config: PathBuf,
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocta_config::{Config, ServiceEndpoint};
-use rocta_drivers::openstack::{nova, Endpoint, Session, SessionConfig};
+use rocta_drivers::openstack::{neutron, nova, Endpoint, Session, SessionConfig};
 
 use crate::boot::BootError;
 
@@ -38,6 +38,15 @@ pub fn session(cfg: &Config) -> Result<Arc<Session>, BootError> {
     })
     .map(Arc::new)
     .map_err(|e| BootError::BuildDrivers(format!("[service_auth]: {e}")))
+}
+
+/// `network_driver = "neutron"`.
+pub fn neutron_network(cfg: &Config, session: Arc<Session>) -> neutron::NeutronNetwork {
+    neutron::NeutronNetwork::new(
+        session,
+        endpoint("network", &cfg.neutron),
+        endpoint("compute", &cfg.nova.endpoint()),
+    )
 }
 
 /// `compute_driver = "nova"`.

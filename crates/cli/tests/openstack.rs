@@ -5,20 +5,31 @@
 //! this file; it stops (and drops its databases) when this process ends and closes its stdin.
 //! Every test asserts on the services' own state: what it made is gone afterwards.
 
+mod common;
+#[path = "openstack/hypervisor.rs"]
+mod hypervisor;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rocta_drivers::openstack::{nova, Endpoint, Session, SessionConfig};
-use rocta_drivers::{Boot, Compute};
-use rocta_model::Id;
+use rocta_drivers::openstack::{neutron, nova, Endpoint, Session, SessionConfig};
+use rocta_drivers::{Boot, Compute, Network, VipError, VipRequest};
+use rocta_model::*;
 use rocta_proto::agent_conf::AgentConf;
 use serde_json::{json, Value};
 
 /// What stack.py printed when ready.
 struct Stack {
     ready: Value,
+}
+
+/// One test at a time: they share the stack's networks and the hypervisor boots every
+/// `amphora-*` server it sees.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static M: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn stack() -> &'static Stack {
@@ -155,6 +166,15 @@ impl Stack {
     }
 }
 
+fn sh_out(argv: &[&str]) -> String {
+    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    format!(
+        "{argv:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn session(s: &Stack) -> std::sync::Arc<Session> {
     std::sync::Arc::new(
         Session::new(SessionConfig {
@@ -174,13 +194,16 @@ fn session(s: &Stack) -> std::sync::Arc<Session> {
     )
 }
 
-fn settings(s: &Stack) -> nova::NovaSettings {
-    let e = |t: &str| Endpoint {
+fn e(t: &str) -> Endpoint {
+    Endpoint {
         service_type: t.into(),
         interfaces: vec!["internal".into(), "public".into()],
         region: "RegionOne".into(),
         endpoint_override: String::new(),
-    };
+    }
+}
+
+fn settings(s: &Stack) -> nova::NovaSettings {
     nova::NovaSettings {
         nova: e("compute"),
         glance: e("image"),
@@ -199,7 +222,7 @@ fn settings(s: &Stack) -> nova::NovaSettings {
         user_data_config_drive: false,
         availability_zone: String::new(),
         heartbeat: rocta_drivers::local::HeartbeatTarget {
-            controllers: vec!["198.18.64.2:5555".into()],
+            controllers: vec!["198.19.251.2:5555".into()],
             interval: 3.0,
             key: "openstack-test-key".into(),
             logs: Default::default(),
@@ -229,6 +252,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// port in Nova and Neutron.
 #[test]
 fn nova_boots_an_amphora_with_octavias_config_drive() {
+    let _one = serial();
     let s = stack();
     let compute = nova::NovaCompute::new(session(s), settings(s));
     let amp = Id::new_v4();
@@ -240,7 +264,7 @@ fn nova_boots_an_amphora_with_octavias_config_drive() {
     eprintln!("booted {name} in {:?}", t.elapsed());
     let ip: std::net::Ipv4Addr = inst.lb_network_ip.parse().unwrap();
     assert!(
-        "198.18.64.0/24"
+        "198.19.251.0/24"
             .parse::<ipnet::Ipv4Net>()
             .unwrap()
             .contains(&ip),
@@ -267,7 +291,7 @@ fn nova_boots_an_amphora_with_octavias_config_drive() {
     );
     let conf = AgentConf::parse(&files[0].1).unwrap();
     assert_eq!(conf.amphora_id, amp.to_string());
-    assert_eq!(conf.controller_ip_port_list, ["198.18.64.2:5555"]);
+    assert_eq!(conf.controller_ip_port_list, ["198.19.251.2:5555"]);
     assert_eq!(conf.heartbeat_key, "openstack-test-key");
     assert_eq!(conf.agent_server_cert, "/etc/octavia/certs/server.pem");
     assert_eq!(files[1].1, boot().server_pem);
@@ -318,6 +342,7 @@ fn nova_boots_an_amphora_with_octavias_config_drive() {
 /// leaves nothing behind.
 #[test]
 fn a_failed_boot_says_why_and_leaves_nothing() {
+    let _one = serial();
     let s = stack();
     let rt = rt();
     // No image with the tag: nothing is made.
@@ -365,4 +390,452 @@ fn a_failed_boot_says_why_and_leaves_nothing() {
     assert!(s
         .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
         .is_empty());
+}
+
+fn load_balancer(id: Id, vip: &str) -> LoadBalancer {
+    LoadBalancer {
+        id,
+        name: "lb".into(),
+        description: String::new(),
+        provisioning_status: ProvisioningStatus::Active,
+        operating_status: OperatingStatus::Online,
+        admin_state_up: true,
+        project_id: "p".into(),
+        created_at: time::now(),
+        updated_at: None,
+        vip_address: Some(vip.into()),
+        vip_port_id: None,
+        vip_subnet_id: None,
+        vip_network_id: None,
+        vip_sg_ids: vec![],
+        additional_vips: vec![],
+        provider: "amphora".into(),
+        flavor_id: None,
+        vip_qos_policy_id: None,
+        tags: vec![],
+        availability_zone: None,
+        vip_vnic_type: "normal".into(),
+    }
+}
+
+fn listener(
+    lb_id: Id,
+    protocol: ListenerProtocol,
+    port: u16,
+    cidrs: Option<Vec<String>>,
+) -> Listener {
+    Listener {
+        id: Id::new_v4(),
+        lb_id,
+        name: String::new(),
+        description: String::new(),
+        provisioning_status: ProvisioningStatus::Active,
+        operating_status: OperatingStatus::Online,
+        admin_state_up: true,
+        protocol,
+        protocol_port: port,
+        connection_limit: -1,
+        default_tls_container_ref: None,
+        sni_container_refs: vec![],
+        project_id: "p".into(),
+        default_pool_id: None,
+        insert_headers: Default::default(),
+        created_at: time::now(),
+        updated_at: None,
+        timeout_client_data: 50000,
+        timeout_member_connect: 5000,
+        timeout_member_data: 50000,
+        timeout_tcp_inspect: 0,
+        tags: vec![],
+        client_ca_tls_container_ref: None,
+        client_authentication: ClientAuthentication::None,
+        client_crl_container_ref: None,
+        allowed_cidrs: cidrs,
+        tls_ciphers: None,
+        tls_versions: None,
+        alpn_protocols: None,
+        hsts_max_age: None,
+        hsts_include_subdomains: false,
+        hsts_preload: false,
+    }
+}
+
+impl Stack {
+    /// The ingress rules of security group `lb-<lb>` as `protocol port prefix` lines.
+    fn sg_rules(&self, lb: Id) -> Vec<String> {
+        let (_, b) = self.admin(
+            reqwest::Method::GET,
+            &format!("{}/v2.0/security-groups?name=lb-{lb}", self.url("neutron")),
+            None,
+        );
+        let Some(id) = b["security_groups"][0]["id"].as_str() else {
+            return vec![];
+        };
+        let (_, b) = self.admin(
+            reqwest::Method::GET,
+            &format!(
+                "{}/v2.0/security-group-rules?security_group_id={id}&direction=ingress",
+                self.url("neutron")
+            ),
+            None,
+        );
+        let mut v: Vec<String> = b["security_group_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r["protocol"].as_str().unwrap_or("any"),
+                    r["port_range_min"],
+                    r["remote_ip_prefix"].as_str().unwrap_or("group")
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn security_groups_named(&self, name: &str) -> usize {
+        let (_, b) = self.admin(
+            reqwest::Method::GET,
+            &format!("{}/v2.0/security-groups?name={name}", self.url("neutron")),
+            None,
+        );
+        b["security_groups"].as_array().map_or(0, Vec::len)
+    }
+}
+
+/// The neutron network driver: the VIP a port of the tenant's (Neutron's own 409 for an
+/// address in use), each amphora's port with the VIP as allowed address pair and the load
+/// balancer's security group attached to its server, rules following the listeners, a member
+/// subnet's port; all of it gone after unplug, release and deallocate.
+#[test]
+fn neutron_plugs_vips_and_member_subnets() {
+    let _one = serial();
+    let s = stack();
+    let rt = rt();
+    let net = neutron::NeutronNetwork::new(session(s), e("network"), e("compute"));
+    let compute = nova::NovaCompute::new(session(s), settings(s));
+    let public = s.network("public")["subnet_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let private = s.network("private")["subnet_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let project = s.ready["projects"]["lb-a"].as_str().unwrap().to_string();
+    let lb = Id::new_v4();
+    let req = VipRequest {
+        lb_id: lb,
+        subnet_id: Some(public.clone()),
+        project_id: Some(project.clone()),
+        ..Default::default()
+    };
+    let vip = rt.block_on(net.allocate_vip(&req)).unwrap();
+    let ip: std::net::Ipv4Addr = vip.address.parse().unwrap();
+    assert!("198.19.252.0/24"
+        .parse::<ipnet::Ipv4Net>()
+        .unwrap()
+        .contains(&ip));
+    let ports = s.ports_named(&format!("octavia-lb-{lb}"));
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["id"], json!(vip.port_id));
+    assert_eq!(ports[0]["project_id"], json!(project));
+    assert_eq!(ports[0]["admin_state_up"], json!(false));
+    assert_eq!(ports[0]["device_owner"], "Octavia");
+    // Again (the API retried): the same port.
+    assert_eq!(rt.block_on(net.allocate_vip(&req)).unwrap(), vip);
+
+    // Another load balancer asking for the same address: Neutron's conflict, nothing made.
+    let other = Id::new_v4();
+    let taken = rt.block_on(net.allocate_vip(&VipRequest {
+        lb_id: other,
+        subnet_id: Some(public.clone()),
+        address: Some(vip.address.clone()),
+        ..Default::default()
+    }));
+    match taken {
+        Err(VipError::Conflict(m)) => assert!(m.contains(&vip.address), "{m}"),
+        other => panic!("not a conflict: {other:?}"),
+    }
+    assert!(s.ports_named(&format!("octavia-lb-{other}")).is_empty());
+    match rt.block_on(net.allocate_vip(&VipRequest {
+        lb_id: other,
+        subnet_id: Some("nope".into()),
+        ..Default::default()
+    })) {
+        Err(VipError::Invalid(m)) => assert_eq!(m, "Subnet nope not found."),
+        other => panic!("not invalid: {other:?}"),
+    }
+
+    // An amphora of it: its own port on the VIP subnet, attached to its server.
+    let amp_id = Id::new_v4();
+    let inst = rt.block_on(compute.create(amp_id, &boot())).unwrap();
+    let amp = Amphora {
+        id: amp_id,
+        loadbalancer_id: Some(lb),
+        compute_id: Some(inst.compute_id.clone()),
+        lb_network_ip: Some(inst.lb_network_ip.clone()),
+        vrrp_ip: None,
+        ha_ip: None,
+        vrrp_port_id: None,
+        ha_port_id: None,
+        cert_expiration: None,
+        cert_busy: false,
+        role: Some(AmphoraRole::Standalone),
+        status: AmphoraStatus::Allocated,
+        vrrp_interface: None,
+        vrrp_id: None,
+        vrrp_priority: None,
+        cached_zone: None,
+        created_at: time::now(),
+        updated_at: None,
+        image_id: None,
+        compute_flavor: None,
+    };
+    let plug = rt.block_on(net.plug_vip(&amp, &vip)).unwrap();
+    assert_eq!(plug.ha_ip, vip.address);
+    assert_eq!(plug.ha_port_id, vip.port_id);
+    assert_eq!(plug.subnet_cidr.as_deref(), Some("198.19.252.0/24"));
+    assert_eq!(plug.gateway.as_deref(), Some("198.19.252.1"));
+    let vrrp = s.ports_named(&format!("octavia-lb-vrrp-{amp_id}"));
+    assert_eq!(vrrp.len(), 1);
+    assert_eq!(vrrp[0]["id"], json!(plug.vrrp_port_id));
+    assert_eq!(
+        vrrp[0]["mac_address"],
+        json!(plug.mac_address.clone().unwrap())
+    );
+    assert_eq!(
+        vrrp[0]["allowed_address_pairs"][0]["ip_address"],
+        json!(vip.address)
+    );
+    assert_eq!(
+        vrrp[0]["device_id"],
+        json!(inst.compute_id),
+        "attached to its server"
+    );
+    assert_eq!(rt.block_on(net.plug_vip(&amp, &vip)).unwrap(), plug);
+
+    // The security group follows the listeners.
+    let mut tree = LbTree {
+        loadbalancer: Some(load_balancer(lb, &vip.address)),
+        ..Default::default()
+    };
+    tree.listeners = vec![
+        listener(
+            lb,
+            ListenerProtocol::Http,
+            80,
+            Some(vec!["198.18.0.0/15".into()]),
+        ),
+        listener(lb, ListenerProtocol::Udp, 53, None),
+    ];
+    rt.block_on(net.update_vip(&tree)).unwrap();
+    assert_eq!(
+        s.sg_rules(lb),
+        [
+            "112 null group",
+            "tcp 1025 group",
+            "tcp 80 198.18.0.0/15",
+            "udp 53 0.0.0.0/0"
+        ]
+    );
+    tree.listeners.remove(0);
+    rt.block_on(net.update_vip(&tree)).unwrap();
+    assert_eq!(
+        s.sg_rules(lb),
+        ["112 null group", "tcp 1025 group", "udp 53 0.0.0.0/0"]
+    );
+
+    // A member subnet: a port of its own.
+    let member = rt
+        .block_on(net.plug_network(&amp, &private))
+        .unwrap()
+        .unwrap();
+    assert_eq!(member.subnet_cidr, "198.19.253.0/24");
+    let member_port = format!("octavia-amp-member-{amp_id}-{private}");
+    assert_eq!(
+        s.ports_named(&member_port)[0]["device_id"],
+        json!(inst.compute_id)
+    );
+
+    // Deleting the amphora and the load balancer leaves nothing.
+    rt.block_on(net.unplug_vip(&amp, &vip)).unwrap();
+    assert!(s
+        .ports_named(&format!("octavia-lb-vrrp-{amp_id}"))
+        .is_empty());
+    rt.block_on(net.release_amphora(&amp)).unwrap();
+    assert!(s.ports_named(&member_port).is_empty());
+    rt.block_on(compute.delete(amp_id)).unwrap();
+    rt.block_on(net.deallocate_vip(&vip)).unwrap();
+    assert!(s.ports_named(&format!("octavia-lb-{lb}")).is_empty());
+    assert_eq!(s.security_groups_named(&format!("lb-{lb}")), 0);
+    rt.block_on(net.deallocate_vips_of(lb)).unwrap();
+    rt.block_on(net.release_amphora(&amp)).unwrap();
+}
+
+/// The whole flow with every decision taken by the real services: a fully populated load
+/// balancer on Nova servers and Neutron ports (the test plays the hypervisor), traffic through
+/// the VIP to a member on another subnet, a failover onto a new server, and a cascade delete
+/// after which Nova, Neutron and the hypervisor hold nothing of it.
+#[test]
+fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
+    let _one = serial();
+    let s = stack();
+    let net = |n: &str| s.network(n)["network_id"].as_str().unwrap().to_string();
+    let sub = |n: &str| s.network(n)["subnet_id"].as_str().unwrap().to_string();
+    let tag = std::process::id() % 10000;
+    let hv = hypervisor::Hypervisor::start(
+        s,
+        common::bin(),
+        vec![
+            hypervisor::Bridge {
+                network_id: net("lb-mgmt-net"),
+                name: format!("rosm{tag}"),
+                host_cidr: "198.19.251.1/24".into(),
+            },
+            hypervisor::Bridge {
+                network_id: net("public"),
+                name: format!("rosp{tag}"),
+                host_cidr: "198.19.252.1/24".into(),
+            },
+            hypervisor::Bridge {
+                network_id: net("private"),
+                name: format!("rosv{tag}"),
+                host_cidr: "198.19.253.1/24".into(),
+            },
+        ],
+    );
+    let backend = common::dataplane::serve_backend(
+        std::net::TcpListener::bind("198.19.253.1:0").unwrap(),
+        "member-1",
+    );
+    let hm = common::netns::free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[controller_worker]\ncompute_driver = \"nova\"\nnetwork_driver = \"neutron\"\n\
+         amphora_driver = \"rest\"\ncert_manager = \"local\"\namp_image_tag = \"amphora\"\n\
+         amp_flavor_id = \"{flavor}\"\namp_boot_network_list = [\"{mgmt}\"]\n\
+         amp_active_retries = 240\namp_active_wait_sec = 1\njob_lease_seconds = 10\n\
+         job_poll_interval_ms = 50\n\
+         [health_manager]\nbind_ip = \"198.19.251.1\"\nbind_port = {hm}\n\
+         controller_ip_port_list = [\"198.19.251.1:{hm}\"]\nheartbeat_interval = 1.0\n\
+         [service_auth]\nauth_url = \"{ks}\"\nusername = \"rocta\"\npassword = \"rocta-pass\"\n\
+         project_name = \"service\"\n\
+         [nova]\nregion_name = \"RegionOne\"\n[neutron]\nregion_name = \"RegionOne\"\n\
+         [glance]\nregion_name = \"RegionOne\"\n",
+        flavor = s.ready["flavor_id"].as_str().unwrap(),
+        mgmt = net("lb-mgmt-net"),
+        ks = s.ready["keystone"].as_str().unwrap(),
+    );
+    let r = common::Rocta::start_configured(dir.path(), &config);
+    let wait = |lb: &str, want: &str| {
+        let t = std::time::Instant::now();
+        loop {
+            let (st, b) = r.get(&format!("/v2/lbaas/loadbalancers/{lb}"));
+            let p = b["loadbalancer"]["provisioning_status"]
+                .as_str()
+                .unwrap_or("");
+            if st == 200 && p == want {
+                return;
+            }
+            assert!(
+                p != "ERROR" && t.elapsed() < Duration::from_secs(240),
+                "lb {lb} is {st} {p} after {:?}\nhypervisor: {:?}\n{}",
+                t.elapsed(),
+                hv.log.lock().unwrap(),
+                hv.consoles()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let t = std::time::Instant::now();
+    let (st, b) = r.post(
+        "/v2/lbaas/loadbalancers",
+        json!({"loadbalancer": {"name": "on-openstack", "vip_subnet_id": sub("public"),
+            "listeners": [{"protocol": "HTTP", "protocol_port": 80,
+                "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                    "members": [{"address": "198.19.253.1", "protocol_port": backend,
+                                 "subnet_id": sub("private")}]}}]}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    let lb = b["loadbalancer"]["id"].as_str().unwrap().to_string();
+    let vip = b["loadbalancer"]["vip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.ports_named(&format!("octavia-lb-{lb}")).len(), 1);
+    wait(&lb, "ACTIVE");
+    eprintln!("create to ACTIVE on Nova and Neutron: {:?}", t.elapsed());
+    let get = || common::dataplane::get(&format!("http://{vip}/"));
+    common::dataplane::eventually("traffic through the VIP", || {
+        get().is_some_and(|(c, body)| c == 200 && body.contains("member-1"))
+    });
+    let amps = common::netns::amphorae_of(&r, &lb);
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    let first = amps[0]["compute_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.servers_named(&format!("amphora-{}", amps[0]["id"].as_str().unwrap()))
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.sg_rules(lb.parse().unwrap()),
+        ["112 null group", "tcp 1025 group", "tcp 80 0.0.0.0/0"]
+    );
+
+    // A failover: a new server, the old one deleted, traffic back.
+    let (st, b) = r.put(&format!("/v2/lbaas/loadbalancers/{lb}/failover"), json!({}));
+    assert_eq!(st, 202, "{b}");
+    wait(&lb, "ACTIVE");
+    let amps = common::netns::amphorae_of(&r, &lb);
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    assert_ne!(amps[0]["compute_id"], json!(first));
+    let (_, old) = s.admin(
+        reqwest::Method::GET,
+        &format!("{}/v2.1/servers/{first}", s.url("nova")),
+        None,
+    );
+    assert!(
+        old["server"].is_null() || old["server"]["status"] == "DELETED",
+        "{old}"
+    );
+    let t = std::time::Instant::now();
+    while !get().is_some_and(|(c, body)| c == 200 && body.contains("member-1")) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no traffic after the failover: {:?}\n{}\n{}",
+            get(),
+            sh_out(&["ip", "neigh", "show", &vip]),
+            hv.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("traffic after the failover's ACTIVE: {:?}", t.elapsed());
+
+    // Delete: nothing of it is left in Nova, Neutron or on the hypervisor.
+    common::dataplane::delete_lb(&r, &lb);
+    assert!(s.servers_named("amphora-.*").is_empty(), "servers left");
+    let (_, ports) = s.admin(
+        reqwest::Method::GET,
+        &format!("{}/v2.0/ports", s.url("neutron")),
+        None,
+    );
+    let left: Vec<&Value> = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.contains(&lb) || n.starts_with("octavia-amp"))
+        })
+        .collect();
+    assert!(left.is_empty(), "ports left: {left:?}");
+    assert_eq!(s.security_groups_named(&format!("lb-{lb}")), 0);
+    common::dataplane::eventually("the hypervisor powered everything off", || {
+        hv.running() == 0
+    });
 }

@@ -27,7 +27,7 @@ fn bad_config_exits_64_with_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("bind_prot"), "{err}");
     assert!(!data.exists(), "nothing may be created on a bad config");
-    std::fs::write(&cfg, "[controller_worker]\ncompute_driver = \"nova\"\n").unwrap();
+    std::fs::write(&cfg, "[controller_worker]\ncompute_driver = \"xen\"\n").unwrap();
     let (code, err) = run(&[
         "serve",
         "--config",
@@ -37,6 +37,21 @@ fn bad_config_exits_64_with_one_line() {
     ]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("unknown driver"), "{err}");
+    // The OpenStack drivers without the service user to act as.
+    std::fs::write(
+        &cfg,
+        "[controller_worker]\ncompute_driver = \"nova\"\nnetwork_driver = \"neutron\"\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("[service_auth] auth_url"), "{err}");
     // Two amphorae need the netns drivers.
     std::fs::write(
         &cfg,

@@ -28,8 +28,10 @@ pub struct ControllerWorker {
     /// (records only; tests).
     pub compute_driver: ComputeDriver,
     /// `loopback` (VIPs in 127.10.0.0/16 from subnet `public`), `netns` (VIPs from the
-    /// `[[netns.networks]]` subnets, plugged into the amphorae's namespaces) or `noop` (any
-    /// subnet id).
+    /// `[[netns.networks]]` subnets, plugged into the amphorae's namespaces), `neutron` (VIP
+    /// ports in Neutron, each amphora's port on the VIP subnet with the VIP as an allowed
+    /// address pair and the load balancer's security group, attached through Nova; with
+    /// `compute_driver = "nova"`) or `noop` (any subnet id).
     pub network_driver: NetworkDriver,
     /// `rest` (the agent API over mutual TLS) or `noop`.
     pub amphora_driver: AmphoraDriver,
@@ -97,7 +99,7 @@ driver_choice!(
 );
 driver_choice!(
     /// VIPs and ports.
-    NetworkDriver { Loopback = "loopback", Netns = "netns", Noop = "noop" }
+    NetworkDriver { Loopback = "loopback", Netns = "netns", Neutron = "neutron", Noop = "noop" }
 );
 driver_choice!(
     /// How the controller talks to the agents.

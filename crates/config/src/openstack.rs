@@ -168,7 +168,8 @@ impl Nova {
     }
 }
 
-/// What the OpenStack drivers need, checked when `compute_driver = "nova"`.
+/// What the OpenStack drivers need, checked when `compute_driver = "nova"` or
+/// `network_driver = "neutron"` (which attaches its ports to Nova servers: it needs both).
 pub(crate) fn check(cfg: &crate::Config) -> Result<(), crate::ConfigError> {
     let invalid = |section, key, reason: &str| crate::ConfigError::Invalid {
         section,
@@ -176,8 +177,21 @@ pub(crate) fn check(cfg: &crate::Config) -> Result<(), crate::ConfigError> {
         reason: reason.to_string(),
     };
     let w = &cfg.controller_worker;
-    if w.compute_driver != crate::ComputeDriver::Nova {
+    let nova = w.compute_driver == crate::ComputeDriver::Nova;
+    let neutron = w.network_driver == crate::NetworkDriver::Neutron;
+    if !nova && !neutron {
         return Ok(());
+    }
+    if nova != neutron {
+        return Err(invalid(
+            "controller_worker",
+            if nova {
+                "network_driver"
+            } else {
+                "compute_driver"
+            },
+            "compute_driver \"nova\" and network_driver \"neutron\" go together",
+        ));
     }
     let a = &cfg.service_auth;
     for (key, v) in [

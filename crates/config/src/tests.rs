@@ -166,7 +166,7 @@ fn log_shipping_is_checked() {
 
 #[test]
 fn the_nova_driver_needs_its_settings() {
-    let base = "[controller_worker]\ncompute_driver = \"nova\"\n";
+    let base = "[controller_worker]\ncompute_driver = \"nova\"\nnetwork_driver = \"neutron\"\n";
     let full = format!(
         "{base}amp_image_tag = \"amphora\"\namp_flavor_id = \"f\"\namp_boot_network_list = [\"n\"]\n\
          [service_auth]\nauth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"rocta\"\n\
@@ -184,4 +184,5 @@ fn the_nova_driver_needs_its_settings() {
     assert!(e(&format!("{full}[nova]\nanti_affinity_policy = \"x\"\n"))
         .contains("anti_affinity_policy"));
     assert!(e(&format!("{full}[glance]\nregion = \"x\"\n")).contains("region"));
+    assert!(e(&full.replace("network_driver = \"neutron\"\n", "")).contains("go together"));
 }

@@ -65,6 +65,8 @@ pub struct VipRequest {
     pub network_id: Option<String>,
     pub port_id: Option<String>,
     pub address: Option<String>,
+    /// The project the load balancer is made for (the VIP port's owner in Neutron).
+    pub project_id: Option<String>,
 }
 
 /// An allocated VIP.
@@ -81,6 +83,9 @@ pub struct Vip {
 pub enum VipError {
     #[error("{0}")]
     Invalid(String),
+    /// The network refused it as conflicting (the address is in use): the API answers 409.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Driver(#[from] DriverError),
 }
@@ -199,6 +204,16 @@ pub trait Network: Send + Sync {
         _subnet_id: &str,
     ) -> DriverResult<Option<NetworkPlug>> {
         Ok(None)
+    }
+    /// Makes the VIP's filtering match the load balancer's listeners (Octavia's `update_vip`:
+    /// the security group's rules), before each configuration push. Nothing by default.
+    async fn update_vip(&self, _tree: &LbTree) -> DriverResult<()> {
+        Ok(())
+    }
+    /// Releases the ports it gave an amphora (member subnets, the VIP network) before its
+    /// instance is deleted. Idempotent; nothing by default.
+    async fn release_amphora(&self, _amphora: &Amphora) -> DriverResult<()> {
+        Ok(())
     }
     /// Whether it can give a load balancer two amphorae that move the VIP between them with
     /// VRRP (ACTIVE_STANDBY): each on a network of its own, reachable by the other.

@@ -9,6 +9,7 @@
 //! [`OsError::Unavailable`], which drivers report as a transient failure (the flow retries,
 //! then reverts).
 
+pub mod neutron;
 pub mod nova;
 
 use std::time::{Duration, Instant};

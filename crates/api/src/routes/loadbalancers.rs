@@ -319,6 +319,7 @@ pub(crate) async fn create(
             network_id: m.s("vip_network_id"),
             port_id: m.s("vip_port_id"),
             address: m.s("vip_address"),
+            project_id: Some(project.clone()),
         })
         .await;
     let vip = match allocated {
@@ -340,6 +341,11 @@ pub(crate) async fn create(
         Err(VipError::Invalid(msg)) => {
             end_vip_intent(&s, lb_id).await;
             return Err(ApiError::validation(msg));
+        }
+        // Neutron's code and message, as Octavia passes them (an address in use).
+        Err(VipError::Conflict(msg)) => {
+            end_vip_intent(&s, lb_id).await;
+            return Err(ApiError::conflict(msg));
         }
         Err(VipError::Driver(d)) => {
             // Whatever the driver did allocate is released by housekeeping after the grace.

@@ -50,6 +50,11 @@ impl Rocta {
         Rocta::start_with(dir, "serve", TEST_CONFIG, &[], None)
     }
 
+    /// Starts `rocta serve` on the drivers `config` chooses.
+    pub fn start_configured(dir: &Path, config: &str) -> Rocta {
+        Rocta::start_with(dir, "serve", config, &[], None)
+    }
+
     /// Starts `rocta serve --drivers netns` (amphorae in network namespaces) with `config`.
     pub fn start_netns(dir: &Path, config: &str) -> Rocta {
         Rocta::start_with(dir, "serve", config, &[], Some("netns"))

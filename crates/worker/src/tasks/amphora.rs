@@ -312,6 +312,7 @@ async fn destroy_amphora(ctx: &Ctx, id: Id, vip: Option<&Vip>) -> R<()> {
         if let Some(v) = vip {
             ctx.drivers.network.unplug_vip(a, v).await.map_err(drv)?;
         }
+        ctx.drivers.network.release_amphora(a).await.map_err(drv)?;
     }
     ctx.drivers.compute.delete(id).await.map_err(drv)?;
     ctx.drivers
@@ -504,6 +505,8 @@ impl Task<Ctx> for ApplyConfig {
 /// the member subnets first, then the configuration with the pair's peers.
 pub(crate) async fn push_config(ctx: &Ctx, lb_id: Id, amps: &[Amphora]) -> R<()> {
     let tree = load_tree(ctx, lb_id).await?;
+    // The VIP's filtering first (a new listener's port opened before it serves).
+    ctx.drivers.network.update_vip(&tree).await.map_err(drv)?;
     let peers = pair_peers(ctx, lb_id).await?;
     let member_subnets = member_subnets(&tree);
     for a in amps.iter().filter(|a| a.status == AmphoraStatus::Allocated) {

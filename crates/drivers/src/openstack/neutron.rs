@@ -1,0 +1,726 @@
+//! The `neutron` network driver (Octavia's `allowed_address_pairs_driver`): a load balancer's
+//! VIP is a Neutron port (`octavia-lb-<lb id>`, admin down, device owner `Octavia`) holding
+//! the address; each amphora gets a port of its own on the VIP subnet
+//! (`octavia-lb-vrrp-<amphora id>`) with the VIP as an allowed address pair and the load
+//! balancer's security group (`lb-<lb id>`: a rule per listener port and allowed CIDR, VRRP and
+//! the HAProxy peers' port between the amphorae), attached to its Nova server through
+//! `os-interface`; member subnets are reached through more ports
+//! (`octavia-amp-member-<amphora id>-<subnet id>`), attached the same way.
+//!
+//! Everything is found by name before it is made, so a step run again finds what the first
+//! run made, and releases find what was never recorded.
+
+use reqwest::Method;
+use rocta_model::{Amphora, Id, LbTree, ListenerProtocol};
+use serde_json::{json, Value};
+
+use super::nova::{fault_message, os_err};
+use super::{Endpoint, OsError, Session};
+use crate::*;
+
+/// Nova's API microversion for `os-interface` (as the compute driver's).
+const MICROVERSION: &str = "2.15";
+
+pub struct NeutronNetwork {
+    session: std::sync::Arc<Session>,
+    neutron: Endpoint,
+    nova: Endpoint,
+}
+
+fn vip_port_name(lb: &str) -> String {
+    format!("octavia-lb-{lb}")
+}
+
+fn vrrp_port_name(amp: Id) -> String {
+    format!("octavia-lb-vrrp-{amp}")
+}
+
+fn member_port_name(amp: Id, subnet: &str) -> String {
+    format!("octavia-amp-member-{amp}-{subnet}")
+}
+
+fn sg_name(lb: &str) -> String {
+    format!("lb-{lb}")
+}
+
+/// One ingress rule of a load balancer's security group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    protocol: String,
+    port: Option<u16>,
+    /// A CIDR, or `None` for "from the group's own ports".
+    remote_ip_prefix: Option<String>,
+    ethertype: &'static str,
+}
+
+impl Rule {
+    fn of(v: &Value) -> Option<Rule> {
+        if v["direction"] != "ingress" {
+            return None;
+        }
+        Some(Rule {
+            protocol: v["protocol"].as_str()?.to_string(),
+            port: v["port_range_min"].as_u64().map(|p| p as u16),
+            remote_ip_prefix: v["remote_ip_prefix"].as_str().map(String::from),
+            ethertype: if v["ethertype"] == "IPv6" {
+                "IPv6"
+            } else {
+                "IPv4"
+            },
+        })
+    }
+}
+
+/// The ingress rules a load balancer's security group must hold: each listener's port from its
+/// allowed CIDRs (anywhere when none), VRRP and the HAProxy peers' port (1025) between the
+/// group's own ports (the amphorae of an ACTIVE_STANDBY pair).
+fn wanted_rules(
+    listeners: &[(ListenerProtocol, u16, Option<Vec<String>>)],
+    ipv6: bool,
+) -> Vec<Rule> {
+    let any = if ipv6 { "::/0" } else { "0.0.0.0/0" };
+    let family = |cidr: &str| if cidr.contains(':') { "IPv6" } else { "IPv4" };
+    let mut rules = vec![
+        Rule {
+            protocol: "112".into(),
+            port: None,
+            remote_ip_prefix: None,
+            ethertype: if ipv6 { "IPv6" } else { "IPv4" },
+        },
+        Rule {
+            protocol: "tcp".into(),
+            port: Some(1025),
+            remote_ip_prefix: None,
+            ethertype: if ipv6 { "IPv6" } else { "IPv4" },
+        },
+    ];
+    for (protocol, port, allowed) in listeners {
+        let protocol = match protocol {
+            ListenerProtocol::Udp => "udp",
+            ListenerProtocol::Sctp => "sctp",
+            _ => "tcp",
+        };
+        let cidrs = match allowed {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => vec![any.to_string()],
+        };
+        for cidr in cidrs {
+            rules.push(Rule {
+                protocol: protocol.into(),
+                port: Some(*port),
+                ethertype: family(&cidr),
+                remote_ip_prefix: Some(cidr),
+            });
+        }
+    }
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+/// A Neutron refusal of a VIP as the API answers it (Octavia passes Neutron's code and message).
+fn vip_refused(e: OsError) -> VipError {
+    match e {
+        OsError::Unavailable(m) => VipError::Driver(DriverError::transient("allocate vip", m)),
+        OsError::Status { status: 409, .. } => VipError::Conflict(fault_message(&e)),
+        OsError::Status { status, .. } if (400..500).contains(&status) => {
+            VipError::Invalid(fault_message(&e))
+        }
+        e => VipError::Driver(DriverError::fatal("allocate vip", e.to_string())),
+    }
+}
+
+impl NeutronNetwork {
+    pub fn new(session: std::sync::Arc<Session>, neutron: Endpoint, nova: Endpoint) -> Self {
+        NeutronNetwork {
+            session,
+            neutron,
+            nova,
+        }
+    }
+
+    async fn neutron(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, OsError> {
+        let base = self.session.endpoint(&self.neutron).await?;
+        Ok(self
+            .session
+            .call("Neutron", method, &format!("{base}/v2.0{path}"), body)
+            .await?
+            .body)
+    }
+
+    async fn nova(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, OsError> {
+        let base = self.session.endpoint(&self.nova).await?;
+        Ok(self
+            .session
+            .call_with(
+                "Nova",
+                method,
+                &format!("{base}{path}"),
+                body,
+                &[("X-OpenStack-Nova-API-Version", MICROVERSION)],
+            )
+            .await?
+            .body)
+    }
+
+    /// `GET path` → `body[key]`, `None` on a 404.
+    async fn get(&self, path: &str, key: &str) -> Result<Option<Value>, OsError> {
+        match self.neutron(Method::GET, path, None).await {
+            Ok(b) => Ok(Some(b[key].clone())),
+            Err(OsError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ports_named(&self, name: &str) -> Result<Vec<Value>, OsError> {
+        let b = self
+            .neutron(Method::GET, &format!("/ports?name={name}"), None)
+            .await?;
+        Ok(b["ports"].as_array().cloned().unwrap_or_default())
+    }
+
+    async fn delete_ports_named(&self, name: &str, op: &'static str) -> DriverResult<()> {
+        for p in self.ports_named(name).await.map_err(os_err(op))? {
+            let id = p["id"].as_str().unwrap_or_default();
+            match self
+                .neutron(Method::DELETE, &format!("/ports/{id}"), None)
+                .await
+            {
+                Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                Err(e) => return Err(os_err(op)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The load balancer's security group (made unless one of its name exists); its id.
+    async fn security_group(&self, lb: &str) -> Result<String, OsError> {
+        let b = self
+            .neutron(
+                Method::GET,
+                &format!("/security-groups?name={}", sg_name(lb)),
+                None,
+            )
+            .await?;
+        if let Some(id) = b["security_groups"][0]["id"].as_str() {
+            return Ok(id.to_string());
+        }
+        let b = self
+            .neutron(
+                Method::POST,
+                "/security-groups",
+                Some(&json!({"security_group": {"name": sg_name(lb),
+                    "description": format!("Security group of load balancer {lb}")}})),
+            )
+            .await?;
+        Ok(b["security_group"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    async fn delete_security_group(&self, lb: &str, op: &'static str) -> DriverResult<()> {
+        let b = self
+            .neutron(
+                Method::GET,
+                &format!("/security-groups?name={}", sg_name(lb)),
+                None,
+            )
+            .await
+            .map_err(os_err(op))?;
+        for g in b["security_groups"].as_array().cloned().unwrap_or_default() {
+            let id = g["id"].as_str().unwrap_or_default();
+            match self
+                .neutron(Method::DELETE, &format!("/security-groups/{id}"), None)
+                .await
+            {
+                Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                // Still on a port being deleted: retried by the flow.
+                Err(e @ OsError::Status { status: 409, .. }) => {
+                    return Err(DriverError::transient(op, fault_message(&e)))
+                }
+                Err(e) => return Err(os_err(op)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The subnet, `None` when Neutron has no such subnet.
+    async fn subnet(&self, id: &str) -> Result<Option<Value>, OsError> {
+        self.get(&format!("/subnets/{id}"), "subnet").await
+    }
+
+    /// Port `port` attached to server `server` (attached unless it already is).
+    async fn attach(&self, server: &str, port: &str, op: &'static str) -> DriverResult<()> {
+        let b = self
+            .nova(
+                Method::GET,
+                &format!("/servers/{server}/os-interface"),
+                None,
+            )
+            .await
+            .map_err(os_err(op))?;
+        let attached = b["interfaceAttachments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["port_id"] == port));
+        if attached {
+            return Ok(());
+        }
+        self.nova(
+            Method::POST,
+            &format!("/servers/{server}/os-interface"),
+            Some(&json!({"interfaceAttachment": {"port_id": port}})),
+        )
+        .await
+        .map_err(|e| match e {
+            OsError::Unavailable(m) => DriverError::transient(op, m),
+            // The server is still building or being changed: retried by the flow.
+            e @ OsError::Status { status: 409, .. } => {
+                DriverError::transient(op, fault_message(&e))
+            }
+            e => DriverError::fatal(op, fault_message(&e)),
+        })?;
+        Ok(())
+    }
+
+    /// The port named `name` on `subnet` (made unless it exists), attached to the amphora.
+    async fn amphora_port(
+        &self,
+        amphora: &Amphora,
+        name: &str,
+        subnet: &Value,
+        extra: Value,
+        op: &'static str,
+    ) -> DriverResult<Value> {
+        let server = amphora.compute_id.clone().ok_or_else(|| {
+            DriverError::fatal(op, format!("amphora {} has no server", amphora.id))
+        })?;
+        let port = match self
+            .ports_named(name)
+            .await
+            .map_err(os_err(op))?
+            .into_iter()
+            .next()
+        {
+            Some(p) => p,
+            None => {
+                let mut port = json!({
+                    "name": name,
+                    "network_id": subnet["network_id"],
+                    "fixed_ips": [{"subnet_id": subnet["id"]}],
+                    "admin_state_up": true,
+                });
+                if let (Some(p), Some(e)) = (port.as_object_mut(), extra.as_object()) {
+                    p.extend(e.clone());
+                }
+                self.neutron(Method::POST, "/ports", Some(&json!({ "port": port })))
+                    .await
+                    .map_err(|e| match e {
+                        OsError::Unavailable(m) => DriverError::transient(op, m),
+                        e => DriverError::fatal(op, fault_message(&e)),
+                    })?["port"]
+                    .clone()
+            }
+        };
+        let id = port["id"].as_str().unwrap_or_default().to_string();
+        self.attach(&server, &id, op).await?;
+        Ok(port)
+    }
+
+    async fn mtu(&self, network: &str, op: &'static str) -> DriverResult<u32> {
+        let n = self
+            .get(&format!("/networks/{network}"), "network")
+            .await
+            .map_err(os_err(op))?;
+        Ok(n.and_then(|n| n["mtu"].as_u64()).unwrap_or(1500) as u32)
+    }
+}
+
+fn first_ip(port: &Value) -> String {
+    port["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[async_trait::async_trait]
+impl Network for NeutronNetwork {
+    async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError> {
+        let vip_of = |p: &Value| Vip {
+            address: first_ip(p),
+            port_id: p["id"].as_str().unwrap_or_default().to_string(),
+            subnet_id: p["fixed_ips"][0]["subnet_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            network_id: p["network_id"].as_str().unwrap_or_default().to_string(),
+        };
+        // A port of the user's: the VIP is its address.
+        if let Some(id) = &req.port_id {
+            return match self
+                .get(&format!("/ports/{id}"), "port")
+                .await
+                .map_err(vip_refused)?
+            {
+                Some(p) if p["fixed_ips"][0].is_object() => Ok(vip_of(&p)),
+                Some(_) => Err(VipError::Invalid(format!("Port {id} has no fixed IP."))),
+                None => Err(VipError::Invalid(format!("Port {id} not found."))),
+            };
+        }
+        let name = vip_port_name(&req.lb_id.to_string());
+        if let Some(p) = self.ports_named(&name).await.map_err(vip_refused)?.first() {
+            return Ok(vip_of(p));
+        }
+        let subnet = match (&req.subnet_id, &req.network_id) {
+            (Some(s), _) => self
+                .subnet(s)
+                .await
+                .map_err(vip_refused)?
+                .ok_or_else(|| VipError::Invalid(format!("Subnet {s} not found.")))?,
+            (None, Some(n)) => {
+                let net = self
+                    .get(&format!("/networks/{n}"), "network")
+                    .await
+                    .map_err(vip_refused)?
+                    .ok_or_else(|| VipError::Invalid(format!("Network {n} not found.")))?;
+                // Its first subnet, an IPv4 one if any (Octavia's choice when only the
+                // network is given).
+                let mut subnets = Vec::new();
+                for id in net["subnets"].as_array().cloned().unwrap_or_default() {
+                    if let Some(s) = self
+                        .subnet(id.as_str().unwrap_or_default())
+                        .await
+                        .map_err(vip_refused)?
+                    {
+                        subnets.push(s);
+                    }
+                }
+                subnets.sort_by_key(|s| s["ip_version"].as_u64() != Some(4));
+                subnets
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| VipError::Invalid(format!("Network {n} has no subnet.")))?
+            }
+            (None, None) => {
+                return Err(VipError::Invalid("No VIP subnet or network given.".into()))
+            }
+        };
+        let mut fixed = json!({"subnet_id": subnet["id"]});
+        if let Some(a) = &req.address {
+            fixed["ip_address"] = json!(a);
+        }
+        let mut port = json!({
+            "name": name,
+            "network_id": subnet["network_id"],
+            "fixed_ips": [fixed],
+            "admin_state_up": false,
+            "device_owner": "Octavia",
+            "device_id": format!("lb-{}", req.lb_id),
+        });
+        if let Some(p) = &req.project_id {
+            port["project_id"] = json!(p);
+        }
+        let b = self
+            .neutron(Method::POST, "/ports", Some(&json!({ "port": port })))
+            .await
+            .map_err(vip_refused)?;
+        crate::fault::crash_point("allocate_vip");
+        Ok(vip_of(&b["port"]))
+    }
+
+    async fn deallocate_vip(&self, vip: &Vip) -> DriverResult<()> {
+        let op = "deallocate vip";
+        let port = self
+            .get(&format!("/ports/{}", vip.port_id), "port")
+            .await
+            .map_err(os_err(op))?;
+        // Only the ports this driver made (a user's `vip_port_id` stays theirs).
+        let Some(lb) = port
+            .as_ref()
+            .and_then(|p| p["name"].as_str()?.strip_prefix("octavia-lb-"))
+            .filter(|rest| !rest.starts_with("vrrp-"))
+            .map(String::from)
+        else {
+            return Ok(());
+        };
+        self.delete_ports_named(&vip_port_name(&lb), op).await?;
+        self.delete_security_group(&lb, op).await
+    }
+
+    async fn deallocate_vips_of(&self, lb_id: Id) -> DriverResult<()> {
+        let op = "deallocate vips";
+        self.delete_ports_named(&vip_port_name(&lb_id.to_string()), op)
+            .await?;
+        self.delete_security_group(&lb_id.to_string(), op).await
+    }
+
+    async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> DriverResult<VipPlug> {
+        let op = "plug vip";
+        let lb = amphora
+            .loadbalancer_id
+            .ok_or_else(|| DriverError::fatal(op, "the amphora has no load balancer"))?;
+        let subnet = self
+            .subnet(&vip.subnet_id)
+            .await
+            .map_err(os_err(op))?
+            .ok_or_else(|| {
+                DriverError::fatal(op, format!("Subnet {} not found.", vip.subnet_id))
+            })?;
+        let sg = self
+            .security_group(&lb.to_string())
+            .await
+            .map_err(os_err(op))?;
+        let extra = json!({
+            "allowed_address_pairs": [{"ip_address": vip.address}],
+            "security_groups": [sg],
+        });
+        let port = self
+            .amphora_port(amphora, &vrrp_port_name(amphora.id), &subnet, extra, op)
+            .await?;
+        Ok(VipPlug {
+            vrrp_ip: first_ip(&port),
+            ha_ip: vip.address.clone(),
+            vrrp_port_id: port["id"].as_str().unwrap_or_default().to_string(),
+            ha_port_id: vip.port_id.clone(),
+            mac_address: port["mac_address"].as_str().map(String::from),
+            subnet_cidr: subnet["cidr"].as_str().map(String::from),
+            gateway: subnet["gateway_ip"].as_str().map(String::from),
+            mtu: Some(self.mtu(&vip.network_id, op).await?),
+        })
+    }
+
+    async fn unplug_vip(&self, amphora: &Amphora, _vip: &Vip) -> DriverResult<()> {
+        let op = "unplug vip";
+        let name = vrrp_port_name(amphora.id);
+        if let Some(server) = &amphora.compute_id {
+            for p in self.ports_named(&name).await.map_err(os_err(op))? {
+                let id = p["id"].as_str().unwrap_or_default();
+                match self
+                    .nova(
+                        Method::DELETE,
+                        &format!("/servers/{server}/os-interface/{id}"),
+                        None,
+                    )
+                    .await
+                {
+                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(os_err(op)(e)),
+                }
+            }
+        }
+        self.delete_ports_named(&name, op).await
+    }
+
+    fn supports_active_standby(&self) -> bool {
+        true
+    }
+
+    async fn plug_network(
+        &self,
+        amphora: &Amphora,
+        subnet_id: &str,
+    ) -> DriverResult<Option<NetworkPlug>> {
+        let op = "plug network";
+        let subnet = self
+            .subnet(subnet_id)
+            .await
+            .map_err(os_err(op))?
+            .ok_or_else(|| DriverError::fatal(op, format!("Subnet {subnet_id} not found.")))?;
+        let port = self
+            .amphora_port(
+                amphora,
+                &member_port_name(amphora.id, subnet_id),
+                &subnet,
+                json!({}),
+                op,
+            )
+            .await?;
+        Ok(Some(NetworkPlug {
+            mac_address: port["mac_address"].as_str().unwrap_or_default().to_string(),
+            ip_address: first_ip(&port),
+            subnet_cidr: subnet["cidr"].as_str().unwrap_or_default().to_string(),
+            mtu: self
+                .mtu(subnet["network_id"].as_str().unwrap_or_default(), op)
+                .await?,
+        }))
+    }
+
+    async fn update_vip(&self, tree: &LbTree) -> DriverResult<()> {
+        let op = "update vip security group";
+        let Some(lb) = &tree.loadbalancer else {
+            return Ok(());
+        };
+        let ipv6 = lb.vip_address.as_deref().is_some_and(|a| a.contains(':'));
+        let sg = self
+            .security_group(&lb.id.to_string())
+            .await
+            .map_err(os_err(op))?;
+        let b = self
+            .neutron(
+                Method::GET,
+                &format!("/security-group-rules?security_group_id={sg}"),
+                None,
+            )
+            .await
+            .map_err(os_err(op))?;
+        let listeners: Vec<_> = tree
+            .listeners
+            .iter()
+            .map(|l| (l.protocol, l.protocol_port, l.allowed_cidrs.clone()))
+            .collect();
+        let wanted = wanted_rules(&listeners, ipv6);
+        let mut have = Vec::new();
+        for r in b["security_group_rules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let Some(rule) = Rule::of(&r) else { continue };
+            if wanted.contains(&rule) {
+                have.push(rule);
+            } else {
+                let id = r["id"].as_str().unwrap_or_default();
+                match self
+                    .neutron(Method::DELETE, &format!("/security-group-rules/{id}"), None)
+                    .await
+                {
+                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(os_err(op)(e)),
+                }
+            }
+        }
+        for rule in wanted.iter().filter(|r| !have.contains(r)) {
+            let mut body = json!({
+                "security_group_id": sg,
+                "direction": "ingress",
+                "ethertype": rule.ethertype,
+                "protocol": rule.protocol,
+            });
+            if let Some(p) = rule.port {
+                body["port_range_min"] = json!(p);
+                body["port_range_max"] = json!(p);
+            }
+            match &rule.remote_ip_prefix {
+                Some(c) => body["remote_ip_prefix"] = json!(c),
+                None => body["remote_group_id"] = json!(sg),
+            }
+            match self
+                .neutron(
+                    Method::POST,
+                    "/security-group-rules",
+                    Some(&json!({ "security_group_rule": body })),
+                )
+                .await
+            {
+                // Made by a run of this step that died before it finished.
+                Ok(_) | Err(OsError::Status { status: 409, .. }) => {}
+                Err(e) => return Err(os_err(op)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_amphora(&self, amphora: &Amphora) -> DriverResult<()> {
+        let op = "release amphora ports";
+        // Called before its server is deleted: the ports still name it as their device.
+        if let Some(server) = &amphora.compute_id {
+            let b = self
+                .neutron(Method::GET, &format!("/ports?device_id={server}"), None)
+                .await
+                .map_err(os_err(op))?;
+            let member = format!("octavia-amp-member-{}-", amphora.id);
+            let vrrp = vrrp_port_name(amphora.id);
+            for p in b["ports"].as_array().cloned().unwrap_or_default() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if !(name.starts_with(&member) || name == vrrp) {
+                    continue;
+                }
+                let id = p["id"].as_str().unwrap_or_default();
+                match self
+                    .nova(
+                        Method::DELETE,
+                        &format!("/servers/{server}/os-interface/{id}"),
+                        None,
+                    )
+                    .await
+                {
+                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(os_err(op)(e)),
+                }
+                match self
+                    .neutron(Method::DELETE, &format!("/ports/{id}"), None)
+                    .await
+                {
+                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(os_err(op)(e)),
+                }
+            }
+        }
+        self.delete_ports_named(&vrrp_port_name(amphora.id), op)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_per_listener_port_and_cidr_plus_the_pairs_own() {
+        let rules = wanted_rules(
+            &[
+                (ListenerProtocol::Http, 80, None),
+                (
+                    ListenerProtocol::Udp,
+                    53,
+                    Some(vec!["198.18.0.0/24".into(), "2001:db8::/64".into()]),
+                ),
+                (ListenerProtocol::TerminatedHttps, 443, Some(vec![])),
+            ],
+            false,
+        );
+        let show: Vec<String> = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {:?} {}",
+                    r.protocol,
+                    r.ethertype,
+                    r.port,
+                    r.remote_ip_prefix.as_deref().unwrap_or("group")
+                )
+            })
+            .collect();
+        assert_eq!(
+            show,
+            [
+                "112 IPv4 None group",
+                "tcp IPv4 Some(80) 0.0.0.0/0",
+                "tcp IPv4 Some(443) 0.0.0.0/0",
+                "tcp IPv4 Some(1025) group",
+                "udp IPv4 Some(53) 198.18.0.0/24",
+                "udp IPv6 Some(53) 2001:db8::/64",
+            ]
+        );
+        // A rule read back from Neutron compares equal to the one asked for.
+        let back = Rule::of(
+            &json!({"direction": "ingress", "protocol": "udp", "ethertype": "IPv6",
+            "port_range_min": 53, "port_range_max": 53, "remote_ip_prefix": "2001:db8::/64"}),
+        );
+        assert!(back.is_some_and(|r| rules.contains(&r)));
+        assert_eq!(
+            Rule::of(&json!({"direction": "egress", "protocol": null})),
+            None
+        );
+    }
+}
