@@ -74,6 +74,10 @@ pub fn nova_compute(
             availability_zone: cfg.nova.availability_zone.clone(),
             heartbeat,
             topology: w.loadbalancer_topology.clone(),
+            anti_affinity: cfg
+                .nova
+                .enable_anti_affinity
+                .then(|| cfg.nova.anti_affinity_policy.clone()),
         },
     )
 }

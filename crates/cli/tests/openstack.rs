@@ -228,6 +228,7 @@ fn settings(s: &Stack) -> nova::NovaSettings {
             logs: Default::default(),
         },
         topology: "SINGLE".into(),
+        anti_affinity: None,
     }
 }
 
@@ -743,10 +744,9 @@ fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
             }
             assert!(
                 p != "ERROR" && t.elapsed() < Duration::from_secs(240),
-                "lb {lb} is {st} {p} after {:?}\nhypervisor: {:?}\n{}",
+                "lb {lb} is {st} {p} after {:?}\n{}",
                 t.elapsed(),
-                hv.log.lock().unwrap(),
-                hv.consoles()
+                hv.describe()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -838,4 +838,56 @@ fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
     common::dataplane::eventually("the hypervisor powered everything off", || {
         hv.running() == 0
     });
+}
+
+/// `[nova] enable_anti_affinity`: the two amphorae of an ACTIVE_STANDBY pair boot in one
+/// server group with the policy (soft here: the fake cloud has one host); the group goes with
+/// its last member.
+#[test]
+fn nova_puts_an_active_standby_pair_in_a_server_group() {
+    let _one = serial();
+    let s = stack();
+    let rt = rt();
+    let mut set = settings(s);
+    set.anti_affinity = Some("soft-anti-affinity".into());
+    let compute = nova::NovaCompute::new(session(s), set);
+    let lb = Id::new_v4();
+    let pair = [Id::new_v4(), Id::new_v4()];
+    let mut servers = Vec::new();
+    for amp in pair {
+        let b = Boot {
+            pair_of: Some(lb),
+            ..boot()
+        };
+        servers.push(rt.block_on(compute.create(amp, &b)).unwrap().compute_id);
+    }
+    let group = || {
+        let (st, b) = s.admin(
+            reqwest::Method::GET,
+            &format!("{}/v2.1/os-server-groups?all_projects=1", s.url("nova")),
+            None,
+        );
+        assert_eq!(st, 200, "{b}");
+        b["server_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == format!("octavia-lb-{lb}").as_str())
+            .cloned()
+    };
+    let g = group().expect("no server group for the pair");
+    assert_eq!(g["policies"], json!(["soft-anti-affinity"]));
+    let mut members: Vec<String> = g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    members.sort();
+    servers.sort();
+    assert_eq!(members, servers);
+    rt.block_on(compute.delete(pair[0])).unwrap();
+    assert!(group().is_some(), "the group went with a member left");
+    rt.block_on(compute.delete(pair[1])).unwrap();
+    assert!(group().is_none(), "the group is left after its last member");
 }

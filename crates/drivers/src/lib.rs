@@ -131,6 +131,9 @@ pub struct Boot {
     /// The management network its availability zone names (Octavia's `management_network`);
     /// `None`: `[controller_worker] amp_boot_network_list`'s.
     pub management_network: Option<String>,
+    /// The load balancer whose ACTIVE_STANDBY pair the amphora belongs to: compute drivers
+    /// that can (Nova, with `[nova] enable_anti_affinity`) place the two apart.
+    pub pair_of: Option<Id>,
 }
 
 /// Where amphorae run (Octavia's compute driver).

@@ -53,6 +53,9 @@ pub struct NovaSettings {
     pub heartbeat: HeartbeatTarget,
     /// `[controller_worker] loadbalancer_topology` (the agent conf's).
     pub topology: String,
+    /// `[nova] anti_affinity_policy` when `enable_anti_affinity`: the two amphorae of an
+    /// ACTIVE_STANDBY load balancer are booted in a server group `octavia-lb-<lb id>` with it.
+    pub anti_affinity: Option<String>,
 }
 
 pub struct NovaCompute {
@@ -152,6 +155,60 @@ impl NovaCompute {
             )
             .await?;
         Ok(b["ports"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The pair's server group (made unless one of its name exists); its id.
+    async fn server_group(&self, lb: Id, policy: &str) -> DriverResult<String> {
+        let op = "create server group";
+        let name = format!("octavia-lb-{lb}");
+        let b = self
+            .nova(Method::GET, "/os-server-groups", None)
+            .await
+            .map_err(os_err(op))?;
+        if let Some(id) = b["server_groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == name.as_str()))
+            .and_then(|g| g["id"].as_str())
+        {
+            return Ok(id.to_string());
+        }
+        let b = self
+            .nova(
+                Method::POST,
+                "/os-server-groups",
+                Some(&json!({"server_group": {"name": name, "policies": [policy]}})),
+            )
+            .await
+            .map_err(|e| match e {
+                OsError::Unavailable(m) => DriverError::transient(op, m),
+                e => DriverError::fatal(op, fault_message(&e)),
+            })?;
+        Ok(b["server_group"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// The pair groups server `server` is a member of.
+    async fn groups_of(&self, server: &str) -> Result<Vec<String>, OsError> {
+        let b = self.nova(Method::GET, "/os-server-groups", None).await?;
+        Ok(b["server_groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| {
+                g["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("octavia-lb-"))
+            })
+            .filter(|g| {
+                g["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m == server))
+            })
+            .filter_map(|g| g["id"].as_str().map(String::from))
+            .collect())
     }
 
     /// The newest active image with the tag (Octavia's `_extract_amp_image_id_by_tag`).
@@ -359,8 +416,13 @@ impl Compute for NovaCompute {
                 if !zone.is_empty() {
                     server["availability_zone"] = json!(zone);
                 }
+                let mut request = json!({ "server": server });
+                if let (Some(policy), Some(lb)) = (&self.s.anti_affinity, boot.pair_of) {
+                    let group = self.server_group(lb, policy).await?;
+                    request["os:scheduler_hints"] = json!({ "group": group });
+                }
                 let b = self
-                    .nova(Method::POST, "/servers", Some(&json!({ "server": server })))
+                    .nova(Method::POST, "/servers", Some(&request))
                     .await
                     .map_err(|e| match e {
                         OsError::Unavailable(m) => DriverError::transient(op, m),
@@ -385,8 +447,10 @@ impl Compute for NovaCompute {
     async fn delete(&self, amp: Id) -> DriverResult<()> {
         let op = "delete amphora server";
         let servers = self.servers_of(amp).await.map_err(os_err(op))?;
+        let mut groups = Vec::new();
         for s in &servers {
             let id = s["id"].as_str().unwrap_or_default();
+            groups.extend(self.groups_of(id).await.map_err(os_err(op))?);
             match self
                 .nova(Method::DELETE, &format!("/servers/{id}"), None)
                 .await
@@ -415,6 +479,29 @@ impl Compute for NovaCompute {
             {
                 Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
                 Err(e) => return Err(os_err(op)(e)),
+            }
+        }
+        // A pair's group goes with its last member (a failover's new amphora joins it first).
+        for g in groups {
+            let b = match self
+                .nova(Method::GET, &format!("/os-server-groups/{g}"), None)
+                .await
+            {
+                Ok(b) => b,
+                Err(OsError::Status { status: 404, .. }) => continue,
+                Err(e) => return Err(os_err(op)(e)),
+            };
+            if b["server_group"]["members"]
+                .as_array()
+                .is_some_and(|m| m.is_empty())
+            {
+                match self
+                    .nova(Method::DELETE, &format!("/os-server-groups/{g}"), None)
+                    .await
+                {
+                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(os_err(op)(e)),
+                }
             }
         }
         Ok(())

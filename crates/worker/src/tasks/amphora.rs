@@ -139,6 +139,8 @@ impl Task<Ctx> for CreateAmphora {
             zone: place.zone.clone(),
             compute_flavor: place.compute_flavor.clone(),
             management_network: place.management_network.clone(),
+            pair_of: lb_id
+                .filter(|_| matches!(role, Some(AmphoraRole::Master | AmphoraRole::Backup))),
         };
         let inst = ctx.drivers.compute.create(id, &boot).await.map_err(drv)?;
         update_amphora(ctx, id, |a| {
