@@ -473,6 +473,11 @@ def resources(projects):
     call("PUT", f"{URL['glance']}/v2/images/{image}/file", token=admin,
          raw=b"rocta test amphora image\n" * 40)
     neutron = URL["neutron"] + "/v2.0"
+    # The load balancer service's project holds a security group per load balancer and the
+    # amphorae's ports: unlimited, as Octavia's devstack plugin sets them (Neutron's default is
+    # 10 security groups).
+    call("PUT", f"{neutron}/quotas/{projects['service']}", {"quota": {
+        "security_group": -1, "security_group_rule": -1, "port": -1}}, admin)
     nets = {}
     for name, cidr, project, shared in (("lb-mgmt-net", "198.19.251.0/24", "service", False),
                                         ("public", "198.19.252.0/24", "admin", True),
