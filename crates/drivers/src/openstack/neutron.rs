@@ -14,7 +14,7 @@ use reqwest::Method;
 use rocta_model::{Amphora, Id, LbTree, ListenerProtocol};
 use serde_json::{json, Value};
 
-use super::nova::{fault_message, os_err};
+use super::nova::{deleted, fault_message, os_err};
 use super::{Endpoint, OsError, Session};
 use crate::*;
 
@@ -192,13 +192,11 @@ impl NeutronNetwork {
     async fn delete_ports_named(&self, name: &str, op: &'static str) -> DriverResult<()> {
         for p in self.ports_named(name).await.map_err(os_err(op))? {
             let id = p["id"].as_str().unwrap_or_default();
-            match self
-                .neutron(Method::DELETE, &format!("/ports/{id}"), None)
-                .await
-            {
-                Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                Err(e) => return Err(os_err(op)(e)),
-            }
+            deleted(
+                op,
+                self.neutron(Method::DELETE, &format!("/ports/{id}"), None)
+                    .await,
+            )?;
         }
         Ok(())
     }
@@ -505,17 +503,15 @@ impl Network for NeutronNetwork {
         if let Some(server) = &amphora.compute_id {
             for p in self.ports_named(&name).await.map_err(os_err(op))? {
                 let id = p["id"].as_str().unwrap_or_default();
-                match self
-                    .nova(
+                deleted(
+                    op,
+                    self.nova(
                         Method::DELETE,
                         &format!("/servers/{server}/os-interface/{id}"),
                         None,
                     )
-                    .await
-                {
-                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                    Err(e) => return Err(os_err(op)(e)),
-                }
+                    .await,
+                )?;
             }
         }
         self.delete_ports_named(&name, op).await
@@ -590,13 +586,11 @@ impl Network for NeutronNetwork {
                 have.push(rule);
             } else {
                 let id = r["id"].as_str().unwrap_or_default();
-                match self
-                    .neutron(Method::DELETE, &format!("/security-group-rules/{id}"), None)
-                    .await
-                {
-                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                    Err(e) => return Err(os_err(op)(e)),
-                }
+                deleted(
+                    op,
+                    self.neutron(Method::DELETE, &format!("/security-group-rules/{id}"), None)
+                        .await,
+                )?;
             }
         }
         for rule in wanted.iter().filter(|r| !have.contains(r)) {
@@ -646,24 +640,20 @@ impl Network for NeutronNetwork {
                     continue;
                 }
                 let id = p["id"].as_str().unwrap_or_default();
-                match self
-                    .nova(
+                deleted(
+                    op,
+                    self.nova(
                         Method::DELETE,
                         &format!("/servers/{server}/os-interface/{id}"),
                         None,
                     )
-                    .await
-                {
-                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                    Err(e) => return Err(os_err(op)(e)),
-                }
-                match self
-                    .neutron(Method::DELETE, &format!("/ports/{id}"), None)
-                    .await
-                {
-                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                    Err(e) => return Err(os_err(op)(e)),
-                }
+                    .await,
+                )?;
+                deleted(
+                    op,
+                    self.neutron(Method::DELETE, &format!("/ports/{id}"), None)
+                        .await,
+                )?;
             }
         }
         self.delete_ports_named(&vrrp_port_name(amphora.id), op)

@@ -71,6 +71,14 @@ pub(crate) fn os_err(op: &'static str) -> impl Fn(OsError) -> DriverError {
     }
 }
 
+/// A DELETE's answer: done, or already gone (404); anything else fails step `op`.
+pub(crate) fn deleted(op: &'static str, r: Result<Value, OsError>) -> DriverResult<()> {
+    match r {
+        Ok(_) | Err(OsError::Status { status: 404, .. }) => Ok(()),
+        Err(e) => Err(os_err(op)(e)),
+    }
+}
+
 /// The message of a Nova/Neutron/Glance error body (`{"badRequest": {"message": ...}}`,
 /// `{"NeutronError": {"message": ...}}`), else the whole error.
 pub(crate) fn fault_message(e: &OsError) -> String {
@@ -451,13 +459,11 @@ impl Compute for NovaCompute {
         for s in &servers {
             let id = s["id"].as_str().unwrap_or_default();
             groups.extend(self.groups_of(id).await.map_err(os_err(op))?);
-            match self
-                .nova(Method::DELETE, &format!("/servers/{id}"), None)
-                .await
-            {
-                Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                Err(e) => return Err(os_err(op)(e)),
-            }
+            deleted(
+                op,
+                self.nova(Method::DELETE, &format!("/servers/{id}"), None)
+                    .await,
+            )?;
         }
         // The port is deleted once Nova let go of it (deleting it first would leave Nova to
         // notice a vanished interface).
@@ -473,13 +479,11 @@ impl Compute for NovaCompute {
         }
         for p in self.ports_of(amp).await.map_err(os_err(op))? {
             let id = p["id"].as_str().unwrap_or_default();
-            match self
-                .neutron(Method::DELETE, &format!("/ports/{id}"), None)
-                .await
-            {
-                Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                Err(e) => return Err(os_err(op)(e)),
-            }
+            deleted(
+                op,
+                self.neutron(Method::DELETE, &format!("/ports/{id}"), None)
+                    .await,
+            )?;
         }
         // A pair's group goes with its last member (a failover's new amphora joins it first).
         for g in groups {
@@ -495,13 +499,11 @@ impl Compute for NovaCompute {
                 .as_array()
                 .is_some_and(|m| m.is_empty())
             {
-                match self
-                    .nova(Method::DELETE, &format!("/os-server-groups/{g}"), None)
-                    .await
-                {
-                    Ok(_) | Err(OsError::Status { status: 404, .. }) => {}
-                    Err(e) => return Err(os_err(op)(e)),
-                }
+                deleted(
+                    op,
+                    self.nova(Method::DELETE, &format!("/os-server-groups/{g}"), None)
+                        .await,
+                )?;
             }
         }
         Ok(())
