@@ -109,7 +109,7 @@ fn world() -> &'static std::sync::Mutex<World> {
             cfg: Arc::new(rocta_config::Config::default()),
             network: drivers.network.clone(),
             compute: drivers.compute.clone(),
-            certs: drivers.certs.clone(),
+            tls: drivers.tls.clone(),
             wake: Default::default(),
             keystone: None,
             policy: Arc::new(rocta_api::policy::Policy::defaults(true)),

@@ -207,7 +207,7 @@ from glance.wsgi.api import application""")
     write("neutron/neutron.conf", f"""[DEFAULT]
 log_file = {path('logs', 'neutron.log')}
 core_plugin = ml2
-service_plugins =
+service_plugins = qos
 auth_strategy = keystone
 transport_url = {RABBIT}
 api_paste_config = {path('neutron', 'api-paste.ini')}
@@ -222,7 +222,7 @@ lock_path = {path('neutron', 'lock')}
 type_drivers = flat,vxlan
 tenant_network_types = vxlan
 mechanism_drivers = rocta_bind_everything
-extension_drivers = port_security
+extension_drivers = port_security,qos
 [ml2_type_vxlan]
 vni_ranges = 1:1000
 [ml2_type_flat]
@@ -277,7 +277,10 @@ driver = noop
 from nova.wsgi.osapi_compute import application""")
 
     kek = base64.b64encode(secrets.token_bytes(32)).decode()
-    write("barbican/barbican.conf", f"""[DEFAULT]
+    # Where oslo.config finds it by default too ($HOME/.barbican/, HOME set for gunicorn):
+    # Barbican parses its configuration again, without arguments, when it loads its crypto
+    # plugin.
+    write("barbican/.barbican/barbican.conf", f"""[DEFAULT]
 log_file = {path('logs', 'barbican.log')}
 host_href = {URL['barbican']}
 db_auto_create = true
@@ -295,7 +298,7 @@ enable = false
     shutil.copy(os.path.join(MASTER, "etc", "barbican", "barbican-api-paste.ini"),
                 path("barbican"))
     wsgi_wrapper("barbican", ["barbican-api"], f"""from barbican.common import config
-config.CONF(args=["--config-file", {path('barbican', 'barbican.conf')!r}], project="barbican")
+config.CONF(args=["--config-file", {path('barbican', '.barbican', 'barbican.conf')!r}], project="barbican")
 from paste import deploy
 application = deploy.loadapp("config:" + {path('barbican', 'barbican-api-paste.ini')!r})""")
 
@@ -354,7 +357,7 @@ def serve():
     gunicorn("glance", STABLE)
     gunicorn("neutron", MASTER)
     gunicorn("nova", STABLE)
-    gunicorn("barbican", MASTER)
+    gunicorn("barbican", MASTER, env={**os.environ, "HOME": path("barbican")})
 
 
 def nova_services():

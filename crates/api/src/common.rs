@@ -192,20 +192,40 @@ pub fn now() -> rocta_model::time::Timestamp {
     rocta_model::time::now()
 }
 
-/// Every TLS container reference must name a certificate the certificate manager has
-/// (Octavia's `CertificateRetrievalException`, 400).
-pub fn check_tls_refs<'a>(
-    state: &AppState,
-    refs: impl IntoIterator<Item = &'a String>,
-) -> ApiResult<()> {
+/// Octavia's `_validate_tls_refs`: the certificate manager must read every reference, after
+/// granting the service access with the caller's token (Barbican's ACL); else 400 with the
+/// manager's reason ("Could not retrieve certificate: <ref>", or an unreadable PKCS#12).
+pub async fn check_tls_refs(state: &AppState, ctx: &Context, refs: &[&String]) -> ApiResult<()> {
     for r in refs {
-        if state.certs.tls_container(r).is_err() {
-            return Err(ApiError::bad_request(format!(
-                "Could not retrieve certificate: {r}"
-            )));
+        if let Err(e) = state.tls.check(ctx.auth_token.as_deref(), r).await {
+            return Err(ApiError::bad_request(e.message));
         }
     }
     Ok(())
+}
+
+/// The certificate manager's consumer records (Barbican containers) of a listener or pool
+/// (`kind` is `listeners` or `pools`): it uses `added` now and no longer uses `removed`.
+/// After the commit, best effort as Octavia's: a failure is logged, never the request's.
+pub async fn tls_consumers(
+    state: &AppState,
+    ctx: &Context,
+    kind: &str,
+    id: Id,
+    added: &[&String],
+    removed: &[&String],
+) {
+    let resource = format!("{}/v2/lbaas/{kind}/{id}", ctx.base_url);
+    for r in removed.iter().filter(|r| !added.contains(r)) {
+        if let Err(e) = state.tls.remove_consumer(r, &resource).await {
+            tracing::warn!(reference = %r, %resource, error = %e.message, "removing a certificate consumer failed");
+        }
+    }
+    for r in added.iter().filter(|r| !removed.contains(r)) {
+        if let Err(e) = state.tls.add_consumer(r, &resource).await {
+            tracing::warn!(reference = %r, %resource, error = %e.message, "registering a certificate consumer failed");
+        }
+    }
 }
 
 /// The TLS references of a listener.

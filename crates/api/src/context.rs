@@ -24,6 +24,11 @@ pub struct Context {
     /// policy file sets its rule (`os_load-balancer_api:loadbalancer:get_one`), that rule
     /// decides instead of the base rule it defaults to.
     action: Option<String>,
+    /// The caller's `X-Auth-Token`: Barbican's ACLs of the caller's secrets are changed with
+    /// it (Octavia's `barbican_acl_auth`).
+    pub auth_token: Option<String>,
+    /// The API's base URL as the caller sees it (`common::base_url`).
+    pub base_url: String,
 }
 
 impl Context {
@@ -74,6 +79,8 @@ impl Context {
             creds,
             policy,
             action: None,
+            auth_token: None,
+            base_url: String::new(),
         }
     }
 
@@ -210,7 +217,16 @@ impl FromRequestParts<AppState> for Context {
             .extensions
             .get::<axum::extract::MatchedPath>()
             .and_then(|p| action_of(parts.method.as_str(), p.as_str()));
-        Ok(Context::new(creds, s.policy.clone()).for_action(action))
+        let mut ctx = Context::new(creds, s.policy.clone()).for_action(action);
+        ctx.auth_token = parts
+            .headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from);
+        ctx.base_url = crate::common::base_url(s, &parts.headers);
+        Ok(ctx)
     }
 }
 

@@ -43,8 +43,8 @@ pub struct AppState {
     pub network: Arc<dyn Network>,
     /// Where amphorae can go: availability zone profiles are checked against it.
     pub compute: Arc<dyn rocta_drivers::Compute>,
-    /// Checks that TLS container references name a certificate that exists.
-    pub certs: Arc<dyn rocta_drivers::CertManager>,
+    /// The certificate manager that TLS container references name certificates in.
+    pub tls: Arc<dyn rocta_drivers::TlsStore>,
     /// Said after each committed job: wakes the workers.
     pub wake: JobSignal,
     /// Keystone token validation (`auth_strategy = "keystone"`); `None` under noauth.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocta_config::{AmphoraDriver, CertManager, ComputeDriver, Config, NetworkDriver};
+use rocta_config::{AmphoraDriver, CertManager, ComputeDriver, Config, NetworkDriver, TlsManager};
 use rocta_drivers::Drivers;
 use rocta_store::{Options as StoreOptions, SchemaState, Store, Target};
 use tokio_util::sync::CancellationToken;
@@ -426,24 +426,30 @@ pub fn build_drivers(
         NetworkDriver::Noop => noop.network.clone(),
     };
     let certs: Arc<dyn rocta_drivers::CertManager> = match (&pki, w.cert_manager) {
-        (Some(p), CertManager::Local) => {
+        (Some(p), CertManager::Local) => Arc::new(pki::LocalCerts { pki: p.clone() }),
+        _ => noop.certs.clone(),
+    };
+    let tls: Arc<dyn rocta_drivers::TlsStore> = match cfg.certificates.cert_manager {
+        TlsManager::Barbican => {
+            let session = openstack_session(cfg, &mut os_session)?;
+            Arc::new(crate::openstack::barbican_tls(cfg, session))
+        }
+        TlsManager::Noop => noop.tls.clone(),
+        TlsManager::Local if w.cert_manager == CertManager::Noop => noop.tls.clone(),
+        TlsManager::Local => {
             let storage = if cfg.certificates.storage_path.is_empty() {
                 data.join("certificates")
             } else {
                 PathBuf::from(&cfg.certificates.storage_path)
             };
             std::fs::create_dir_all(&storage).map_err(dir_err(&storage))?;
-            Arc::new(pki::LocalCerts {
-                pki: p.clone(),
-                storage,
-            })
+            Arc::new(pki::LocalTls { storage })
         }
-        _ => noop.certs.clone(),
     };
     let amphora: Arc<dyn rocta_drivers::AmphoraDriver> = match (&pki, w.amphora_driver) {
         (Some(p), AmphoraDriver::Rest) => Arc::new(
             rest::RestAmphora::new(
-                certs.clone(),
+                tls.clone(),
                 p.server_ca_pem(),
                 &p.controller_identity,
                 cfg.haproxy_amphora.default_connection_limit,
@@ -462,6 +468,7 @@ pub fn build_drivers(
         network,
         amphora,
         certs,
+        tls,
     })
 }
 

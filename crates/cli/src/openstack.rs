@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocta_config::{Config, ServiceEndpoint};
-use rocta_drivers::openstack::{neutron, nova, Endpoint, Session, SessionConfig};
+use rocta_drivers::openstack::{barbican, neutron, nova, Endpoint, Session, SessionConfig};
 
 use crate::boot::BootError;
 
@@ -38,6 +38,16 @@ pub fn session(cfg: &Config) -> Result<Arc<Session>, BootError> {
     })
     .map(Arc::new)
     .map_err(|e| BootError::BuildDrivers(format!("[service_auth]: {e}")))
+}
+
+/// `[certificates] cert_manager = "barbican_cert_manager"`.
+pub fn barbican_tls(cfg: &Config, session: Arc<Session>) -> barbican::BarbicanTls {
+    let c = &cfg.certificates;
+    barbican::BarbicanTls::new(
+        session,
+        endpoint("key-manager", &c.barbican_endpoint()),
+        &c.service_name,
+    )
 }
 
 /// `network_driver = "neutron"`.

@@ -202,7 +202,7 @@ pub fn run(role: Role, args: RoleArgs) -> Result<(), BootError> {
                 cfg: cfg.clone(),
                 network: drivers.network.clone(),
                 compute: drivers.compute.clone(),
-                certs: drivers.certs.clone(),
+                tls: drivers.tls.clone(),
                 wake: rocta_api::JobSignal::new(
                     wake.clone(),
                     bus.clone().map(|b| {

@@ -5,6 +5,8 @@
 //! this file; it stops (and drops its databases) when this process ends and closes its stdin.
 //! Every test asserts on the services' own state: what it made is gone afterwards.
 
+#[path = "openstack/barbican.rs"]
+mod barbican;
 mod common;
 #[path = "openstack/hypervisor.rs"]
 mod hypervisor;
@@ -458,6 +460,100 @@ fn neutron_plugs_vips_and_member_subnets() {
         s.sg_rules(lb),
         ["112 null group", "tcp 1025 group", "udp 53 0.0.0.0/0"]
     );
+
+    // The user's security groups (`vip_sg_ids`) and QoS policy (`vip_qos_policy_id`): the
+    // amphora's port carries both, the VIP port the policy, and the load balancer's own group
+    // keeps only the VRRP and peer rules; cleared, everything is as before.
+    let neutron_url = |path: &str| format!("{}/v2.0/{path}", s.url("neutron"));
+    let (st, b) = s.admin(
+        reqwest::Method::POST,
+        &neutron_url("security-groups"),
+        Some(json!({"security_group": {"name": format!("user-{lb}")}})),
+    );
+    assert_eq!(st, 201, "{b}");
+    let user_sg = b["security_group"]["id"].as_str().unwrap().to_string();
+    let (st, b) = s.admin(
+        reqwest::Method::POST,
+        &neutron_url("qos/policies"),
+        Some(json!({"policy": {"name": format!("qos-{lb}")}})),
+    );
+    assert_eq!(st, 201, "{b}");
+    let qos = b["policy"]["id"].as_str().unwrap().to_string();
+    let port = |id: &str| {
+        s.admin(
+            reqwest::Method::GET,
+            &neutron_url(&format!("ports/{id}")),
+            None,
+        )
+        .1["port"]
+            .clone()
+    };
+    let groups = |p: &Value| {
+        let mut g: Vec<String> = p["security_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().to_string())
+            .collect();
+        g.sort();
+        g
+    };
+    let own_sg = groups(&port(&plug.vrrp_port_id));
+    assert_eq!(own_sg.len(), 1);
+    if let Some(l) = tree.loadbalancer.as_mut() {
+        l.vip_port_id = Some(vip.port_id.clone());
+        l.vip_sg_ids = vec![user_sg.clone()];
+        l.vip_qos_policy_id = Some(qos.clone());
+    }
+    rt.block_on(net.update_vip(&tree)).unwrap();
+    assert_eq!(s.sg_rules(lb), ["112 null group", "tcp 1025 group"]);
+    let mut both = vec![own_sg[0].clone(), user_sg.clone()];
+    both.sort();
+    assert_eq!(groups(&port(&plug.vrrp_port_id)), both);
+    assert_eq!(port(&plug.vrrp_port_id)["qos_policy_id"], json!(qos));
+    assert_eq!(port(&vip.port_id)["qos_policy_id"], json!(qos));
+    if let Some(l) = tree.loadbalancer.as_mut() {
+        l.vip_sg_ids.clear();
+        l.vip_qos_policy_id = None;
+    }
+    rt.block_on(net.update_vip(&tree)).unwrap();
+    assert_eq!(
+        s.sg_rules(lb),
+        ["112 null group", "tcp 1025 group", "udp 53 0.0.0.0/0"]
+    );
+    assert_eq!(groups(&port(&plug.vrrp_port_id)), own_sg);
+    assert_eq!(port(&plug.vrrp_port_id)["qos_policy_id"], Value::Null);
+    assert_eq!(port(&vip.port_id)["qos_policy_id"], Value::Null);
+    // Groups and policies that do not exist are refused before anything is made.
+    let missing = Id::new_v4().to_string();
+    for (sg_ids, qos_policy_id, field) in [
+        (vec![missing.clone()], None, "vip_sg_ids"),
+        (vec![], Some(missing.clone()), "vip_qos_policy_id"),
+    ] {
+        match rt.block_on(net.allocate_vip(&VipRequest {
+            lb_id: other,
+            subnet_id: Some(public.clone()),
+            sg_ids,
+            qos_policy_id,
+            ..Default::default()
+        })) {
+            Err(VipError::Invalid(m)) => {
+                assert!(m.contains(field) && m.contains(&missing), "{m}")
+            }
+            other => panic!("not invalid: {other:?}"),
+        }
+    }
+    assert!(s.ports_named(&format!("octavia-lb-{other}")).is_empty());
+    for path in [
+        format!("security-groups/{user_sg}"),
+        format!("qos/policies/{qos}"),
+    ] {
+        assert_eq!(
+            s.admin(reqwest::Method::DELETE, &neutron_url(&path), None)
+                .0,
+            204
+        );
+    }
 
     // A member subnet: a port of its own.
     let member = rt

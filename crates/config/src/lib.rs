@@ -293,13 +293,68 @@ impl Default for HealthManager {
     }
 }
 
-/// `[certificates]`: where listener and pool TLS certificates are kept.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[certificates]`: where listener and pool TLS certificates are kept (Octavia's option names).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Certificates {
+    /// `local_cert_manager` (PEM files in `storage_path`; rocta's default),
+    /// `barbican_cert_manager` (Barbican secrets and containers, as the `[service_auth]` user
+    /// with ACLs the API sets with the caller's token) or `noop_cert_manager` (tests).
+    pub cert_manager: TlsManager,
     /// Directory of PEM bundles (certificate, key, chain) that `*_tls_container_ref` fields name
     /// by file name (Octavia's local certificate manager option); empty = `<data-dir>/certificates`.
     pub storage_path: String,
+    /// Only `barbican_acl_auth`.
+    pub barbican_auth: String,
+    /// Barbican's endpoint: a fixed URL instead of the catalog's key-manager endpoint.
+    pub endpoint: String,
+    pub region_name: String,
+    /// The catalog interface (`publicURL`, `internalURL`, `adminURL`).
+    pub endpoint_type: String,
+    /// The name Barbican's container consumers carry (Octavia's consumer name).
+    pub service_name: String,
+    /// Accepted for compatibility: `[service_auth] cafile` and `insecure` apply.
+    pub ca_certificates_file: String,
+    pub insecure: bool,
+}
+
+impl Default for Certificates {
+    fn default() -> Self {
+        Certificates {
+            cert_manager: TlsManager::Local,
+            storage_path: String::new(),
+            barbican_auth: "barbican_acl_auth".into(),
+            endpoint: String::new(),
+            region_name: String::new(),
+            endpoint_type: "publicURL".into(),
+            service_name: "Octavia".into(),
+            ca_certificates_file: String::new(),
+            insecure: false,
+        }
+    }
+}
+
+impl Certificates {
+    /// Barbican's place, as the other OpenStack services' sections give theirs.
+    pub fn barbican_endpoint(&self) -> ServiceEndpoint {
+        ServiceEndpoint {
+            endpoint_override: self.endpoint.clone(),
+            region_name: self.region_name.clone(),
+            endpoint_type: self.endpoint_type.clone(),
+            ..ServiceEndpoint::default()
+        }
+    }
+}
+
+/// `[certificates] cert_manager`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsManager {
+    #[serde(rename = "local_cert_manager")]
+    Local,
+    #[serde(rename = "barbican_cert_manager")]
+    Barbican,
+    #[serde(rename = "noop_cert_manager")]
+    Noop,
 }
 
 impl Config {

@@ -179,6 +179,18 @@ pub(crate) fn check(cfg: &crate::Config) -> Result<(), crate::ConfigError> {
     let w = &cfg.controller_worker;
     let nova = w.compute_driver == crate::ComputeDriver::Nova;
     let neutron = w.network_driver == crate::NetworkDriver::Neutron;
+    let barbican = cfg.certificates.cert_manager == crate::TlsManager::Barbican;
+    if barbican && cfg.certificates.barbican_auth != "barbican_acl_auth" {
+        return Err(invalid(
+            "certificates",
+            "barbican_auth",
+            "only \"barbican_acl_auth\" is available",
+        ));
+    }
+    if !nova && !neutron && !barbican {
+        return Ok(());
+    }
+    check_service_auth(&cfg.service_auth)?;
     if !nova && !neutron {
         return Ok(());
     }
@@ -191,42 +203,6 @@ pub(crate) fn check(cfg: &crate::Config) -> Result<(), crate::ConfigError> {
                 "compute_driver"
             },
             "compute_driver \"nova\" and network_driver \"neutron\" go together",
-        ));
-    }
-    let a = &cfg.service_auth;
-    for (key, v) in [
-        ("auth_url", &a.auth_url),
-        ("username", &a.username),
-        ("password", &a.password),
-        ("project_name", &a.project_name),
-    ] {
-        if v.is_empty() {
-            return Err(invalid(
-                "service_auth",
-                key,
-                "must be set for the OpenStack drivers",
-            ));
-        }
-    }
-    if a.auth_type != "password" {
-        return Err(invalid(
-            "service_auth",
-            "auth_type",
-            "only \"password\" is available",
-        ));
-    }
-    if !(a.auth_url.starts_with("http://") || a.auth_url.starts_with("https://")) {
-        return Err(invalid(
-            "service_auth",
-            "auth_url",
-            "must be an http:// or https:// URL",
-        ));
-    }
-    if !(a.timeout > 0.0 && a.retry_interval >= 0.0) {
-        return Err(invalid(
-            "service_auth",
-            "timeout",
-            "timeout must be above 0 and retry_interval at least 0",
         ));
     }
     for (key, v) in [
@@ -263,6 +239,51 @@ pub(crate) fn check(cfg: &crate::Config) -> Result<(), crate::ConfigError> {
             "nova",
             "anti_affinity_policy",
             "must be \"anti-affinity\" or \"soft-anti-affinity\"",
+        ));
+    }
+    Ok(())
+}
+
+/// `[service_auth]`, which every OpenStack driver (Nova, Neutron, Barbican) needs.
+fn check_service_auth(a: &ServiceAuth) -> Result<(), crate::ConfigError> {
+    let invalid = |section, key, reason: &str| crate::ConfigError::Invalid {
+        section,
+        key,
+        reason: reason.to_string(),
+    };
+    for (key, v) in [
+        ("auth_url", &a.auth_url),
+        ("username", &a.username),
+        ("password", &a.password),
+        ("project_name", &a.project_name),
+    ] {
+        if v.is_empty() {
+            return Err(invalid(
+                "service_auth",
+                key,
+                "must be set for the OpenStack drivers (nova, neutron, barbican)",
+            ));
+        }
+    }
+    if a.auth_type != "password" {
+        return Err(invalid(
+            "service_auth",
+            "auth_type",
+            "only \"password\" is available",
+        ));
+    }
+    if !(a.auth_url.starts_with("http://") || a.auth_url.starts_with("https://")) {
+        return Err(invalid(
+            "service_auth",
+            "auth_url",
+            "must be an http:// or https:// URL",
+        ));
+    }
+    if !(a.timeout > 0.0 && a.retry_interval >= 0.0) {
+        return Err(invalid(
+            "service_auth",
+            "timeout",
+            "timeout must be above 0 and retry_interval at least 0",
         ));
     }
     Ok(())

@@ -186,3 +186,32 @@ fn the_nova_driver_needs_its_settings() {
     assert!(e(&format!("{full}[glance]\nregion = \"x\"\n")).contains("region"));
     assert!(e(&full.replace("network_driver = \"neutron\"\n", "")).contains("go together"));
 }
+
+#[test]
+fn the_barbican_cert_manager_needs_service_auth() {
+    let cfg = Config::from_toml("").unwrap();
+    assert_eq!(cfg.certificates.cert_manager, TlsManager::Local);
+    let base = "[certificates]\ncert_manager = \"barbican_cert_manager\"\nregion_name = \"R\"\n";
+    let full = format!(
+        "{base}[service_auth]\nauth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"rocta\"\n\
+         password = \"p\"\nproject_name = \"service\"\n"
+    );
+    let cfg = Config::from_toml(&full).unwrap();
+    assert_eq!(cfg.certificates.cert_manager, TlsManager::Barbican);
+    let b = cfg.certificates.barbican_endpoint();
+    assert_eq!(
+        (b.region_name.as_str(), b.interfaces()),
+        ("R", vec!["publicURL".to_string()])
+    );
+    let e = |t: &str| Config::from_toml(t).unwrap_err().to_string();
+    assert!(e(base).contains("[service_auth] auth_url"), "{}", e(base));
+    let other_auth = full.replace("region_name", "barbican_auth = \"x\"\nregion_name");
+    assert!(
+        e(&other_auth).contains("barbican_auth"),
+        "{}",
+        e(&other_auth)
+    );
+    assert!(
+        e("[certificates]\ncert_manager = \"castellan_cert_manager\"\n").contains("cert_manager")
+    );
+}

@@ -67,6 +67,10 @@ pub struct VipRequest {
     pub address: Option<String>,
     /// The project the load balancer is made for (the VIP port's owner in Neutron).
     pub project_id: Option<String>,
+    /// `vip_qos_policy_id`: the VIP port's QoS policy (Neutron).
+    pub qos_policy_id: Option<String>,
+    /// `vip_sg_ids`: security groups of the user's that must exist (Neutron).
+    pub sg_ids: Vec<String>,
 }
 
 /// An allocated VIP.
@@ -359,10 +363,29 @@ pub trait CertManager: Send + Sync {
     async fn revoke_amphora_cert(&self, amphora_id: Id) -> DriverResult<()>;
     /// The CA agents must trust for the controller's client certificate.
     fn client_ca_pem(&self) -> String;
-    /// The PEM bundle (certificate, key, chain; or a CA / CRL) a listener or pool references
-    /// (`default_tls_container_ref`, `sni_container_refs`, `client_ca_tls_container_ref`, ...).
-    /// An unknown reference is a fatal error: the API refuses it with 400.
-    fn tls_container(&self, reference: &str) -> DriverResult<String>;
+}
+
+/// Octavia's certificate manager (`[certificates] cert_manager`): where the TLS material
+/// listeners and pools reference is kept by its owner (`default_tls_container_ref`,
+/// `sni_container_refs`, `client_ca_tls_container_ref`, `*_crl_container_ref`,
+/// `tls_container_ref`, `ca_tls_container_ref`).
+#[async_trait::async_trait]
+pub trait TlsStore: Send + Sync {
+    /// What the API does before it accepts a reference: lets the service read it on behalf of
+    /// the caller (Octavia's `set_acls`, with the caller's own token when there is one), then
+    /// reads it once. An error's message is the 400's detail.
+    async fn check(&self, caller_token: Option<&str>, reference: &str) -> DriverResult<()>;
+    /// The PEM bundle a reference names: certificate, private key and chain; or a CA / CRL.
+    async fn fetch(&self, reference: &str) -> DriverResult<String>;
+    /// Records `resource` (the listener's or pool's API URL) as a consumer of `reference`,
+    /// where the store keeps consumers (Barbican's certificate containers). Idempotent.
+    async fn add_consumer(&self, _reference: &str, _resource: &str) -> DriverResult<()> {
+        Ok(())
+    }
+    /// Removes that record. Idempotent.
+    async fn remove_consumer(&self, _reference: &str, _resource: &str) -> DriverResult<()> {
+        Ok(())
+    }
 }
 
 /// The drivers a worker uses, chosen once by the binary.
@@ -372,4 +395,5 @@ pub struct Drivers {
     pub network: std::sync::Arc<dyn Network>,
     pub amphora: std::sync::Arc<dyn AmphoraDriver>,
     pub certs: std::sync::Arc<dyn CertManager>,
+    pub tls: std::sync::Arc<dyn TlsStore>,
 }

@@ -19,6 +19,7 @@ pub fn drivers(state_dir: &Path) -> std::io::Result<Drivers> {
         network: Arc::new(NoopNetwork(dir.clone())),
         amphora: Arc::new(NoopAmphora(dir.clone())),
         certs: Arc::new(NoopCerts(dir)),
+        tls: Arc::new(NoopTls),
     })
 }
 
@@ -246,9 +247,17 @@ impl CertManager for NoopCerts {
     fn client_ca_pem(&self) -> String {
         String::new()
     }
+}
 
-    /// Like Octavia's noop certificate manager, any reference is accepted.
-    fn tls_container(&self, _reference: &str) -> DriverResult<String> {
+/// Like Octavia's noop certificate manager: any reference is accepted, and is empty.
+pub struct NoopTls;
+
+#[async_trait::async_trait]
+impl TlsStore for NoopTls {
+    async fn check(&self, _caller_token: Option<&str>, _reference: &str) -> DriverResult<()> {
+        Ok(())
+    }
+    async fn fetch(&self, _reference: &str) -> DriverResult<String> {
         Ok(String::new())
     }
 }

@@ -9,6 +9,7 @@
 //! [`OsError::Unavailable`], which drivers report as a transient failure (the flow retries,
 //! then reverts).
 
+pub mod barbican;
 pub mod neutron;
 pub mod nova;
 
@@ -97,6 +98,8 @@ struct CatalogEndpoint {
 
 struct Auth {
     token: String,
+    /// The service user's id (Barbican ACLs name users by id).
+    user_id: String,
     renew_at: Instant,
     catalog: Vec<CatalogService>,
 }
@@ -140,6 +143,13 @@ impl Session {
         Ok(self.authenticated(fresh).await?.0)
     }
 
+    /// The service user's id.
+    pub async fn user_id(&self) -> Result<String, OsError> {
+        self.authenticated(false).await?;
+        let held = self.auth.lock().await;
+        Ok(held.as_ref().map(|a| a.user_id.clone()).unwrap_or_default())
+    }
+
     /// The token and the catalog, authenticating (with retries) when needed.
     async fn authenticated(&self, fresh: bool) -> Result<(String, Vec<CatalogService>), OsError> {
         let mut held = self.auth.lock().await;
@@ -178,8 +188,13 @@ impl Session {
         #[derive(Deserialize)]
         struct Token {
             expires_at: String,
+            user: User,
             #[serde(default)]
             catalog: Vec<CatalogService>,
+        }
+        #[derive(Deserialize)]
+        struct User {
+            id: String,
         }
         let b: Body = resp
             .json()
@@ -195,6 +210,7 @@ impl Session {
             .unwrap_or_default();
         let auth = Auth {
             token,
+            user_id: b.token.user.id,
             renew_at: Instant::now() + life.saturating_sub(Duration::from_secs(60)),
             catalog: b.token.catalog,
         };
@@ -268,15 +284,82 @@ impl Session {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<Answer, OsError> {
+        let (status, bytes) = self
+            .exchange(service, None, method, url, body, headers)
+            .await?;
+        Ok(Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        })
+    }
+
+    /// [`Session::call`] with the caller's own token instead of the service's (Barbican's ACL
+    /// of a tenant's secret is the tenant's to change): never renewed, a 401 is an error.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        service: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, OsError> {
+        let (status, bytes) = self
+            .exchange(service, Some(token), method, url, body, &[])
+            .await?;
+        Ok(Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        })
+    }
+
+    /// GET `url`'s body as bytes (a Barbican payload, which may be binary), as the service.
+    pub async fn get_bytes(
+        &self,
+        service: &str,
+        url: &str,
+        accept: &str,
+    ) -> Result<Vec<u8>, OsError> {
+        let (_, bytes) = self
+            .exchange(
+                service,
+                None,
+                reqwest::Method::GET,
+                url,
+                None,
+                &[("Accept", accept)],
+            )
+            .await?;
+        Ok(bytes)
+    }
+
+    /// One call: with `token`, or the service's (renewed and sent again once on a 401).
+    async fn exchange(
+        &self,
+        service: &str,
+        token: Option<&str>,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Vec<u8>), OsError> {
+        let caller = token;
+        let accept_json = !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"));
         for fresh in [false, true] {
-            let token = self.token(fresh).await?;
+            let token = match caller {
+                Some(t) => t.to_string(),
+                None => self.token(fresh).await?,
+            };
             let resp = self
                 .retrying(service, || {
                     let mut r = self
                         .http
                         .request(method.clone(), url)
-                        .header("X-Auth-Token", &token)
-                        .header("Accept", "application/json");
+                        .header("X-Auth-Token", &token);
+                    if accept_json {
+                        r = r.header("Accept", "application/json");
+                    }
                     for (k, v) in headers {
                         r = r.header(*k, *v);
                     }
@@ -287,19 +370,18 @@ impl Session {
                 })
                 .await?;
             let status = resp.status().as_u16();
-            if status == 401 && !fresh {
+            if status == 401 && !fresh && caller.is_none() {
                 continue;
             }
-            let text = resp.text().await.unwrap_or_default();
-            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
             if !(200..300).contains(&status) {
                 return Err(OsError::Status {
                     service: service.to_string(),
                     status,
-                    body,
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                 });
             }
-            return Ok(Answer { status, body });
+            return Ok((status, bytes));
         }
         Err(OsError::Config(format!(
             "{service} refuses the service's token"

@@ -195,12 +195,10 @@ impl Pki {
     }
 }
 
-/// The local PKI as the worker's certificate manager, with the TLS certificates of listeners
-/// and pools kept as PEM files in a storage directory (`[certificates] storage_path`): a
-/// container reference is a file name there (e.g. `web.pem`).
+/// The local PKI as the worker's certificate generator (Octavia's `local_cert_generator`):
+/// the amphorae's server certificates and the CA they trust for the controller.
 pub struct LocalCerts {
     pub pki: std::sync::Arc<Pki>,
-    pub storage: PathBuf,
 }
 
 #[async_trait::async_trait]
@@ -224,26 +222,44 @@ impl crate::CertManager for LocalCerts {
     fn client_ca_pem(&self) -> String {
         self.pki.client_ca_pem().to_string()
     }
+}
 
-    fn tls_container(&self, reference: &str) -> crate::DriverResult<String> {
+/// Octavia's `local_cert_manager`: the TLS certificates of listeners and pools kept as PEM
+/// files in a storage directory (`[certificates] storage_path`); a container reference is a
+/// file name there (e.g. `web.pem`, or `file://web.pem`).
+pub struct LocalTls {
+    pub storage: PathBuf,
+}
+
+impl LocalTls {
+    fn read(&self, reference: &str) -> crate::DriverResult<String> {
         let name = reference.strip_prefix("file://").unwrap_or(reference);
         let ok = !name.is_empty()
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             && !name.starts_with('.');
-        if !ok {
-            return Err(crate::DriverError::fatal(
-                "tls container",
-                format!("Could not retrieve certificate: {reference}"),
-            ));
-        }
-        std::fs::read_to_string(self.storage.join(name)).map_err(|_| {
+        let unreadable = || {
             crate::DriverError::fatal(
                 "tls container",
                 format!("Could not retrieve certificate: {reference}"),
             )
-        })
+        };
+        if !ok {
+            return Err(unreadable());
+        }
+        std::fs::read_to_string(self.storage.join(name)).map_err(|_| unreadable())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::TlsStore for LocalTls {
+    async fn check(&self, _caller_token: Option<&str>, reference: &str) -> crate::DriverResult<()> {
+        self.read(reference).map(drop)
+    }
+
+    async fn fetch(&self, reference: &str) -> crate::DriverResult<String> {
+        self.read(reference)
     }
 }
 

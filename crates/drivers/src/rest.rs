@@ -40,7 +40,7 @@ impl Resolve for Names {
 pub struct RestAmphora {
     http: reqwest::Client,
     /// Where listener and pool certificates come from.
-    certs: Arc<dyn CertManager>,
+    tls: Arc<dyn TlsStore>,
     names: Arc<Names>,
     /// Connection limit for listeners that say -1 (`[haproxy_amphora] default_connection_limit`).
     pub default_connection_limit: i64,
@@ -53,7 +53,7 @@ pub struct RestAmphora {
 impl RestAmphora {
     /// `server_ca`: the CA of agent certificates; `identity`: the controller's certificate+key.
     pub fn new(
-        certs: Arc<dyn CertManager>,
+        tls: Arc<dyn TlsStore>,
         server_ca: &str,
         identity: &str,
         default_connection_limit: i64,
@@ -80,7 +80,7 @@ impl RestAmphora {
             .map_err(|e| e.to_string())?;
         Ok(RestAmphora {
             http,
-            certs,
+            tls,
             names,
             default_connection_limit,
             connection_logging,
@@ -175,7 +175,7 @@ impl RestAmphora {
             refs.extend(p.crl_container_ref.iter());
         }
         for r in refs {
-            let pem = self.certs.tls_container(r)?;
+            let pem = self.tls.fetch(r).await?;
             files.push((rocta_haproxy::cert_file_name(r), pem));
         }
         for (name, body) in files {

@@ -221,11 +221,7 @@ pub(crate) fn build(
         }
         b.tree.listeners.push(l);
     }
-    for l in &b.tree.listeners {
-        crate::common::check_tls_refs(state, crate::common::listener_refs(l))?;
-    }
     for p in &b.tree.pools {
-        crate::common::check_tls_refs(state, crate::common::pool_refs(p))?;
         pools::check_algorithm(state, p)?;
     }
     Ok(b.tree)
@@ -247,6 +243,19 @@ fn check_protocols(t: &LbTree, l: &Listener, pool: Id) -> ApiResult<()> {
 }
 
 /// Counts of a graph for the quota checks.
+/// Every TLS reference of a graph's listeners and pools (checked after [`build`]).
+pub(crate) fn tls_refs(t: &LbTree) -> Vec<(&'static str, Id, Vec<&String>)> {
+    let listeners = t
+        .listeners
+        .iter()
+        .map(|l| ("listeners", l.id, crate::common::listener_refs(l)));
+    let pools = t
+        .pools
+        .iter()
+        .map(|p| ("pools", p.id, crate::common::pool_refs(p)));
+    listeners.chain(pools).collect()
+}
+
 pub(crate) fn counts(t: &LbTree) -> [(QuotaResource, i64); 6] {
     [
         (QuotaResource::Listener, t.listeners.len() as i64),

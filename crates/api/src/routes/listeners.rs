@@ -500,13 +500,15 @@ pub(crate) async fn create(
     let lb_id = m.id("loadbalancer_id").ok_or_else(ApiError::internal)?;
     let mut l = new_listener(lb_id, &m, &s.cfg)?;
     check_forwarding(&s, &l)?;
+    let lb = s.store.read(|tx| visible_lb(tx, &ctx, lb_id)).await?;
+    check(&l, lb.vip_address.as_deref())?;
+    check_tls_refs(&s, &ctx, &listener_refs(&l)).await?;
     let l = s
         .store
         .write(|tx| -> ApiResult<_> {
             let lb = visible_lb(tx, &ctx, lb_id)?;
             l.project_id = lb.project_id.clone();
             check(&l, lb.vip_address.as_deref())?;
-            check_tls_refs(&s, listener_refs(&l))?;
             check_quota::<Listener>(tx, &s, &lb.project_id, QuotaResource::Listener, 1)?;
             lock_lb_for_child(tx, &ctx, lb_id)?;
             let f = Filter { lb_id: Some(lb_id), ..Default::default() };
@@ -523,6 +525,7 @@ pub(crate) async fn create(
         })
         .await?;
     s.wake.notify_one();
+    tls_consumers(&s, &ctx, "listeners", l.id, &listener_refs(&l), &[]).await;
     Ok(created(respond_one(
         &wire::listener(&l, vec![]),
         "listener",
@@ -539,6 +542,19 @@ pub(crate) async fn update(
     let id = path_id(&id, "Listener")?;
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "listener_", "listener", PUT, false)?;
+    // The references the update brings are checked (and granted) before its transaction.
+    let (before, after) = s
+        .store
+        .read(|tx| -> ApiResult<_> {
+            let mut l: Listener = visible(tx, &ctx, id, "Listener")?;
+            let before: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
+            apply(&mut l, &m, &s.cfg);
+            let after: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
+            Ok((before, after))
+        })
+        .await?;
+    let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+    check_tls_refs(&s, &ctx, &brought).await?;
     let (l, p) = s
         .store
         .write(|tx| -> ApiResult<_> {
@@ -546,7 +562,6 @@ pub(crate) async fn update(
             let lb = lock_lb_for_child(tx, &ctx, l.lb_id)?;
             apply(&mut l, &m, &s.cfg);
             check(&l, lb.vip_address.as_deref())?;
-            check_tls_refs(&s, listener_refs(&l))?;
             check_default_pool(tx, &l)?;
             l.provisioning_status = ProvisioningStatus::PendingUpdate;
             l.updated_at = Some(now());
@@ -571,6 +586,9 @@ pub(crate) async fn update(
         })
         .await?;
     s.wake.notify_one();
+    let (after, before): (Vec<&String>, Vec<&String>) =
+        (after.iter().collect(), before.iter().collect());
+    tls_consumers(&s, &ctx, "listeners", id, &after, &before).await;
     Ok(respond_one(&wire::listener(&l, refs(p)), "listener", None))
 }
 
@@ -580,7 +598,8 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = path_id(&id, "Listener")?;
-    s.store
+    let l = s
+        .store
         .write(|tx| -> ApiResult<_> {
             let l: Listener = visible(tx, &ctx, id, "Listener")?;
             lock_lb_for_child(tx, &ctx, l.lb_id)?;
@@ -598,9 +617,11 @@ pub(crate) async fn delete(
                     id,
                     lb_id: l.lb_id,
                 },
-            )
+            )?;
+            Ok(l)
         })
         .await?;
     s.wake.notify_one();
+    tls_consumers(&s, &ctx, "listeners", id, &[], &listener_refs(&l)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -320,6 +320,8 @@ pub(crate) async fn create(
             port_id: m.s("vip_port_id"),
             address: m.s("vip_address"),
             project_id: Some(project.clone()),
+            qos_policy_id: m.s("vip_qos_policy_id"),
+            sg_ids: m.list("vip_sg_ids").unwrap_or_default(),
         })
         .await;
     let vip = match allocated {
@@ -393,7 +395,20 @@ pub(crate) async fn create(
         availability_zone,
         vip_vnic_type: "normal".into(),
     };
-    let res = match super::graph::build(&lb, &m, &s) {
+    let built = match super::graph::build(&lb, &m, &s) {
+        Ok(tree) => {
+            let mut checked = Ok(());
+            for (_, _, refs) in super::graph::tls_refs(&tree) {
+                checked = check_tls_refs(&s, &ctx, &refs).await;
+                if checked.is_err() {
+                    break;
+                }
+            }
+            checked.map(|_| tree)
+        }
+        Err(e) => Err(e),
+    };
+    let res = match built {
         Ok(tree) => {
             s.store
                 .write(|tx| -> ApiResult<_> {
@@ -449,6 +464,9 @@ pub(crate) async fn create(
         }
     };
     s.wake.notify_one();
+    for (kind, id, refs) in super::graph::tls_refs(&tree) {
+        tls_consumers(&s, &ctx, kind, id, &refs, &[]).await;
+    }
     Ok(created(json_response(
         &json!({ "loadbalancer": super::graph::render_full(&lb, &tree) }),
     )))
@@ -552,7 +570,8 @@ pub(crate) async fn delete(
     let id = path_id(&id, "Load Balancer")?;
     let cascade = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .any(|(k, v)| k == "cascade" && v.eq_ignore_ascii_case("true"));
-    s.store
+    let (listeners, pools) = s
+        .store
         .write(|tx| -> ApiResult<_> {
             let lb = visible_lb(tx, &ctx, id)?;
             if !ctx.can_write(&lb.project_id) {
@@ -585,10 +604,17 @@ pub(crate) async fn delete(
                 &[ProvisioningStatus::Active, ProvisioningStatus::Error],
                 ProvisioningStatus::PendingDelete,
             )?;
-            post_job(tx, &Job::DeleteLoadBalancer { lb_id: id, cascade })
+            post_job(tx, &Job::DeleteLoadBalancer { lb_id: id, cascade })?;
+            Ok((tx.list::<Listener>(&f)?, tx.list::<Pool>(&f)?))
         })
         .await?;
     s.wake.notify_one();
+    for l in &listeners {
+        tls_consumers(&s, &ctx, "listeners", l.id, &[], &listener_refs(l)).await;
+    }
+    for p in &pools {
+        tls_consumers(&s, &ctx, "pools", p.id, &[], &pool_refs(p)).await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -344,7 +344,7 @@ pub(crate) async fn create(
     }
     let mut p = new_pool(&m)?;
     check_algorithm(&s, &p)?;
-    check_tls_refs(&s, pool_refs(&p))?;
+    check_tls_refs(&s, &ctx, &pool_refs(&p)).await?;
     let (p, l) = s
         .store
         .write(|tx| -> ApiResult<_> {
@@ -405,6 +405,7 @@ pub(crate) async fn create(
         })
         .await?;
     s.wake.notify_one();
+    tls_consumers(&s, &ctx, "pools", p.id, &pool_refs(&p), &[]).await;
     Ok(created(respond_one(&wire(&p, &l), "pool", None)))
 }
 
@@ -432,6 +433,19 @@ pub(crate) async fn update(
     let id = path_id(&id, "Pool")?;
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "pool_", "pool", PUT, false)?;
+    // The references the update brings are checked (and granted) before its transaction.
+    let (before, after) = s
+        .store
+        .read(|tx| -> ApiResult<_> {
+            let mut p: Pool = visible(tx, &ctx, id, "Pool")?;
+            let before: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
+            apply(&mut p, &m);
+            let after: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
+            Ok((before, after))
+        })
+        .await?;
+    let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+    check_tls_refs(&s, &ctx, &brought).await?;
     let (p, l) = s
         .store
         .write(|tx| -> ApiResult<_> {
@@ -440,7 +454,6 @@ pub(crate) async fn update(
             apply(&mut p, &m);
             check(&p)?;
             check_algorithm(&s, &p)?;
-            check_tls_refs(&s, pool_refs(&p))?;
             lock_pool_listeners(tx, &p)?;
             p.provisioning_status = ProvisioningStatus::PendingUpdate;
             p.updated_at = Some(now());
@@ -465,6 +478,9 @@ pub(crate) async fn update(
         })
         .await?;
     s.wake.notify_one();
+    let (after, before): (Vec<&String>, Vec<&String>) =
+        (after.iter().collect(), before.iter().collect());
+    tls_consumers(&s, &ctx, "pools", id, &after, &before).await;
     Ok(respond_one(&wire(&p, &l), "pool", None))
 }
 
@@ -474,7 +490,8 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = path_id(&id, "Pool")?;
-    s.store
+    let p = s
+        .store
         .write(|tx| -> ApiResult<_> {
             let p: Pool = visible(tx, &ctx, id, "Pool")?;
             let f = Filter {
@@ -506,9 +523,11 @@ pub(crate) async fn delete(
                     id,
                     lb_id: p.lb_id,
                 },
-            )
+            )?;
+            Ok(p)
         })
         .await?;
     s.wake.notify_one();
+    tls_consumers(&s, &ctx, "pools", id, &[], &pool_refs(&p)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

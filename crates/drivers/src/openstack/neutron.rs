@@ -11,7 +11,7 @@
 //! run made, and releases find what was never recorded.
 
 use reqwest::Method;
-use rocta_model::{Amphora, Id, LbTree, ListenerProtocol};
+use rocta_model::{Amphora, Id, LbTree, ListenerProtocol, LoadBalancer};
 use serde_json::{json, Value};
 
 use super::nova::{deleted, fault_message, os_err};
@@ -253,6 +253,71 @@ impl NeutronNetwork {
         Ok(())
     }
 
+    /// The ports of a load balancer's VIP follow its `vip_sg_ids` and `vip_qos_policy_id`:
+    /// each amphora's port (the ports in its group `sg`) carries the group and the user's
+    /// groups, and it and the VIP port the QoS policy (none when it has none). Only what
+    /// differs is changed.
+    async fn sync_vip_ports(&self, lb: &LoadBalancer, sg: &str) -> DriverResult<()> {
+        let op = "update vip ports";
+        let qos = json!(lb.vip_qos_policy_id);
+        // A port without the attribute: Neutron without QoS, where only "none" is possible.
+        let qos_differs = |p: &Value| p.get("qos_policy_id").unwrap_or(&Value::Null) != &qos;
+        let mut groups = vec![sg.to_string()];
+        groups.extend(lb.vip_sg_ids.iter().cloned());
+        let b = self
+            .neutron(Method::GET, &format!("/ports?security_groups={sg}"), None)
+            .await
+            .map_err(os_err(op))?;
+        let mut changes = Vec::new();
+        for p in b["ports"].as_array().cloned().unwrap_or_default() {
+            let mut have: Vec<String> = p["security_groups"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            have.sort();
+            let mut want = groups.clone();
+            want.sort();
+            let mut body = serde_json::Map::new();
+            if have != want {
+                body.insert("security_groups".into(), json!(groups));
+            }
+            if qos_differs(&p) {
+                body.insert("qos_policy_id".into(), qos.clone());
+            }
+            changes.push((p["id"].as_str().unwrap_or_default().to_string(), body));
+        }
+        if let Some(id) = &lb.vip_port_id {
+            if let Some(p) = self
+                .get(&format!("/ports/{id}"), "port")
+                .await
+                .map_err(os_err(op))?
+            {
+                if qos_differs(&p) {
+                    let mut body = serde_json::Map::new();
+                    body.insert("qos_policy_id".into(), qos.clone());
+                    changes.push((id.clone(), body));
+                }
+            }
+        }
+        for (id, body) in changes.into_iter().filter(|(_, b)| !b.is_empty()) {
+            self.neutron(
+                Method::PUT,
+                &format!("/ports/{id}"),
+                Some(&json!({ "port": body })),
+            )
+            .await
+            .map_err(|e| match e {
+                OsError::Unavailable(m) => DriverError::transient(op, m),
+                e => DriverError::fatal(op, fault_message(&e)),
+            })?;
+        }
+        Ok(())
+    }
+
     /// The subnet, `None` when Neutron has no such subnet.
     async fn subnet(&self, id: &str) -> Result<Option<Value>, OsError> {
         self.get(&format!("/subnets/{id}"), "subnet").await
@@ -375,6 +440,30 @@ impl Network for NeutronNetwork {
                 None => Err(VipError::Invalid(format!("Port {id} not found."))),
             };
         }
+        // The user's security groups and QoS policy must exist (Octavia's 400s).
+        for sg in &req.sg_ids {
+            if self
+                .get(&format!("/security-groups/{sg}"), "security_group")
+                .await
+                .map_err(vip_refused)?
+                .is_none()
+            {
+                return Err(VipError::Invalid(format!(
+                    "Invalid input for field/attribute vip_sg_ids. Value: '{sg}'. Security group {sg} not found."
+                )));
+            }
+        }
+        if let Some(q) = &req.qos_policy_id {
+            let found = self
+                .get(&format!("/qos/policies/{q}"), "policy")
+                .await
+                .map_err(vip_refused)?;
+            if found.is_none() {
+                return Err(VipError::Invalid(format!(
+                    "Invalid input for field/attribute vip_qos_policy_id. Value: '{q}'. QoS policy {q} not found."
+                )));
+            }
+        }
         let name = vip_port_name(&req.lb_id.to_string());
         if let Some(p) = self.ports_named(&name).await.map_err(vip_refused)?.first() {
             return Ok(vip_of(p));
@@ -427,6 +516,9 @@ impl Network for NeutronNetwork {
         });
         if let Some(p) = &req.project_id {
             port["project_id"] = json!(p);
+        }
+        if let Some(q) = &req.qos_policy_id {
+            port["qos_policy_id"] = json!(q);
         }
         let b = self
             .neutron(Method::POST, "/ports", Some(&json!({ "port": port })))
@@ -569,9 +661,12 @@ impl Network for NeutronNetwork {
             )
             .await
             .map_err(os_err(op))?;
+        // With `vip_sg_ids` the user's groups decide who reaches the listeners; the
+        // load balancer's own group keeps only VRRP and the peers' rules (as Octavia).
         let listeners: Vec<_> = tree
             .listeners
             .iter()
+            .filter(|_| lb.vip_sg_ids.is_empty())
             .map(|l| (l.protocol, l.protocol_port, l.allowed_cidrs.clone()))
             .collect();
         let wanted = wanted_rules(&listeners, ipv6);
@@ -621,7 +716,7 @@ impl Network for NeutronNetwork {
                 Err(e) => return Err(os_err(op)(e)),
             }
         }
-        Ok(())
+        self.sync_vip_ports(lb, &sg).await
     }
 
     async fn release_amphora(&self, amphora: &Amphora) -> DriverResult<()> {
