@@ -15,7 +15,8 @@ Then:
      subnet), one after the other: POST -> ACTIVE, and of it the time Nova took to build the
      server (its created -> launched_at, as Nova records it); the rest is rocta's share (its
      flow, its calls to Keystone, Glance, Neutron and Nova, the agent's start on the
-     hypervisor). The first request through each VIP is checked.
+     hypervisor), broken down by rocta's flow steps (the worker's rocta_flow_task_duration
+     from /metrics). The first request through each VIP is checked.
   2. `--burst` of them created at once: the time until the last is ACTIVE.
 Everything is deleted and stopped at the end (the stack drops its databases).
 """
@@ -23,6 +24,7 @@ import argparse
 import http.server
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -166,6 +168,7 @@ region_name = "RegionOne"
             s = admin_get(ready, f"{ready['urls']['nova']}/v2.1/servers/{amps[0]['compute_id']}")["server"]
             return ts(s["OS-SRV-USG:launched_at"] + "Z") - ts(s["created"])
 
+        before = task_seconds(api)
         lbs = []
         totals, novas = [], []
         for i in range(a.rounds):
@@ -183,6 +186,17 @@ region_name = "RegionOne"
         print(f"median of {a.rounds}: create -> ACTIVE {statistics.median(totals):.1f} s, "
               f"Nova {statistics.median(novas):.1f} s, rocta's share "
               f"{statistics.median([t - n for t, n in zip(totals, novas)]):.1f} s")
+        # rocta's flow step by step: the worker's rocta_flow_task_duration (each step's time
+        # until its result was journaled), summed over the rounds' creates, per create.
+        after = task_seconds(api)
+        steps = {k: (after[k] - before.get(k, 0.0)) / a.rounds for k in after
+                 if after[k] - before.get(k, 0.0) > 0.0005}
+        order = ["lb_error_on_revert", "create_amphora", "wait_amphora", "plug_vip",
+                 "apply_config", "configure_vrrp", "mark_lb_active"]
+        shown = sorted(steps, key=lambda k: order.index(k) if k in order else len(order))
+        print("per create, rocta's steps: " + ", ".join(f"{k} {steps[k]:.2f} s" for k in shown)
+              + f"; sum {sum(steps.values()):.1f} s (create_amphora includes Nova's build, "
+              f"median {statistics.median(novas):.1f} s)")
 
         t = time.monotonic()
         burst = [call(api, "POST", "/v2/lbaas/loadbalancers", body)["loadbalancer"]["id"]
@@ -217,6 +231,17 @@ region_name = "RegionOne"
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def task_seconds(api):
+    """The worker's rocta_flow_task_duration sums by task, from rocta's /metrics."""
+    text = urllib.request.urlopen(api + "/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'rocta_flow_task_duration(?:_seconds)?_sum\{task="([^"]+)"\} (\S+)', line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
 
 
 def get_status_gone(api, lb):

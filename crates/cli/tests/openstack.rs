@@ -8,12 +8,13 @@
 #[path = "openstack/barbican.rs"]
 mod barbican;
 mod common;
+#[path = "openstack/flows.rs"]
+mod flows;
 #[path = "openstack/hypervisor.rs"]
 mod hypervisor;
 #[path = "openstack/stack.rs"]
 mod stack;
 
-use std::process::Command;
 use std::time::Duration;
 
 use rocta_drivers::openstack::{neutron, nova, Endpoint, Session, SessionConfig};
@@ -22,15 +23,6 @@ use rocta_model::*;
 use rocta_proto::agent_conf::AgentConf;
 use serde_json::{json, Value};
 use stack::{serial, stack, Stack};
-
-fn sh_out(argv: &[&str]) -> String {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    format!(
-        "{argv:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn session(s: &Stack) -> std::sync::Arc<Session> {
     std::sync::Arc::new(
@@ -580,169 +572,6 @@ fn neutron_plugs_vips_and_member_subnets() {
     assert_eq!(s.security_groups_named(&format!("lb-{lb}")), 0);
     rt.block_on(net.deallocate_vips_of(lb)).unwrap();
     rt.block_on(net.release_amphora(&amp)).unwrap();
-}
-
-/// The whole flow with every decision taken by the real services: a fully populated load
-/// balancer on Nova servers and Neutron ports (the test plays the hypervisor), traffic through
-/// the VIP to a member on another subnet, a failover onto a new server, and a cascade delete
-/// after which Nova, Neutron and the hypervisor hold nothing of it.
-#[test]
-fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
-    let _one = serial();
-    let s = stack();
-    let net = |n: &str| s.network(n)["network_id"].as_str().unwrap().to_string();
-    let sub = |n: &str| s.network(n)["subnet_id"].as_str().unwrap().to_string();
-    let tag = std::process::id() % 10000;
-    let hv = hypervisor::Hypervisor::start(
-        s,
-        common::bin(),
-        vec![
-            hypervisor::Bridge {
-                network_id: net("lb-mgmt-net"),
-                name: format!("rosm{tag}"),
-                host_cidr: "198.19.251.1/24".into(),
-            },
-            hypervisor::Bridge {
-                network_id: net("public"),
-                name: format!("rosp{tag}"),
-                host_cidr: "198.19.252.1/24".into(),
-            },
-            hypervisor::Bridge {
-                network_id: net("private"),
-                name: format!("rosv{tag}"),
-                host_cidr: "198.19.253.1/24".into(),
-            },
-        ],
-    );
-    let backend = common::dataplane::serve_backend(
-        std::net::TcpListener::bind("198.19.253.1:0").unwrap(),
-        "member-1",
-    );
-    let hm = common::netns::free_udp_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[controller_worker]\ncompute_driver = \"nova\"\nnetwork_driver = \"neutron\"\n\
-         amphora_driver = \"rest\"\ncert_manager = \"local\"\namp_image_tag = \"amphora\"\n\
-         amp_flavor_id = \"{flavor}\"\namp_boot_network_list = [\"{mgmt}\"]\n\
-         amp_active_retries = 240\namp_active_wait_sec = 1\njob_lease_seconds = 10\n\
-         job_poll_interval_ms = 50\n\
-         [health_manager]\nbind_ip = \"198.19.251.1\"\nbind_port = {hm}\n\
-         controller_ip_port_list = [\"198.19.251.1:{hm}\"]\nheartbeat_interval = 1.0\n\
-         [service_auth]\nauth_url = \"{ks}\"\nusername = \"rocta\"\npassword = \"rocta-pass\"\n\
-         project_name = \"service\"\n\
-         [nova]\nregion_name = \"RegionOne\"\n[neutron]\nregion_name = \"RegionOne\"\n\
-         [glance]\nregion_name = \"RegionOne\"\n",
-        flavor = s.ready["flavor_id"].as_str().unwrap(),
-        mgmt = net("lb-mgmt-net"),
-        ks = s.ready["keystone"].as_str().unwrap(),
-    );
-    let r = common::Rocta::start_configured(dir.path(), &config);
-    let wait = |lb: &str, want: &str| {
-        let t = std::time::Instant::now();
-        loop {
-            let (st, b) = r.get(&format!("/v2/lbaas/loadbalancers/{lb}"));
-            let p = b["loadbalancer"]["provisioning_status"]
-                .as_str()
-                .unwrap_or("");
-            if st == 200 && p == want {
-                return;
-            }
-            assert!(
-                p != "ERROR" && t.elapsed() < Duration::from_secs(240),
-                "lb {lb} is {st} {p} after {:?}\n{}",
-                t.elapsed(),
-                hv.describe()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let t = std::time::Instant::now();
-    let (st, b) = r.post(
-        "/v2/lbaas/loadbalancers",
-        json!({"loadbalancer": {"name": "on-openstack", "vip_subnet_id": sub("public"),
-            "listeners": [{"protocol": "HTTP", "protocol_port": 80,
-                "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                    "members": [{"address": "198.19.253.1", "protocol_port": backend,
-                                 "subnet_id": sub("private")}]}}]}}),
-    );
-    assert_eq!(st, 201, "{b}");
-    let lb = b["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = b["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(s.ports_named(&format!("octavia-lb-{lb}")).len(), 1);
-    wait(&lb, "ACTIVE");
-    eprintln!("create to ACTIVE on Nova and Neutron: {:?}", t.elapsed());
-    let get = || common::dataplane::get(&format!("http://{vip}/"));
-    common::dataplane::eventually("traffic through the VIP", || {
-        get().is_some_and(|(c, body)| c == 200 && body.contains("member-1"))
-    });
-    let amps = common::netns::amphorae_of(&r, &lb);
-    assert_eq!(amps.len(), 1, "{amps:?}");
-    let first = amps[0]["compute_id"].as_str().unwrap().to_string();
-    assert_eq!(
-        s.servers_named(&format!("amphora-{}", amps[0]["id"].as_str().unwrap()))
-            .len(),
-        1
-    );
-    assert_eq!(
-        s.sg_rules(lb.parse().unwrap()),
-        ["112 null group", "tcp 1025 group", "tcp 80 0.0.0.0/0"]
-    );
-
-    // A failover: a new server, the old one deleted, traffic back.
-    let (st, b) = r.put(&format!("/v2/lbaas/loadbalancers/{lb}/failover"), json!({}));
-    assert_eq!(st, 202, "{b}");
-    wait(&lb, "ACTIVE");
-    let amps = common::netns::amphorae_of(&r, &lb);
-    assert_eq!(amps.len(), 1, "{amps:?}");
-    assert_ne!(amps[0]["compute_id"], json!(first));
-    let (_, old) = s.admin(
-        reqwest::Method::GET,
-        &format!("{}/v2.1/servers/{first}", s.url("nova")),
-        None,
-    );
-    assert!(
-        old["server"].is_null() || old["server"]["status"] == "DELETED",
-        "{old}"
-    );
-    let t = std::time::Instant::now();
-    while !get().is_some_and(|(c, body)| c == 200 && body.contains("member-1")) {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no traffic after the failover: {:?}\n{}\n{}",
-            get(),
-            sh_out(&["ip", "neigh", "show", &vip]),
-            hv.describe()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("traffic after the failover's ACTIVE: {:?}", t.elapsed());
-
-    // Delete: nothing of it is left in Nova, Neutron or on the hypervisor.
-    common::dataplane::delete_lb(&r, &lb);
-    assert!(s.servers_named("amphora-.*").is_empty(), "servers left");
-    let (_, ports) = s.admin(
-        reqwest::Method::GET,
-        &format!("{}/v2.0/ports", s.url("neutron")),
-        None,
-    );
-    let left: Vec<&Value> = ports["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| {
-            p["name"]
-                .as_str()
-                .is_some_and(|n| n.contains(&lb) || n.starts_with("octavia-amp"))
-        })
-        .collect();
-    assert!(left.is_empty(), "ports left: {left:?}");
-    assert_eq!(s.security_groups_named(&format!("lb-{lb}")), 0);
-    common::dataplane::eventually("the hypervisor powered everything off", || {
-        hv.running() == 0
-    });
 }
 
 /// `[nova] enable_anti_affinity`: the two amphorae of an ACTIVE_STANDBY pair boot in one

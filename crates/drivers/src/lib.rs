@@ -132,6 +132,9 @@ pub struct Boot {
     pub zone: Option<String>,
     /// The compute flavor its load balancer's flavor asks for; `None`: the driver's default.
     pub compute_flavor: Option<String>,
+    /// The image tag its load balancer's flavor asks for (`amp_image_tag`); `None`: the
+    /// driver's default.
+    pub image_tag: Option<String>,
     /// The management network its availability zone names (Octavia's `management_network`);
     /// `None`: `[controller_worker] amp_boot_network_list`'s.
     pub management_network: Option<String>,
@@ -159,7 +162,7 @@ pub trait Compute: Send + Sync {
     /// network `management_network` (an availability zone profile's settings; Octavia's
     /// `validate_availability_zone`): the error says which cannot, for the API's 400. The
     /// default (noop) places anything anywhere. Read-only.
-    fn check_placement(
+    async fn check_placement(
         &self,
         _zone: Option<&str>,
         _management_network: Option<&str>,
@@ -169,7 +172,7 @@ pub trait Compute: Send + Sync {
     /// Whether amphorae can be built with compute flavor `compute_flavor` from the image
     /// tagged `image_tag` (a flavor profile's settings; Octavia's `validate_flavor`). As
     /// `check_placement`: the error says which cannot; noop builds anything. Read-only.
-    fn check_flavor(
+    async fn check_flavor(
         &self,
         _compute_flavor: Option<&str>,
         _image_tag: Option<&str>,
@@ -200,7 +203,7 @@ pub trait Network: Send + Sync {
     }
     /// Whether network `id` exists (an availability zone's `valid_vip_networks`; Octavia's
     /// `get_network`). Drivers that own no networks (noop) know of every one.
-    fn has_network(&self, _id: &str) -> bool {
+    async fn has_network(&self, _id: &str) -> bool {
         true
     }
     /// Attaches an amphora to a member subnet (Octavia's plug-network): `None` where members

@@ -319,6 +319,7 @@ impl Compute for LocalCompute {
     async fn create(&self, amp: Id, boot: &Boot) -> DriverResult<Instance> {
         // Nova's answer to a zone it does not have.
         self.check_placement(boot.zone.as_deref(), boot.management_network.as_deref())
+            .await
             .map_err(|e| {
                 DriverError::fatal("boot amphora", format!("No valid host was found. {e}"))
             })?;
@@ -386,7 +387,7 @@ impl Compute for LocalCompute {
         Ok(instance)
     }
 
-    fn check_placement(
+    async fn check_placement(
         &self,
         zone: Option<&str>,
         management_network: Option<&str>,
@@ -418,7 +419,7 @@ impl Compute for LocalCompute {
 
     /// An amphora here is this host's `rocta amphora-agent`: no compute flavors (the
     /// resources of a process are the host's), no images to choose by tag.
-    fn check_flavor(
+    async fn check_flavor(
         &self,
         compute_flavor: Option<&str>,
         image_tag: Option<&str>,
@@ -520,12 +521,12 @@ mod tests {
     async fn zones_and_management_networks_are_what_the_placement_has() {
         let d = tempfile::tempdir().unwrap();
         let local = compute(d.path(), Placement::Loopback);
-        assert_eq!(local.check_placement(None, None), Ok(()));
+        assert_eq!(local.check_placement(None, None).await, Ok(()));
         assert_eq!(
-            local.check_placement(Some("nova"), None),
+            local.check_placement(Some("nova"), None).await,
             Err("Compute availability zone nova not found.".into())
         );
-        assert!(local.check_placement(None, Some("n")).is_err());
+        assert!(local.check_placement(None, Some("n")).await.is_err());
         let netns = compute(
             &d.path().join("netns"),
             Placement::Netns(Management {
@@ -540,13 +541,16 @@ mod tests {
                 ),
             }),
         );
-        assert_eq!(netns.check_placement(Some("zone-b"), Some("mgmt")), Ok(()));
-        assert!(netns.check_placement(Some("zone-c"), None).is_err());
-        assert!(netns.check_placement(None, Some("public")).is_err());
+        assert_eq!(
+            netns.check_placement(Some("zone-b"), Some("mgmt")).await,
+            Ok(())
+        );
+        assert!(netns.check_placement(Some("zone-c"), None).await.is_err());
+        assert!(netns.check_placement(None, Some("public")).await.is_err());
         for c in [&local, &netns] {
-            assert_eq!(c.check_flavor(None, None), Ok(()));
-            assert!(c.check_flavor(Some("m1.amphora"), None).is_err());
-            assert!(c.check_flavor(None, Some("amphora")).is_err());
+            assert_eq!(c.check_flavor(None, None).await, Ok(()));
+            assert!(c.check_flavor(Some("m1.amphora"), None).await.is_err());
+            assert!(c.check_flavor(None, Some("amphora")).await.is_err());
         }
         // A boot in a zone the driver no longer has fails before anything is made.
         let amp = rocta_model::new_id();

@@ -34,7 +34,7 @@ impl LoopbackNetwork {
 
 #[async_trait::async_trait]
 impl Network for LoopbackNetwork {
-    fn has_network(&self, id: &str) -> bool {
+    async fn has_network(&self, id: &str) -> bool {
         id == PUBLIC_NETWORK
     }
 

@@ -282,7 +282,7 @@ impl Network for NetnsNetwork {
         true
     }
 
-    fn has_network(&self, id: &str) -> bool {
+    async fn has_network(&self, id: &str) -> bool {
         self.nets.iter().any(|(n, _)| n.network_id == id)
     }
 

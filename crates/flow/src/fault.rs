@@ -41,13 +41,24 @@ pub(crate) async fn delay_point() {
 pub(crate) async fn delay_point() {}
 
 /// With `ROCTA_FAIL_AT=flow:step`, that step fails (fatally) instead of running, so tests can
-/// drive reverts.
+/// drive reverts. `ROCTA_FAIL_AT=@FILE` reads `flow:step` from FILE at each step (empty: no
+/// failure), so one process can fail a different step for each load balancer.
 #[cfg(feature = "fault-injection")]
 pub(crate) fn fail_point(flow: &str, step: &str) -> bool {
-    std::env::var("ROCTA_FAIL_AT").is_ok_and(|spec| {
-        let (f, s) = spec.split_once(':').unwrap_or((&spec, ""));
-        (f == "*" || f == flow) && (s == "*" || s == step)
-    })
+    let Ok(mut spec) = std::env::var("ROCTA_FAIL_AT") else {
+        return false;
+    };
+    if let Some(file) = spec.strip_prefix('@') {
+        spec = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+    }
+    if spec.is_empty() {
+        return false;
+    }
+    let (f, s) = spec.split_once(':').unwrap_or((&spec, ""));
+    (f == "*" || f == flow) && (s == "*" || s == step)
 }
 
 #[cfg(not(feature = "fault-injection"))]

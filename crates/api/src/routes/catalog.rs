@@ -254,14 +254,31 @@ fn invalid_option(value: impl std::fmt::Display, option: &str) -> ApiError {
     ApiError::bad_request(format!("{value} is not a valid option for {option}"))
 }
 
-/// The provider must be enabled, and a profile's data a JSON object of what it can honour.
-fn check_profile(
+/// The provider must be enabled, a profile's data a JSON object of what it can honour, and
+/// what it names must exist where the drivers look (Nova, Glance, Neutron...).
+async fn check_profile(
     s: &AppState,
     provider: &str,
     data: &str,
     field: &str,
     caps: &[Capability],
 ) -> ApiResult<()> {
+    let parsed = check_profile_schema(s, provider, data, field, caps)?;
+    if field == "availability_zone_data" {
+        check_zone_placement(s, &parsed).await
+    } else {
+        check_flavor_build(s, &parsed).await
+    }
+}
+
+/// The part of [`check_profile`] that needs no driver: provider and schema; the parsed data.
+fn check_profile_schema(
+    s: &AppState,
+    provider: &str,
+    data: &str,
+    field: &str,
+    caps: &[Capability],
+) -> ApiResult<Map<String, Value>> {
     crate::common::require_provider(s, provider)?;
     let parsed: Map<String, Value> =
         serde_json::from_str(data).map_err(|_| invalid_option(data, field))?;
@@ -284,22 +301,18 @@ fn check_profile(
             ),
         ));
     }
-    if field == "availability_zone_data" {
-        check_zone_placement(s, &parsed)?;
-    } else {
-        check_flavor_build(s, &parsed)?;
-    }
-    Ok(())
+    Ok(parsed)
 }
 
 /// A flavor's settings are what the drivers can build (Octavia's amphora provider driver's
 /// `validate_flavor`: the compute flavor and the image tag exist), and an SR-IOV VIP only
 /// where the network driver makes one: 400 otherwise.
-fn check_flavor_build(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> {
+async fn check_flavor_build(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> {
     let text = |k: &str| data.get(k).and_then(Value::as_str);
     let bad = |why: String| ApiError::bad_request(format!("Invalid flavor data: {why}"));
     s.compute
         .check_flavor(text("compute_flavor"), text("amp_image_tag"))
+        .await
         .map_err(bad)?;
     if data.get("sriov_vip") == Some(&Value::Bool(true)) && !s.network.supports_sriov_vip() {
         return Err(bad(
@@ -313,15 +326,16 @@ fn check_flavor_build(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> 
 /// `validate_availability_zone`): the compute zone and management network amphorae are
 /// placed in and booted on, as the compute driver can honour them, and the VIP networks.
 /// Octavia answers these with a 500 of the provider; they are the caller's mistake: 400.
-fn check_zone_placement(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> {
+async fn check_zone_placement(s: &AppState, data: &Map<String, Value>) -> ApiResult<()> {
     let text = |k: &str| data.get(k).and_then(Value::as_str);
     let bad = |why: String| ApiError::bad_request(format!("Invalid availability zone data: {why}"));
     s.compute
         .check_placement(text("compute_zone"), text("management_network"))
+        .await
         .map_err(bad)?;
     let vip_networks = data.get("valid_vip_networks").and_then(Value::as_array);
     for id in vip_networks.into_iter().flatten().filter_map(Value::as_str) {
-        if !s.network.has_network(id) {
+        if !s.network.has_network(id).await {
             return Err(bad(format!("Network {id} not found.")));
         }
     }
@@ -383,7 +397,7 @@ pub(crate) async fn create(
         CatalogKind::FlavorProfile | CatalogKind::AvailabilityZoneProfile => {
             let (field, caps) = profile_field(res.kind);
             let provider = m.s("provider_name").unwrap_or_default();
-            check_profile(&s, &provider, &m.s(field).unwrap_or_default(), field, caps)?;
+            check_profile(&s, &provider, &m.s(field).unwrap_or_default(), field, caps).await?;
             let doc =
                 json!({"id": id, "name": name, "provider_name": provider, field: text(field)});
             (id, String::new(), doc)
@@ -502,6 +516,28 @@ pub(crate) async fn update(
         return Err(invalid_option("None", f.name));
     }
     let profile = referrer_of(res.kind).map(|_| profile_field(res.kind));
+    // The provider and data the profile will have, checked against the drivers before the
+    // transaction (which checks them again against the row it changes).
+    let effective = |row: &CatalogRow, field: &str| {
+        let provider = m
+            .s("provider_name")
+            .or_else(|| row.doc["provider_name"].as_str().map(String::from))
+            .unwrap_or_default();
+        let data = m
+            .s(field)
+            .or_else(|| row.doc[field].as_str().map(String::from))
+            .unwrap_or_default();
+        (provider, data)
+    };
+    if let Some((field, caps)) = profile.filter(|(f, _)| m.has(f) || m.has("provider_name")) {
+        let row = s
+            .store
+            .read(|tx| tx.catalog_get(res.kind, &key))
+            .await?
+            .ok_or_else(|| not_found(res, &key))?;
+        let (provider, data) = effective(&row, field);
+        check_profile(&s, &provider, &data, field, caps).await?;
+    }
     let row = s
         .store
         .write(|tx| -> ApiResult<CatalogRow> {
@@ -513,15 +549,8 @@ pub(crate) async fn update(
                     if tx.catalog_referrers(referrer, &key)? > 0 {
                         return Err(in_use(res, &key));
                     }
-                    let provider = m
-                        .s("provider_name")
-                        .or_else(|| row.doc["provider_name"].as_str().map(String::from))
-                        .unwrap_or_default();
-                    let data = m
-                        .s(field)
-                        .or_else(|| row.doc[field].as_str().map(String::from))
-                        .unwrap_or_default();
-                    check_profile(&s, &provider, &data, field, caps)?;
+                    let (provider, data) = effective(&row, field);
+                    check_profile_schema(&s, &provider, &data, field, caps)?;
                 }
             }
             if let Some(name) = m.s("name").filter(|n| *n != row.name) {

@@ -55,6 +55,11 @@ impl Rocta {
         Rocta::start_with(dir, "serve", config, &[], None)
     }
 
+    /// `start_configured` with extra environment (fault injection).
+    pub fn start_configured_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Rocta {
+        Rocta::start_with(dir, "serve", config, env, None)
+    }
+
     /// Starts `rocta serve --drivers netns` (amphorae in network namespaces) with `config`.
     pub fn start_netns(dir: &Path, config: &str) -> Rocta {
         Rocta::start_with(dir, "serve", config, &[], Some("netns"))

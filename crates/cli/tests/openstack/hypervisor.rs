@@ -77,6 +77,14 @@ impl Hypervisor {
             .unwrap_or_default()
     }
 
+    /// The network namespace of server `id`'s guest, while it runs.
+    pub fn namespace(&self, id: &str) -> Option<String> {
+        self.guests()
+            .get(id)
+            .and_then(|g| g["ns"].as_str())
+            .map(String::from)
+    }
+
     /// How many guests run.
     pub fn running(&self) -> usize {
         self.guests().len()

@@ -613,6 +613,14 @@ impl Network for NeutronNetwork {
         true
     }
 
+    /// Whether Neutron has network `id` (and the service may see it).
+    async fn has_network(&self, id: &str) -> bool {
+        matches!(
+            self.get(&format!("/networks/{id}"), "network").await,
+            Ok(Some(_))
+        )
+    }
+
     async fn plug_network(
         &self,
         amphora: &Amphora,

@@ -219,8 +219,8 @@ impl NovaCompute {
             .collect())
     }
 
-    /// The newest active image with the tag (Octavia's `_extract_amp_image_id_by_tag`).
-    async fn image(&self) -> DriverResult<String> {
+    /// The newest active image with `tag` (Octavia's `_extract_amp_image_id_by_tag`).
+    async fn image(&self, tag: &str) -> DriverResult<String> {
         let op = "find amphora image";
         let base = self
             .session
@@ -229,7 +229,7 @@ impl NovaCompute {
             .map_err(os_err(op))?;
         let mut url = format!(
             "{base}/v2/images?tag={}&status=active&sort=created_at:desc&limit=2",
-            self.s.image_tag
+            tag
         );
         if !self.s.image_owner_id.is_empty() {
             url += &format!("&owner={}", self.s.image_owner_id);
@@ -243,7 +243,7 @@ impl NovaCompute {
         let images = b["images"].as_array().cloned().unwrap_or_default();
         if images.len() > 1 {
             tracing::warn!(
-                tag = %self.s.image_tag,
+                tag,
                 "a single Glance image should be tagged with the amphora tag, but at least two \
                  were found; using the newest"
             );
@@ -253,10 +253,7 @@ impl NovaCompute {
             .and_then(|i| i["id"].as_str())
             .map(String::from)
             .ok_or_else(|| {
-                DriverError::fatal(
-                    op,
-                    format!("No Glance images are tagged with {} tag.", self.s.image_tag),
-                )
+                DriverError::fatal(op, format!("No Glance images are tagged with {tag} tag."))
             })
     }
 
@@ -385,7 +382,11 @@ impl Compute for NovaCompute {
         // The image first: a missing one leaves nothing to clean up.
         let (booted, image) = match existing.first() {
             Some(s) => (s["id"].as_str().map(String::from), String::new()),
-            None => (None, self.image().await?),
+            None => (
+                None,
+                self.image(boot.image_tag.as_deref().unwrap_or(&self.s.image_tag))
+                    .await?,
+            ),
         };
         let port = self.management_port(amp, &network).await?;
         let ip = port["fixed_ips"][0]["ip_address"]
@@ -530,6 +531,62 @@ impl Compute for NovaCompute {
             }
             _ => None,
         })
+    }
+
+    /// Octavia's `validate_availability_zone` and the management network: the compute zone
+    /// is one of Nova's available zones, the network one Neutron has.
+    async fn check_placement(
+        &self,
+        zone: Option<&str>,
+        management_network: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(z) = zone {
+            let b = self
+                .nova(Method::GET, "/os-availability-zone", None)
+                .await
+                .map_err(|e| fault_message(&e))?;
+            let found = b["availabilityZoneInfo"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["zoneName"] == z && i["zoneState"]["available"] == true)
+            });
+            if !found {
+                return Err(format!("Nova availability zone {z} not found."));
+            }
+        }
+        if let Some(n) = management_network {
+            match self
+                .neutron(Method::GET, &format!("/networks/{n}"), None)
+                .await
+            {
+                Ok(_) => {}
+                Err(OsError::Status { status: 404, .. }) => {
+                    return Err(format!("Network {n} not found."))
+                }
+                Err(e) => return Err(fault_message(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Octavia's `validate_flavor`: the compute flavor is Nova's, the image tag Glance's.
+    async fn check_flavor(
+        &self,
+        compute_flavor: Option<&str>,
+        image_tag: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(f) = compute_flavor {
+            match self.nova(Method::GET, &format!("/flavors/{f}"), None).await {
+                Ok(_) => {}
+                Err(OsError::Status { status: 404, .. }) => {
+                    return Err(format!("Nova flavor {f} not found."))
+                }
+                Err(e) => return Err(fault_message(&e)),
+            }
+        }
+        if let Some(t) = image_tag {
+            self.image(t).await.map_err(|e| e.message)?;
+        }
+        Ok(())
     }
 
     async fn agent_config(&self, amp: Id) -> DriverResult<String> {

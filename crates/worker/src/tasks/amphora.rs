@@ -25,12 +25,13 @@ pub(crate) struct CreateAmphora {
 
 /// Where an amphora goes and what it is built with: from its load balancer's availability
 /// zone (its profile's `compute_zone` and `management_network`) and flavor (its profile's
-/// `compute_flavor`), or a spare's zone.
+/// `compute_flavor`, `amp_image_tag`), or a spare's zone.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Placement {
     zone: Option<String>,
     management_network: Option<String>,
     compute_flavor: Option<String>,
+    image_tag: Option<String>,
 }
 
 async fn placement(ctx: &Ctx, lb_id: Option<Id>, spare_zone: Option<&str>) -> R<Placement> {
@@ -61,6 +62,7 @@ async fn placement(ctx: &Ctx, lb_id: Option<Id>, spare_zone: Option<&str>) -> R<
                 zone: get(&zone, "compute_zone"),
                 management_network: get(&zone, "management_network"),
                 compute_flavor: get(&flavor, "compute_flavor"),
+                image_tag: get(&flavor, "amp_image_tag"),
             })
         })
         .await
@@ -82,7 +84,8 @@ impl Task<Ctx> for CreateAmphora {
         let place = placement(ctx, lb_id, self.spare_zone.as_deref()).await?;
         // Spares are booted with the default compute flavor: a flavor that names another one
         // gets an amphora of its own.
-        let use_spare = self.use_spare && place.compute_flavor.is_none();
+        let use_spare =
+            self.use_spare && place.compute_flavor.is_none() && place.image_tag.is_none();
         if let (Some(lb), true) = (lb_id, use_spare) {
             let (job, slot, built) = (ctx.job_id, self.slot, built_amphora_id(ctx, self.slot));
             let zone = place.zone.as_deref();
@@ -138,6 +141,7 @@ impl Task<Ctx> for CreateAmphora {
             client_ca_pem: ctx.drivers.certs.client_ca_pem(),
             zone: place.zone.clone(),
             compute_flavor: place.compute_flavor.clone(),
+            image_tag: place.image_tag.clone(),
             management_network: place.management_network.clone(),
             pair_of: lb_id
                 .filter(|_| matches!(role, Some(AmphoraRole::Master | AmphoraRole::Backup))),
