@@ -558,6 +558,16 @@ fn neutron_plugs_vips_and_member_subnets() {
         s.ports_named(&member_port)[0]["device_id"],
         json!(inst.compute_id)
     );
+    // Kept while a member is on the subnet; detached and deleted once none is.
+    rt.block_on(net.unplug_networks(&amp, std::slice::from_ref(&private)))
+        .unwrap();
+    assert_eq!(s.ports_named(&member_port).len(), 1);
+    rt.block_on(net.unplug_networks(&amp, &[])).unwrap();
+    assert!(s.ports_named(&member_port).is_empty());
+    rt.block_on(net.unplug_networks(&amp, &[])).unwrap();
+    rt.block_on(net.plug_network(&amp, &private))
+        .unwrap()
+        .unwrap();
 
     // Deleting the amphora and the load balancer leaves nothing.
     rt.block_on(net.unplug_vip(&amp, &vip)).unwrap();

@@ -215,6 +215,12 @@ pub trait Network: Send + Sync {
     ) -> DriverResult<Option<NetworkPlug>> {
         Ok(None)
     }
+    /// Detaches an amphora from the member subnets it no longer needs (Octavia's
+    /// unplug-network of a network delta): every member port of it but those on `keep`, after
+    /// the configuration without their members is applied. Idempotent; nothing by default.
+    async fn unplug_networks(&self, _amphora: &Amphora, _keep: &[String]) -> DriverResult<()> {
+        Ok(())
+    }
     /// Makes the VIP's filtering match the load balancer's listeners (Octavia's `update_vip`:
     /// the security group's rules), before each configuration push. Nothing by default.
     async fn update_vip(&self, _tree: &LbTree) -> DriverResult<()> {

@@ -267,6 +267,20 @@ fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
     }
     eprintln!("traffic after the failover's ACTIVE: {:?}", t.elapsed());
 
+    // The last member on the private subnet goes: so does the amphora's port on it.
+    let amp = amps[0]["id"].as_str().unwrap();
+    let member_port = format!("octavia-amp-member-{amp}-{}", c.subnet("private"));
+    assert_eq!(s.ports_named(&member_port).len(), 1);
+    let (_, pools) = r.get("/v2/lbaas/pools");
+    let pool = pools["pools"][0]["id"].as_str().unwrap().to_string();
+    let (st, b) = r.put(
+        &format!("/v2/lbaas/pools/{pool}/members"),
+        json!({"members": []}),
+    );
+    assert_eq!(st, 202, "{b}");
+    c.wait(&lb, "ACTIVE");
+    assert!(s.ports_named(&member_port).is_empty());
+
     // Delete: nothing of it is left in Nova, Neutron or on the hypervisor.
     common::dataplane::delete_lb(r, &lb);
     assert_eq!(c.left(&lb), Vec::<String>::new());

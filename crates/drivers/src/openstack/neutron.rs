@@ -191,14 +191,19 @@ impl NeutronNetwork {
 
     async fn delete_ports_named(&self, name: &str, op: &'static str) -> DriverResult<()> {
         for p in self.ports_named(name).await.map_err(os_err(op))? {
-            let id = p["id"].as_str().unwrap_or_default();
-            deleted(
-                op,
-                self.neutron(Method::DELETE, &format!("/ports/{id}"), None)
-                    .await,
-            )?;
+            self.delete_port(p["id"].as_str().unwrap_or_default(), op)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Deletes port `id` (gone already: done).
+    async fn delete_port(&self, id: &str, op: &'static str) -> DriverResult<()> {
+        deleted(
+            op,
+            self.neutron(Method::DELETE, &format!("/ports/{id}"), None)
+                .await,
+        )
     }
 
     /// The load balancer's security group (made unless one of its name exists); its id.
@@ -314,6 +319,40 @@ impl NeutronNetwork {
                 OsError::Unavailable(m) => DriverError::transient(op, m),
                 e => DriverError::fatal(op, fault_message(&e)),
             })?;
+        }
+        Ok(())
+    }
+
+    /// Detaches from the amphora's server (`os-interface`) and deletes each of its ports whose
+    /// name `which` picks.
+    async fn detach_ports(
+        &self,
+        amphora: &Amphora,
+        op: &'static str,
+        which: impl Fn(&str) -> bool + Send + Sync,
+    ) -> DriverResult<()> {
+        let Some(server) = &amphora.compute_id else {
+            return Ok(());
+        };
+        let b = self
+            .neutron(Method::GET, &format!("/ports?device_id={server}"), None)
+            .await
+            .map_err(os_err(op))?;
+        for p in b["ports"].as_array().cloned().unwrap_or_default() {
+            if !which(p["name"].as_str().unwrap_or_default()) {
+                continue;
+            }
+            let id = p["id"].as_str().unwrap_or_default();
+            deleted(
+                op,
+                self.nova(
+                    Method::DELETE,
+                    &format!("/servers/{server}/os-interface/{id}"),
+                    None,
+                )
+                .await,
+            )?;
+            self.delete_port(id, op).await?;
         }
         Ok(())
     }
@@ -592,20 +631,8 @@ impl Network for NeutronNetwork {
     async fn unplug_vip(&self, amphora: &Amphora, _vip: &Vip) -> DriverResult<()> {
         let op = "unplug vip";
         let name = vrrp_port_name(amphora.id);
-        if let Some(server) = &amphora.compute_id {
-            for p in self.ports_named(&name).await.map_err(os_err(op))? {
-                let id = p["id"].as_str().unwrap_or_default();
-                deleted(
-                    op,
-                    self.nova(
-                        Method::DELETE,
-                        &format!("/servers/{server}/os-interface/{id}"),
-                        None,
-                    )
-                    .await,
-                )?;
-            }
-        }
+        self.detach_ports(amphora, op, |n| n == name).await?;
+        // One its server no longer holds (a boot that failed after it was made).
         self.delete_ports_named(&name, op).await
     }
 
@@ -649,6 +676,15 @@ impl Network for NeutronNetwork {
                 .mtu(subnet["network_id"].as_str().unwrap_or_default(), op)
                 .await?,
         }))
+    }
+
+    async fn unplug_networks(&self, amphora: &Amphora, keep: &[String]) -> DriverResult<()> {
+        let prefix = format!("octavia-amp-member-{}-", amphora.id);
+        self.detach_ports(amphora, "unplug network", |name| {
+            name.strip_prefix(&prefix)
+                .is_some_and(|subnet| !keep.iter().any(|k| k == subnet))
+        })
+        .await
     }
 
     async fn update_vip(&self, tree: &LbTree) -> DriverResult<()> {
@@ -730,35 +766,12 @@ impl Network for NeutronNetwork {
     async fn release_amphora(&self, amphora: &Amphora) -> DriverResult<()> {
         let op = "release amphora ports";
         // Called before its server is deleted: the ports still name it as their device.
-        if let Some(server) = &amphora.compute_id {
-            let b = self
-                .neutron(Method::GET, &format!("/ports?device_id={server}"), None)
-                .await
-                .map_err(os_err(op))?;
-            let member = format!("octavia-amp-member-{}-", amphora.id);
-            let vrrp = vrrp_port_name(amphora.id);
-            for p in b["ports"].as_array().cloned().unwrap_or_default() {
-                let name = p["name"].as_str().unwrap_or_default();
-                if !(name.starts_with(&member) || name == vrrp) {
-                    continue;
-                }
-                let id = p["id"].as_str().unwrap_or_default();
-                deleted(
-                    op,
-                    self.nova(
-                        Method::DELETE,
-                        &format!("/servers/{server}/os-interface/{id}"),
-                        None,
-                    )
-                    .await,
-                )?;
-                deleted(
-                    op,
-                    self.neutron(Method::DELETE, &format!("/ports/{id}"), None)
-                        .await,
-                )?;
-            }
-        }
+        let member = format!("octavia-amp-member-{}-", amphora.id);
+        let vrrp = vrrp_port_name(amphora.id);
+        self.detach_ports(amphora, op, |name| {
+            name.starts_with(&member) || name == vrrp
+        })
+        .await?;
         self.delete_ports_named(&vrrp_port_name(amphora.id), op)
             .await
     }

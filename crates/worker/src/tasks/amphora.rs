@@ -508,7 +508,8 @@ impl Task<Ctx> for ApplyConfig {
 }
 
 /// Makes the allocated ones of `amps` serve the load balancer's desired state: their ports on
-/// the member subnets first, then the configuration with the pair's peers.
+/// the member subnets first, then the configuration with the pair's peers, then the ports of
+/// subnets no member is on any more removed.
 pub(crate) async fn push_config(ctx: &Ctx, lb_id: Id, amps: &[Amphora]) -> R<()> {
     let tree = load_tree(ctx, lb_id).await?;
     // The VIP's filtering first (a new listener's port opened before it serves).
@@ -535,6 +536,12 @@ pub(crate) async fn push_config(ctx: &Ctx, lb_id: Id, amps: &[Amphora]) -> R<()>
         ctx.drivers
             .amphora
             .apply(a, &tree, &peers)
+            .await
+            .map_err(drv)?;
+        // Then the subnets no member is on any more are let go.
+        ctx.drivers
+            .network
+            .unplug_networks(a, &member_subnets)
             .await
             .map_err(drv)?;
     }
