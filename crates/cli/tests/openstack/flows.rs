@@ -107,6 +107,26 @@ impl Cloud {
         }
     }
 
+    /// Creates a load balancer named `name` with an HTTP listener, a pool and one member on
+    /// the private subnet (a backend on the hypervisor's address there); its id and VIP.
+    fn populated_lb(&self, name: &str) -> (String, String) {
+        let backend = common::dataplane::serve_backend(
+            std::net::TcpListener::bind("198.19.253.1:0").unwrap(),
+            "member-1",
+        );
+        let (st, b) = self.r.post(
+            "/v2/lbaas/loadbalancers",
+            json!({"loadbalancer": {"name": name, "vip_subnet_id": self.subnet("public"),
+                "listeners": [{"protocol": "HTTP", "protocol_port": 80,
+                    "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                        "members": [{"address": "198.19.253.1", "protocol_port": backend,
+                                     "subnet_id": self.subnet("private")}]}}]}}),
+        );
+        assert_eq!(st, 201, "{b}");
+        let field = |k: &str| b["loadbalancer"][k].as_str().unwrap().to_string();
+        (field("id"), field("vip_address"))
+    }
+
     fn subnet(&self, n: &str) -> String {
         self.s.network(n)["subnet_id"].as_str().unwrap().to_string()
     }
@@ -199,25 +219,8 @@ fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
     let _one = serial();
     let c = Cloud::start("", "", &[]);
     let (s, r, hv) = (c.s, &c.r, &c.hv);
-    let backend = common::dataplane::serve_backend(
-        std::net::TcpListener::bind("198.19.253.1:0").unwrap(),
-        "member-1",
-    );
     let t = Instant::now();
-    let (st, b) = r.post(
-        "/v2/lbaas/loadbalancers",
-        json!({"loadbalancer": {"name": "on-openstack", "vip_subnet_id": c.subnet("public"),
-            "listeners": [{"protocol": "HTTP", "protocol_port": 80,
-                "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                    "members": [{"address": "198.19.253.1", "protocol_port": backend,
-                                 "subnet_id": c.subnet("private")}]}}]}}),
-    );
-    assert_eq!(st, 201, "{b}");
-    let lb = b["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = b["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (lb, vip) = c.populated_lb("on-openstack");
     assert_eq!(s.ports_named(&format!("octavia-lb-{lb}")).len(), 1);
     c.wait(&lb, "ACTIVE");
     eprintln!("create to ACTIVE on Nova and Neutron: {:?}", t.elapsed());
@@ -469,25 +472,8 @@ fn an_active_standby_pair_on_nova_and_neutron_survives_its_master() {
         &[],
     );
     let (s, r, hv) = (c.s, &c.r, &c.hv);
-    let backend = common::dataplane::serve_backend(
-        std::net::TcpListener::bind("198.19.253.1:0").unwrap(),
-        "member-1",
-    );
     let t = Instant::now();
-    let (st, b) = r.post(
-        "/v2/lbaas/loadbalancers",
-        json!({"loadbalancer": {"name": "pair", "vip_subnet_id": c.subnet("public"),
-            "listeners": [{"protocol": "HTTP", "protocol_port": 80,
-                "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                    "members": [{"address": "198.19.253.1", "protocol_port": backend,
-                                 "subnet_id": c.subnet("private")}]}}]}}),
-    );
-    assert_eq!(st, 201, "{b}");
-    let lb = b["loadbalancer"]["id"].as_str().unwrap().to_string();
-    let vip = b["loadbalancer"]["vip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (lb, vip) = c.populated_lb("pair");
     c.wait(&lb, "ACTIVE");
     eprintln!("ACTIVE_STANDBY create to ACTIVE: {:?}", t.elapsed());
     let amps = common::netns::amphorae_of(r, &lb);
