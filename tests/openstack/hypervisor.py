@@ -34,7 +34,7 @@ import urllib.request
 READY = json.load(open(sys.argv[1]))
 ROCTA = sys.argv[2]
 WORK = sys.argv[3]
-BRIDGES = [a.split("=", 2) for a in sys.argv[4:]]  # network id, bridge, host cidr
+BRIDGES = [a.split("=", 2) for a in sys.argv[4:]]  # network id, bridge, host cidr[,cidr]
 NETS = {net: bridge for net, bridge, _ in BRIDGES}
 IMAGE_DIRS = ["/etc/octavia", "/var/lib/octavia"]
 NOVA = READY["urls"]["nova"] + "/v2.1"
@@ -177,7 +177,8 @@ def main():
     for _, bridge, cidr in BRIDGES:
         ip("link", "del", bridge, check=False)
         ip("link", "add", bridge, "type", "bridge")
-        ip("addr", "add", cidr, "dev", bridge)
+        for c in cidr.split(","):  # one address per subnet of the network
+            ip("addr", "add", c, "dev", bridge)
         ip("link", "set", bridge, "up")
     t = threading.Thread(target=loop, daemon=True)
     t.start()

@@ -16,8 +16,9 @@ nova-conductor, nova-scheduler and nova-compute with Nova's fake virt driver (it
     neutron, glance, placement, barbican (the same); alice (member of lb-a), bob (member
     of lb-b)
   flavor `amphora` (1 vCPU, 1 GiB, 2 GB), a raw image `amphora-x64-haproxy` tagged `amphora`
-  networks: `lb-mgmt-net` (198.19.251.0/24), `public` (shared, 198.19.252.0/24), `private` of
-    lb-a (198.19.253.0/24; 198.19.251-253 are outside what the netns tests use)
+  networks: `lb-mgmt-net` (198.19.251.0/24), `public` (shared, 198.19.252.0/24 and, for
+    additional VIPs, `public-2` 198.19.250.0/24), `private` of lb-a (198.19.253.0/24;
+    198.19.250-253 are outside what the netns tests use)
 and prints one line "READY <json>" with the endpoints and those ids. Serves until its
 standard input closes (the process that started it ended), then stops every process, drops the
 databases and the vhost and removes DIR.
@@ -495,6 +496,14 @@ def resources(projects):
             sub["project_id"] = projects[project]
         s = call("POST", neutron + "/subnets", {"subnet": sub}, admin)[1]["subnet"]
         nets[name] = {"network_id": n["id"], "subnet_id": s["id"], "cidr": cidr}
+    # A second subnet on the public network, for additional VIPs.
+    sub = {"name": "public-2-subnet", "network_id": nets["public"]["network_id"],
+           "ip_version": 4, "cidr": "198.19.250.0/24", "enable_dhcp": False}
+    if projects.get("admin"):
+        sub["project_id"] = projects["admin"]
+    s = call("POST", neutron + "/subnets", {"subnet": sub}, admin)[1]["subnet"]
+    nets["public-2"] = {"network_id": nets["public"]["network_id"], "subnet_id": s["id"],
+                        "cidr": "198.19.250.0/24"}
     return {"flavor_id": flavor, "image_id": image, "networks": nets}
 
 

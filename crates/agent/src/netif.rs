@@ -29,10 +29,24 @@ pub struct PlugVip {
     pub vrrp_ip: Option<String>,
     #[serde(default)]
     pub host_routes: Vec<HostRoute>,
+    /// More VIPs on other subnets of the VIP's network (on the same port).
+    #[serde(default)]
+    pub additional_vips: Vec<AdditionalVip>,
     /// `ACTIVE_STANDBY`: keepalived holds the VIP (only the amphora's own address is
     /// configured, and HAProxy may bind the VIP it does not hold). Octavia's agent reads this
     /// from its configuration; rocta's amphorae (spares among them) learn it here.
     pub topology: Option<String>,
+}
+
+/// An additional VIP of Octavia's plug-VIP body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdditionalVip {
+    pub ip_address: String,
+    pub subnet_cidr: String,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
 }
 
 /// Why a plug failed: the agent's status and its words.
@@ -126,14 +140,31 @@ impl PlugVip {
             );
         }
         for r in &self.host_routes {
-            let dest: Ipv4Net = r.destination.parse().map_err(|_| {
-                PlugError::Invalid(format!("Invalid host route: {}", r.destination))
+            routes.push(host_route(r)?);
+        }
+        // Additional VIPs: on the interface beside the VIP (SINGLE), or held by keepalived
+        // with their subnet routed to the interface (ACTIVE_STANDBY). Their gateways are not
+        // used: replies leave by the VIP subnet's default route.
+        for a in &self.additional_vips {
+            let cidr: Ipv4Net = a.subnet_cidr.parse().map_err(|_| {
+                PlugError::Invalid(format!("Invalid subnet_cidr: {}", a.subnet_cidr))
             })?;
-            let hop: Ipv4Addr = r
-                .nexthop
+            let add: Ipv4Addr = a
+                .ip_address
                 .parse()
-                .map_err(|_| PlugError::Invalid(format!("Invalid host route: {}", r.nexthop)))?;
-            routes.push(vec![dest.to_string(), "via".into(), hop.to_string()]);
+                .ok()
+                .filter(|x| cidr.contains(x))
+                .ok_or_else(|| {
+                    PlugError::Invalid(format!("Invalid additional VIP: {}", a.ip_address))
+                })?;
+            if vrrp {
+                routes.push(vec![cidr.trunc().to_string()]);
+            } else {
+                addresses.push(format!("{add}/{}", cidr.prefix_len()));
+            }
+            for r in &a.host_routes {
+                routes.push(host_route(r)?);
+            }
         }
         let mtu = self.mtu.unwrap_or(1500);
         if !(576..=9216).contains(&mtu) {
@@ -147,6 +178,19 @@ impl PlugVip {
             routes,
         }))
     }
+}
+
+/// `ip route` arguments for a subnet's host route.
+fn host_route(r: &HostRoute) -> Result<Vec<String>, PlugError> {
+    let dest: Ipv4Net = r
+        .destination
+        .parse()
+        .map_err(|_| PlugError::Invalid(format!("Invalid host route: {}", r.destination)))?;
+    let hop: Ipv4Addr = r
+        .nexthop
+        .parse()
+        .map_err(|_| PlugError::Invalid(format!("Invalid host route: {}", r.nexthop)))?;
+    Ok(vec![dest.to_string(), "via".into(), hop.to_string()])
 }
 
 /// A fixed IP of Octavia's plug-network body.
@@ -187,13 +231,7 @@ impl PlugNetwork {
                 .ok_or_else(|| PlugError::Invalid(format!("Invalid IP: {}", f.ip_address)))?;
             addresses.push(format!("{ip}/{}", cidr.prefix_len()));
             for r in &f.host_routes {
-                let dest: Ipv4Net = r.destination.parse().map_err(|_| {
-                    PlugError::Invalid(format!("Invalid host route: {}", r.destination))
-                })?;
-                let hop: Ipv4Addr = r.nexthop.parse().map_err(|_| {
-                    PlugError::Invalid(format!("Invalid host route: {}", r.nexthop))
-                })?;
-                routes.push(vec![dest.to_string(), "via".into(), hop.to_string()]);
+                routes.push(host_route(r)?);
             }
         }
         if addresses.is_empty() {
@@ -315,7 +353,12 @@ pub async fn plug_vip(cfg: &VipConfig, name: &str) -> Result<String, PlugError> 
     for r in &cfg.routes {
         let mut args = vec!["route", "replace"];
         args.extend(r.iter().map(String::as_str));
-        args.extend(["dev", name, "onlink"]);
+        args.extend(["dev", name]);
+        // A gateway is on the link even outside the subnet (a route without one is
+        // on the link by itself, and `onlink` is refused there).
+        if r.iter().any(|a| a == "via") {
+            args.push("onlink");
+        }
         ip(&args).await?;
     }
     Ok(name.to_string())
@@ -336,7 +379,53 @@ mod tests {
                 destination: "203.0.113.0/24".into(),
                 nexthop: "198.19.0.5".into(),
             }],
+            additional_vips: vec![],
             topology: None,
+        }
+    }
+
+    fn additional(ip: &str, cidr: &str) -> AdditionalVip {
+        AdditionalVip {
+            ip_address: ip.into(),
+            subnet_cidr: cidr.into(),
+            gateway: Some("198.19.1.1".into()),
+            host_routes: vec![HostRoute {
+                destination: "192.0.2.0/24".into(),
+                nexthop: "198.19.1.254".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn additional_vips_are_addresses_or_routes_to_keepalived() {
+        let b = PlugVip {
+            additional_vips: vec![additional("198.19.1.7", "198.19.1.0/24")],
+            ..body()
+        };
+        let c = b.config("198.19.0.7").unwrap().unwrap();
+        assert_eq!(
+            c.addresses,
+            ["198.19.0.9/24", "198.19.0.7/24", "198.19.1.7/24"]
+        );
+        assert_eq!(c.routes[2], ["192.0.2.0/24", "via", "198.19.1.254"]);
+        // ACTIVE_STANDBY: keepalived adds it; its subnet is routed to the interface.
+        let vrrp = PlugVip {
+            topology: Some("ACTIVE_STANDBY".into()),
+            ..b
+        };
+        let c = vrrp.config("198.19.0.7").unwrap().unwrap();
+        assert_eq!(c.addresses, ["198.19.0.9/24"]);
+        assert_eq!(c.routes[2], ["198.19.1.0/24"]);
+        for bad in [
+            additional("198.19.2.7", "198.19.1.0/24"),
+            additional("x", "198.19.1.0/24"),
+            additional("198.19.1.7", "nope"),
+        ] {
+            let b = PlugVip {
+                additional_vips: vec![bad],
+                ..body()
+            };
+            assert!(matches!(b.config("198.19.0.7"), Err(PlugError::Invalid(_))));
         }
     }
 

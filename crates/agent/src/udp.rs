@@ -542,6 +542,7 @@ mod tests {
         let service = UdpService {
             lb_id: lb,
             vip: "198.19.0.42".into(),
+            additional_vips: vec![],
             listeners: vec![nft::UdpListener {
                 id: lb,
                 protocol: ListenerProtocol::Sctp,

@@ -756,3 +756,65 @@ fn only_an_amphora_in_error_is_deleted() {
         "Amphora",
     );
 }
+
+/// Additional VIPs (API 2.26): one per subnet, the VIP's counted; each gets the address the
+/// network driver gave it on the VIP port, shown as Octavia shows them.
+#[test]
+fn additional_vips_get_an_address_each() {
+    let (_d, r) = Rocta::start();
+    let lbs = "/v2/lbaas/loadbalancers";
+    let second = "6c1e0c36-5b3a-4a8e-9f2e-2f7e7a1d0b11";
+    let third = "6c1e0c36-5b3a-4a8e-9f2e-2f7e7a1d0b12";
+    assert_fault(
+        r.post(
+            lbs,
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET,
+                "additional_vips": [{"subnet_id": SUBNET}]}}),
+        ),
+        400,
+        "Duplicate VIP subnet(s) specified. Only one IP can be bound per subnet.",
+    );
+    assert_fault(
+        r.post(
+            lbs,
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET,
+                "additional_vips": [{"subnet_id": second}, {"subnet_id": second}]}}),
+        ),
+        400,
+        "Duplicate VIP subnet(s)",
+    );
+    assert_fault(
+        r.post(
+            lbs,
+            json!({"loadbalancer": {"vip_subnet_id": SUBNET,
+                "additional_vips": [{"ip_address": "198.51.100.9"}]}}),
+        ),
+        400,
+        "subnet_id",
+    );
+    assert_eq!(r.get(lbs).1["loadbalancers"], json!([]));
+    let (s, b) = r.post(
+        lbs,
+        json!({"loadbalancer": {"vip_subnet_id": SUBNET, "additional_vips": [
+            {"subnet_id": second, "ip_address": "198.51.100.77"},
+            {"subnet_id": third}]}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let lb = &b["loadbalancer"];
+    let port = lb["vip_port_id"].as_str().unwrap();
+    let added = lb["additional_vips"].as_array().unwrap();
+    assert_eq!(added.len(), 2, "{lb}");
+    assert_eq!(added[0]["subnet_id"], second);
+    assert_eq!(added[0]["ip_address"], "198.51.100.77");
+    assert_eq!(added[1]["subnet_id"], third);
+    assert!(added[1]["ip_address"]
+        .as_str()
+        .is_some_and(|a| !a.is_empty()));
+    assert!(added.iter().all(|a| a["port_id"] == port), "{lb}");
+    let id = lb["id"].as_str().unwrap();
+    let (_, got) = r.get(&format!("{lbs}/{id}"));
+    assert_eq!(
+        got["loadbalancer"]["additional_vips"],
+        lb["additional_vips"]
+    );
+}

@@ -18,7 +18,7 @@ mod stack;
 use std::time::Duration;
 
 use rocta_drivers::openstack::{neutron, nova, Endpoint, Session, SessionConfig};
-use rocta_drivers::{Boot, Compute, Network, VipError, VipRequest};
+use rocta_drivers::{AdditionalVipRequest, Boot, Compute, Network, VipError, VipRequest};
 use rocta_model::*;
 use rocta_proto::agent_conf::AgentConf;
 use serde_json::{json, Value};
@@ -373,6 +373,28 @@ fn neutron_plugs_vips_and_member_subnets() {
         Err(VipError::Invalid(m)) => assert_eq!(m, "Subnet nope not found."),
         other => panic!("not invalid: {other:?}"),
     }
+    // Additional VIPs: on subnets of the VIP's network only, and ones Neutron has.
+    for (subnet, want) in [
+        (
+            private.as_str(),
+            "All VIP subnets must belong to the same network.",
+        ),
+        ("nope", "Subnet nope not found."),
+    ] {
+        match rt.block_on(net.allocate_vip(&VipRequest {
+            lb_id: other,
+            subnet_id: Some(public.clone()),
+            additional: vec![AdditionalVipRequest {
+                subnet_id: subnet.into(),
+                address: None,
+            }],
+            ..Default::default()
+        })) {
+            Err(VipError::Invalid(m)) => assert_eq!(m, want),
+            other => panic!("not invalid: {other:?}"),
+        }
+    }
+    assert!(s.ports_named(&format!("octavia-lb-{other}")).is_empty());
 
     // An amphora of it: its own port on the VIP subnet, attached to its server.
     let amp_id = Id::new_v4();

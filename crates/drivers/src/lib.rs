@@ -71,6 +71,23 @@ pub struct VipRequest {
     pub qos_policy_id: Option<String>,
     /// `vip_sg_ids`: security groups of the user's that must exist (Neutron).
     pub sg_ids: Vec<String>,
+    /// `additional_vips`: one more address on each of these subnets of the VIP's network
+    /// (the address when given), all on the VIP port.
+    pub additional: Vec<AdditionalVipRequest>,
+}
+
+/// One of `additional_vips` as asked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdditionalVipRequest {
+    pub subnet_id: String,
+    pub address: Option<String>,
+}
+
+/// An additional VIP as allocated: an address of the VIP port on another subnet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdditionalVipAddress {
+    pub subnet_id: String,
+    pub address: String,
 }
 
 /// An allocated VIP.
@@ -80,6 +97,9 @@ pub struct Vip {
     pub port_id: String,
     pub subnet_id: String,
     pub network_id: String,
+    /// `additional_vips`, on the same port and network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional: Vec<AdditionalVipAddress>,
 }
 
 /// Why a VIP request was refused (the API answers 400 with this text).
@@ -111,6 +131,26 @@ pub struct VipPlug {
     pub gateway: Option<String>,
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// The additional VIPs with their subnets (Octavia's plug-VIP `additional_vips`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional: Vec<AdditionalVipPlug>,
+}
+
+/// An additional VIP as the agent configures it (Octavia's plug-VIP body).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdditionalVipPlug {
+    pub ip_address: String,
+    pub subnet_cidr: String,
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
+}
+
+/// A subnet's host route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRoute {
+    pub destination: String,
+    pub nexthop: String,
 }
 
 /// What the compute driver made.
@@ -327,6 +367,9 @@ pub struct VrrpPlan {
     pub peers: Vec<String>,
     /// The VIP with the subnet's prefix length.
     pub vip_cidr: String,
+    /// The additional VIPs as host addresses (`/32`, `/128`): keepalived moves them with the
+    /// VIP; the agent routed their subnets to the VIP's interface when it plugged it.
+    pub additional_cidrs: Vec<String>,
     pub settings: VrrpSettings,
 }
 

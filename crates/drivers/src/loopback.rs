@@ -66,6 +66,13 @@ impl Network for LoopbackNetwork {
             }
             _ => {}
         }
+        // One subnet: an additional VIP has nowhere to come from.
+        if let Some(a) = req.additional.first() {
+            return Err(VipError::Invalid(format!(
+                "Subnet {} not found.",
+                a.subnet_id
+            )));
+        }
         let subnet = format!("{PUBLIC_SUBNET} (127.10.0.0/16)");
         let address = allocate(&self.vips, req, &subnet)?;
         crate::fault::crash_point("allocate_vip");
@@ -74,6 +81,7 @@ impl Network for LoopbackNetwork {
             port_id: uuid::Uuid::new_v5(&req.lb_id, b"loopback-vip-port").to_string(),
             subnet_id: PUBLIC_SUBNET.into(),
             network_id: PUBLIC_NETWORK.into(),
+            additional: Vec::new(),
         })
     }
 

@@ -328,6 +328,13 @@ impl Network for NetnsNetwork {
             }
         };
         let (net, pool) = found;
+        // Each network has one subnet: an additional VIP's is another network's, or none.
+        if let Some(a) = req.additional.first() {
+            return Err(VipError::Invalid(match self.of_subnet(&a.subnet_id) {
+                Some(_) => "All VIP subnets must belong to the same network.".into(),
+                None => format!("Subnet {} not found.", a.subnet_id),
+            }));
+        }
         let address = allocate(pool, req, &Self::label(net))?;
         crate::fault::crash_point("allocate_vip");
         Ok(Vip {
@@ -335,6 +342,7 @@ impl Network for NetnsNetwork {
             port_id: uuid::Uuid::new_v5(&req.lb_id, b"netns-vip-port").to_string(),
             subnet_id: net.subnet_id.clone(),
             network_id: net.network_id.clone(),
+            additional: Vec::new(),
         })
     }
 
@@ -382,6 +390,7 @@ impl Network for NetnsNetwork {
             subnet_cidr: Some(net.cidr.to_string()),
             gateway: Some(net.gateway().to_string()),
             mtu: Some(1500),
+            additional: Vec::new(),
         })
     }
 
@@ -523,6 +532,17 @@ mod tests {
         };
         assert!(
             matches!(n.allocate_vip(&other).await, Err(VipError::Invalid(m)) if m == "Subnet nope not found.")
+        );
+        // One subnet per network: no additional VIP can be on the VIP's network.
+        let additional = VipRequest {
+            additional: vec![AdditionalVipRequest {
+                subnet_id: "nope".into(),
+                address: None,
+            }],
+            ..req(None)
+        };
+        assert!(
+            matches!(n.allocate_vip(&additional).await, Err(VipError::Invalid(m)) if m == "Subnet nope not found.")
         );
         n.deallocate_vip(&v).await.unwrap();
         assert_eq!(

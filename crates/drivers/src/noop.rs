@@ -147,6 +147,18 @@ impl Network for NoopNetwork {
                 .network_id
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v5(&req.lb_id, b"noop-network").to_string()),
+            additional: req
+                .additional
+                .iter()
+                .zip(2..)
+                .map(|(a, i)| AdditionalVipAddress {
+                    subnet_id: a.subnet_id.clone(),
+                    address: a
+                        .address
+                        .clone()
+                        .unwrap_or_else(|| format!("198.51.100.{i}")),
+                })
+                .collect(),
         };
         self.0
             .put("allocate vip", "vips", &port_id, &req.lb_id.to_string())?;

@@ -266,7 +266,7 @@ impl AmphoraDriver for RestAmphora {
                 "mtu": plug.mtu,
                 "vrrp_ip": plug.vrrp_ip,
                 "host_routes": [],
-                "additional_vips": [],
+                "additional_vips": plug.additional,
                 "topology": match amp.role {
                     Some(AmphoraRole::Master | AmphoraRole::Backup) => "ACTIVE_STANDBY",
                     _ => "SINGLE",
@@ -470,7 +470,10 @@ impl AmphoraDriver for RestAmphora {
             priority: plan.priority,
             src_ip: plan.src_ip.clone(),
             peers: plan.peers.clone(),
-            vips: vec![plan.vip_cidr.clone()],
+            vips: std::iter::once(&plan.vip_cidr)
+                .chain(&plan.additional_cidrs)
+                .cloned()
+                .collect(),
             advert_int: s.advert_int,
             check_script: format!("{base}/vrrp/check.sh"),
             check_interval: s.check_interval,

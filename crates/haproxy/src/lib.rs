@@ -335,7 +335,7 @@ fn frontend(
 ) {
     let _ = writeln!(c, "\nfrontend {}", l.id);
     let _ = writeln!(c, "    maxconn {}", conn_limit(l, o));
-    let mut bind = format!("    bind {}", addr(vip, l.protocol_port));
+    let mut bind = String::new();
     if l.protocol == ListenerProtocol::TerminatedHttps {
         let _ = write!(bind, " ssl crt-list {}/{}", o.cert_dir, crt_list_name(l.id));
         if let Some(ca) = &l.client_ca_tls_container_ref {
@@ -360,8 +360,14 @@ fn frontend(
             &l.alpn_protocols,
         ));
     }
-    c.push_str(&bind);
-    c.push('\n');
+    // The VIP, then each additional VIP (Octavia's `bind_macro` for each).
+    let additional = lb
+        .additional_vips
+        .iter()
+        .filter_map(|a| a.ip_address.as_deref());
+    for a in std::iter::once(vip).chain(additional) {
+        let _ = writeln!(c, "    bind {}{bind}", addr(a, l.protocol_port));
+    }
     let _ = writeln!(c, "    mode {}", mode(l.protocol));
     if let Some(cidrs) = l.allowed_cidrs.as_ref().filter(|v| !v.is_empty()) {
         let _ = writeln!(

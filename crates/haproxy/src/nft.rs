@@ -33,6 +33,9 @@ use serde::{Deserialize, Serialize};
 pub struct UdpService {
     pub lb_id: Id,
     pub vip: String,
+    /// The additional VIPs (of the VIP's address family), forwarded as the VIP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_vips: Vec<String>,
     pub listeners: Vec<UdpListener>,
 }
 
@@ -199,6 +202,11 @@ pub fn service(t: &LbTree) -> Option<UdpService> {
     (!listeners.is_empty()).then_some(UdpService {
         lb_id: lb.id,
         vip,
+        additional_vips: lb
+            .additional_vips
+            .iter()
+            .filter_map(|a| a.ip_address.clone())
+            .collect(),
         listeners,
     })
 }
@@ -358,12 +366,24 @@ fn dispatch(l: &UdpListener, family: &str, up: &dyn Fn(Id) -> bool) -> Result<Di
 pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftError> {
     let v6 = s.vip.contains(':');
     let family = if v6 { "ip6" } else { "ip" };
-    if s.vip.parse::<std::net::IpAddr>().is_err() {
-        return Err(NftError::BadAddress(format!(
-            "VIP {} is not an address",
-            s.vip
-        )));
+    for a in std::iter::once(&s.vip).chain(&s.additional_vips) {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_ipv6() == v6 => {}
+            Ok(_) => {
+                return Err(NftError::BadAddress(format!(
+                    "VIP {a} is not of the IP version of {}",
+                    s.vip
+                )))
+            }
+            Err(_) => return Err(NftError::BadAddress(format!("VIP {a} is not an address"))),
+        }
     }
+    // One address, or an anonymous set of them.
+    let daddr = if s.additional_vips.is_empty() {
+        s.vip.clone()
+    } else {
+        format!("{{ {}, {} }}", s.vip, s.additional_vips.join(", "))
+    };
     let table = table_name(s.lb_id);
     let mut c = String::new();
     let ids: Vec<String> = s
@@ -402,8 +422,8 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
         let proto = l.protocol.as_str().to_ascii_lowercase();
         let _ = writeln!(
             c,
-            "\t\t{family} daddr {} {proto} dport {} counter name flows_{id} jump listener_{id}",
-            s.vip, l.port,
+            "\t\t{family} daddr {daddr} {proto} dport {} counter name flows_{id} jump listener_{id}",
+            l.port,
         );
     }
     c.push_str("\t}\n");
@@ -415,8 +435,8 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
         for (dir, k) in [("original", "rx"), ("reply", "tx")] {
             let _ = writeln!(
                 c,
-                "\t\tct original {family} daddr {} ct original protocol {proto} ct original proto-dst {} ct direction {dir} counter name {k}_{id}",
-                s.vip, l.port,
+                "\t\tct original {family} daddr {daddr} ct original protocol {proto} ct original proto-dst {} ct direction {dir} counter name {k}_{id}",
+                l.port,
             );
         }
     }
@@ -430,8 +450,7 @@ pub fn render(s: &UdpService, up: &dyn Fn(Id) -> bool) -> Result<String, NftErro
     }
     let _ = writeln!(
         c,
-        "\n\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tct status dnat ct original {family} daddr {} masquerade\n\t}}\n}}",
-        s.vip
+        "\n\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tct status dnat ct original {family} daddr {daddr} masquerade\n\t}}\n}}"
     );
     Ok(c)
 }

@@ -323,8 +323,15 @@ fn terminated_https() -> LbTree {
     https.name = "passthrough".into();
     let mut proxy = pool(21, PoolProtocol::Proxy, LbAlgorithm::RoundRobin);
     proxy.session_persistence = None;
+    // An additional VIP (API 2.26): every frontend binds it as the VIP, TLS options and all.
+    let mut lb = lb();
+    lb.additional_vips = vec![AdditionalVip {
+        subnet_id: "second".into(),
+        ip_address: Some("127.10.1.5".into()),
+        port_id: None,
+    }];
     LbTree {
-        loadbalancer: Some(lb()),
+        loadbalancer: Some(lb),
         listeners: vec![l, https],
         pools: vec![p, proxy],
         members: vec![

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rocta_drivers::{VipError, VipRequest};
+use rocta_drivers::{AdditionalVipRequest, VipError, VipRequest};
 use rocta_model::*;
 use rocta_store::{CatalogKind, Entity, Filter, RawRow, Table, Tx};
 use serde_json::{json, Value};
@@ -305,6 +305,29 @@ pub(crate) async fn create(
             )));
         }
     }
+    let requested_additional: Vec<AdditionalVipRequest> = m
+        .get("additional_vips")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_object)
+                .map(|o| AdditionalVipRequest {
+                    subnet_id: o.s("subnet_id").unwrap_or_default(),
+                    address: o.s("ip_address"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // One address per subnet, the VIP's subnet counted (Octavia's rule).
+    let mut subnets: Vec<String> = m.s("vip_subnet_id").into_iter().collect();
+    for a in &requested_additional {
+        if subnets.contains(&a.subnet_id) {
+            return Err(ApiError::validation(
+                "Duplicate VIP subnet(s) specified. Only one IP can be bound per subnet.",
+            ));
+        }
+        subnets.push(a.subnet_id.clone());
+    }
     let lb_id = new_id();
     // The intent, committed before the allocation: if this process dies before the load
     // balancer is recorded, housekeeping releases the VIP (nothing leaks).
@@ -322,6 +345,7 @@ pub(crate) async fn create(
             project_id: Some(project.clone()),
             qos_policy_id: m.s("vip_qos_policy_id"),
             sg_ids: m.list("vip_sg_ids").unwrap_or_default(),
+            additional: requested_additional.clone(),
         })
         .await;
     let vip = match allocated {
@@ -358,20 +382,16 @@ pub(crate) async fn create(
             ));
         }
     };
-    let additional_vips = m
-        .get("additional_vips")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_object)
-                .map(|o| AdditionalVip {
-                    subnet_id: o.s("subnet_id").unwrap_or_default(),
-                    ip_address: o.s("ip_address"),
-                    port_id: o.s("port_id"),
-                })
-                .collect()
+    // As allocated: the address on each subnet, on the VIP port.
+    let additional_vips = vip
+        .additional
+        .iter()
+        .map(|a| AdditionalVip {
+            subnet_id: a.subnet_id.clone(),
+            ip_address: Some(a.address.clone()),
+            port_id: Some(vip.port_id.clone()),
         })
-        .unwrap_or_default();
+        .collect();
     let lb = LoadBalancer {
         id: lb_id,
         name: m.s("name").unwrap_or_default(),

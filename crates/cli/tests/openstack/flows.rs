@@ -53,7 +53,7 @@ impl Cloud {
             common::bin(),
             vec![
                 bridge("lb-mgmt-net", "rosm", "198.19.251.1/24"),
-                bridge("public", "rosp", "198.19.252.1/24"),
+                bridge("public", "rosp", "198.19.252.1/24,198.19.250.1/24"),
                 bridge("private", "rosv", "198.19.253.1/24"),
             ],
         );
@@ -107,9 +107,10 @@ impl Cloud {
         }
     }
 
-    /// Creates a load balancer named `name` with an HTTP listener, a pool and one member on
-    /// the private subnet (a backend on the hypervisor's address there); its id and VIP.
-    fn populated_lb(&self, name: &str) -> (String, String) {
+    /// Creates a load balancer named `name` with an additional VIP on the public network's
+    /// second subnet, an HTTP listener, a pool and one member on the private subnet (a backend
+    /// on the hypervisor's address there); its id, VIP and additional VIP.
+    fn populated_lb(&self, name: &str) -> (String, String, String) {
         let backend = common::dataplane::serve_backend(
             std::net::TcpListener::bind("198.19.253.1:0").unwrap(),
             "member-1",
@@ -117,6 +118,7 @@ impl Cloud {
         let (st, b) = self.r.post(
             "/v2/lbaas/loadbalancers",
             json!({"loadbalancer": {"name": name, "vip_subnet_id": self.subnet("public"),
+                "additional_vips": [{"subnet_id": self.subnet("public-2")}],
                 "listeners": [{"protocol": "HTTP", "protocol_port": 80,
                     "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
                         "members": [{"address": "198.19.253.1", "protocol_port": backend,
@@ -124,7 +126,39 @@ impl Cloud {
         );
         assert_eq!(st, 201, "{b}");
         let field = |k: &str| b["loadbalancer"][k].as_str().unwrap().to_string();
-        (field("id"), field("vip_address"))
+        let added = &b["loadbalancer"]["additional_vips"];
+        assert_eq!(added[0]["subnet_id"], json!(self.subnet("public-2")), "{b}");
+        let vip2 = added[0]["ip_address"].as_str().unwrap().to_string();
+        assert!(vip2.starts_with("198.19.250."), "{b}");
+        (field("id"), field("vip_address"), vip2)
+    }
+
+    /// The VIP port holds both VIPs; each amphora's port has both as allowed address pairs.
+    fn assert_vip_ports(&self, lb: &str, vips: [&str; 2]) {
+        let vip_port = &self.s.ports_named(&format!("octavia-lb-{lb}"))[0];
+        let mut fixed: Vec<&str> = vip_port["fixed_ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["ip_address"].as_str().unwrap())
+            .collect();
+        fixed.sort();
+        let mut want = vips.to_vec();
+        want.sort();
+        assert_eq!(fixed, want, "{vip_port}");
+        for a in common::netns::amphorae_of(&self.r, lb) {
+            let port = &self
+                .s
+                .ports_named(&format!("octavia-lb-vrrp-{}", a["id"].as_str().unwrap()))[0];
+            let mut pairs: Vec<&str> = port["allowed_address_pairs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["ip_address"].as_str().unwrap())
+                .collect();
+            pairs.sort();
+            assert_eq!(pairs, want, "{port}");
+        }
     }
 
     fn subnet(&self, n: &str) -> String {
@@ -220,13 +254,18 @@ fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
     let c = Cloud::start("", "", &[]);
     let (s, r, hv) = (c.s, &c.r, &c.hv);
     let t = Instant::now();
-    let (lb, vip) = c.populated_lb("on-openstack");
+    let (lb, vip, vip2) = c.populated_lb("on-openstack");
     assert_eq!(s.ports_named(&format!("octavia-lb-{lb}")).len(), 1);
     c.wait(&lb, "ACTIVE");
     eprintln!("create to ACTIVE on Nova and Neutron: {:?}", t.elapsed());
-    let get = || common::dataplane::get(&format!("http://{vip}/"));
+    c.assert_vip_ports(&lb, [&vip, &vip2]);
+    let get_at = |v: &str| common::dataplane::get(&format!("http://{v}/"));
+    let get = || get_at(&vip);
     common::dataplane::eventually("traffic through the VIP", || {
         get().is_some_and(|(code, body)| code == 200 && body.contains("member-1"))
+    });
+    common::dataplane::eventually("traffic through the additional VIP", || {
+        get_at(&vip2).is_some_and(|(code, body)| code == 200 && body.contains("member-1"))
     });
     let amps = common::netns::amphorae_of(r, &lb);
     assert_eq!(amps.len(), 1, "{amps:?}");
@@ -269,6 +308,11 @@ fn a_load_balancer_on_nova_and_neutron_serves_fails_over_and_is_deleted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("traffic after the failover's ACTIVE: {:?}", t.elapsed());
+    c.assert_vip_ports(&lb, [&vip, &vip2]);
+    common::dataplane::eventually(
+        "traffic through the additional VIP after the failover",
+        || get_at(&vip2).is_some_and(|(code, body)| code == 200 && body.contains("member-1")),
+    );
 
     // The last member on the private subnet goes: so does the amphora's port on it.
     let amp = amps[0]["id"].as_str().unwrap();
@@ -473,9 +517,10 @@ fn an_active_standby_pair_on_nova_and_neutron_survives_its_master() {
     );
     let (s, r, hv) = (c.s, &c.r, &c.hv);
     let t = Instant::now();
-    let (lb, vip) = c.populated_lb("pair");
+    let (lb, vip, vip2) = c.populated_lb("pair");
     c.wait(&lb, "ACTIVE");
     eprintln!("ACTIVE_STANDBY create to ACTIVE: {:?}", t.elapsed());
+    c.assert_vip_ports(&lb, [&vip, &vip2]);
     let amps = common::netns::amphorae_of(r, &lb);
     let server_of = |role: &str| {
         amps.iter()
@@ -512,8 +557,8 @@ fn an_active_standby_pair_on_nova_and_neutron_survives_its_master() {
     assert_eq!(members, pair);
     assert_eq!(groups()[0]["policies"], json!(["soft-anti-affinity"]));
 
-    // The interface of a guest that holds the VIP, if it does.
-    let holder = |server: &str| -> Option<String> {
+    // The interface of a guest that holds `vip`, if it does.
+    let holds = |server: &str, vip: &str| -> Option<String> {
         let ns = hv.namespace(server)?;
         let out = std::process::Command::new("ip")
             .args(["-n", &ns, "-br", "addr"])
@@ -528,10 +573,19 @@ fn an_active_standby_pair_on_nova_and_neutron_survives_its_master() {
             .and_then(|l| l.split_whitespace().next())
             .map(|i| i.split('@').next().unwrap_or(i).to_string())
     };
-    let get = || common::dataplane::get(&format!("http://{vip}/"));
-    common::dataplane::eventually("traffic through the MASTER", || {
-        get().is_some_and(|(code, body)| code == 200 && body.contains("member-1"))
-    });
+    let holder = |server: &str| holds(server, &vip);
+    let get_at = |v: &str| common::dataplane::get(&format!("http://{v}/"));
+    let get = || get_at(&vip);
+    let served =
+        |v: &str| get_at(v).is_some_and(|(code, body)| code == 200 && body.contains("member-1"));
+    common::dataplane::eventually("traffic through the MASTER", || served(&vip));
+    common::dataplane::eventually("the additional VIP through the MASTER", || served(&vip2));
+    assert!(
+        holds(&master, &vip2).is_some(),
+        "keepalived holds both\n{}",
+        hv.describe()
+    );
+    assert_eq!(holds(&backup, &vip2), None);
     let iface =
         holder(&master).unwrap_or_else(|| panic!("the MASTER lacks the VIP\n{}", hv.describe()));
     assert_eq!(holder(&backup), None);
@@ -560,6 +614,8 @@ fn an_active_standby_pair_on_nova_and_neutron_survives_its_master() {
         "the BACKUP serves {:?} after the MASTER's VIP link went down",
         t.elapsed()
     );
+    common::dataplane::eventually("the additional VIP through the BACKUP", || served(&vip2));
+    assert!(holds(&backup, &vip2).is_some(), "{}", hv.describe());
 
     common::dataplane::delete_lb(r, &lb);
     assert_eq!(c.left(&lb), Vec::<String>::new());

@@ -448,6 +448,47 @@ impl NeutronNetwork {
     }
 }
 
+/// The VIP a VIP port holds: its address on the asked subnet (or the first that is not an
+/// additional VIP's), and one on each additional VIP's subnet.
+fn vip_of_port(p: &Value, req: &VipRequest) -> Vip {
+    let fixed: Vec<(String, String)> = p["fixed_ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (s("subnet_id"), s("ip_address"))
+        })
+        .collect();
+    let extra = |s: &str| req.additional.iter().any(|a| a.subnet_id == s);
+    let primary = fixed
+        .iter()
+        .find(|(s, _)| match &req.subnet_id {
+            Some(want) => s == want,
+            None => !extra(s),
+        })
+        .or(fixed.first())
+        .cloned()
+        .unwrap_or_default();
+    Vip {
+        address: primary.1,
+        port_id: p["id"].as_str().unwrap_or_default().to_string(),
+        subnet_id: primary.0,
+        network_id: p["network_id"].as_str().unwrap_or_default().to_string(),
+        additional: req
+            .additional
+            .iter()
+            .filter_map(|a| {
+                let (s, ip) = fixed.iter().find(|(s, _)| *s == a.subnet_id)?;
+                Some(AdditionalVipAddress {
+                    subnet_id: s.clone(),
+                    address: ip.clone(),
+                })
+            })
+            .collect(),
+    }
+}
+
 fn first_ip(port: &Value) -> String {
     port["fixed_ips"][0]["ip_address"]
         .as_str()
@@ -458,15 +499,7 @@ fn first_ip(port: &Value) -> String {
 #[async_trait::async_trait]
 impl Network for NeutronNetwork {
     async fn allocate_vip(&self, req: &VipRequest) -> Result<Vip, VipError> {
-        let vip_of = |p: &Value| Vip {
-            address: first_ip(p),
-            port_id: p["id"].as_str().unwrap_or_default().to_string(),
-            subnet_id: p["fixed_ips"][0]["subnet_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            network_id: p["network_id"].as_str().unwrap_or_default().to_string(),
-        };
+        let vip_of = |p: &Value| vip_of_port(p, req);
         // A port of the user's: the VIP is its address.
         if let Some(id) = &req.port_id {
             return match self
@@ -474,7 +507,20 @@ impl Network for NeutronNetwork {
                 .await
                 .map_err(vip_refused)?
             {
-                Some(p) if p["fixed_ips"][0].is_object() => Ok(vip_of(&p)),
+                Some(p) if p["fixed_ips"][0].is_object() => {
+                    let vip = vip_of(&p);
+                    match req
+                        .additional
+                        .iter()
+                        .find(|a| !vip.additional.iter().any(|v| v.subnet_id == a.subnet_id))
+                    {
+                        Some(a) => Err(VipError::Invalid(format!(
+                            "Port {id} has no fixed IP on subnet {}.",
+                            a.subnet_id
+                        ))),
+                        None => Ok(vip),
+                    }
+                }
                 Some(_) => Err(VipError::Invalid(format!("Port {id} has no fixed IP."))),
                 None => Err(VipError::Invalid(format!("Port {id} not found."))),
             };
@@ -545,10 +591,36 @@ impl Network for NeutronNetwork {
         if let Some(a) = &req.address {
             fixed["ip_address"] = json!(a);
         }
+        let mut fixed_ips = vec![fixed];
+        // Additional VIPs: more fixed IPs of the port, on other subnets of its network.
+        for a in &req.additional {
+            let extra = self
+                .subnet(&a.subnet_id)
+                .await
+                .map_err(vip_refused)?
+                .ok_or_else(|| VipError::Invalid(format!("Subnet {} not found.", a.subnet_id)))?;
+            if extra["network_id"] != subnet["network_id"] {
+                return Err(VipError::Invalid(
+                    "All VIP subnets must belong to the same network.".into(),
+                ));
+            }
+            // The amphora's data plane serves one address family per load balancer.
+            if extra["ip_version"] != subnet["ip_version"] {
+                return Err(VipError::Invalid(format!(
+                    "Subnet {} is not of the VIP's IP version: additional VIPs of another IP version are not supported.",
+                    a.subnet_id
+                )));
+            }
+            let mut f = json!({"subnet_id": a.subnet_id});
+            if let Some(ip) = &a.address {
+                f["ip_address"] = json!(ip);
+            }
+            fixed_ips.push(f);
+        }
         let mut port = json!({
             "name": name,
             "network_id": subnet["network_id"],
-            "fixed_ips": [fixed],
+            "fixed_ips": fixed_ips,
             "admin_state_up": false,
             "device_owner": "Octavia",
             "device_id": format!("lb-{}", req.lb_id),
@@ -609,13 +681,33 @@ impl Network for NeutronNetwork {
             .security_group(&lb.to_string())
             .await
             .map_err(os_err(op))?;
+        let pairs: Vec<Value> = std::iter::once(&vip.address)
+            .chain(vip.additional.iter().map(|a| &a.address))
+            .map(|a| json!({ "ip_address": a }))
+            .collect();
         let extra = json!({
-            "allowed_address_pairs": [{"ip_address": vip.address}],
+            "allowed_address_pairs": pairs,
             "security_groups": [sg],
         });
         let port = self
             .amphora_port(amphora, &vrrp_port_name(amphora.id), &subnet, extra, op)
             .await?;
+        let mut additional = Vec::new();
+        for a in &vip.additional {
+            let s = self
+                .subnet(&a.subnet_id)
+                .await
+                .map_err(os_err(op))?
+                .ok_or_else(|| {
+                    DriverError::fatal(op, format!("Subnet {} not found.", a.subnet_id))
+                })?;
+            additional.push(AdditionalVipPlug {
+                ip_address: a.address.clone(),
+                subnet_cidr: s["cidr"].as_str().unwrap_or_default().to_string(),
+                gateway: s["gateway_ip"].as_str().map(String::from),
+                host_routes: serde_json::from_value(s["host_routes"].clone()).unwrap_or_default(),
+            });
+        }
         Ok(VipPlug {
             vrrp_ip: first_ip(&port),
             ha_ip: vip.address.clone(),
@@ -625,6 +717,7 @@ impl Network for NeutronNetwork {
             subnet_cidr: subnet["cidr"].as_str().map(String::from),
             gateway: subnet["gateway_ip"].as_str().map(String::from),
             mtu: Some(self.mtu(&vip.network_id, op).await?),
+            additional,
         })
     }
 

@@ -165,6 +165,34 @@ fn ipv6_vips_get_an_ip6_table() {
     assert!(text.contains("0 : 2001:db8::10 . 5300"), "{text}");
 }
 
+fn with_additional_vip() -> LbTree {
+    let mut t = tree();
+    t.loadbalancer.as_mut().unwrap().additional_vips = vec![AdditionalVip {
+        subnet_id: "s2".into(),
+        ip_address: Some("198.19.1.42".into()),
+        port_id: None,
+    }];
+    t
+}
+
+/// Additional VIPs are forwarded as the VIP: one set of destination addresses in each rule.
+#[test]
+fn additional_vips_are_forwarded_as_the_vip() {
+    let s = service(&with_additional_vip()).unwrap();
+    assert_eq!(s.additional_vips, ["198.19.1.42"]);
+    let text = render(&s, &all_up).unwrap();
+    let matched = text.matches("daddr { 198.19.0.42, 198.19.1.42 }").count();
+    // Two listeners: dispatch and two counters each, and masquerade.
+    assert_eq!(matched, 2 * 3 + 1, "{text}");
+    assert!(!text.contains("daddr 198.19.0.42 "), "{text}");
+    let mut mixed = s.clone();
+    mixed.additional_vips = vec!["2001:db8::5".into()];
+    assert!(matches!(
+        render(&mixed, &all_up),
+        Err(NftError::BadAddress(_))
+    ));
+}
+
 /// Every rendered ruleset is accepted by the kernel's nftables (`nft -c`: checked, not
 /// applied; CI runs as root with nftables installed).
 #[test]
@@ -195,6 +223,7 @@ fn nft_accepts_every_rendered_ruleset() {
     let mut files = vec![("delete".to_string(), render_delete(id(1)))];
     for (name, t) in [
         ("rr", tree()),
+        ("additional", with_additional_vip()),
         ("v6", v6),
         ("hashed", hashed),
         ("sticky", sticky),

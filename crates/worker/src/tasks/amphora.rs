@@ -1,6 +1,6 @@
 //! Steps that build, configure and remove amphorae and their VIPs.
 
-use rocta_drivers::Vip;
+use rocta_drivers::{AdditionalVipAddress, Vip};
 use rocta_flow::{Outputs, RetryPolicy, Task, TaskError};
 use rocta_model::time;
 use rocta_model::*;
@@ -403,6 +403,16 @@ pub(crate) fn vip_of(lb: &LoadBalancer) -> Option<Vip> {
         port_id: lb.vip_port_id.clone()?,
         subnet_id: lb.vip_subnet_id.clone().unwrap_or_default(),
         network_id: lb.vip_network_id.clone().unwrap_or_default(),
+        additional: lb
+            .additional_vips
+            .iter()
+            .filter_map(|a| {
+                Some(AdditionalVipAddress {
+                    subnet_id: a.subnet_id.clone(),
+                    address: a.ip_address.clone()?,
+                })
+            })
+            .collect(),
     })
 }
 

@@ -222,6 +222,18 @@ impl Task<Ctx> for ConfigureVrrp {
                     .filter_map(|p| p.vrrp_ip.clone())
                     .collect(),
                 vip_cidr: format!("{}/{prefix}", vip.address),
+                // Host addresses: the agent routed their subnets to the VIP interface.
+                additional_cidrs: vip
+                    .additional
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}/{}",
+                            a.address,
+                            if a.address.contains(':') { 128 } else { 32 }
+                        )
+                    })
+                    .collect(),
                 settings: ctx.topology.vrrp.clone(),
             };
             ctx.drivers
