@@ -1,8 +1,9 @@
 //! `barbican_cert_manager` against the real Barbican and Keystone of the stack: a tenant's
 //! PKCS#12 secret and legacy certificate container terminate TLS on a real HAProxy (rocta on
 //! its local drivers), the service user reads them through the read ACL the API grants with
-//! the tenant's token, the container gets the listener as a consumer while it uses it, and
-//! references rocta cannot read are refused with Octavia's 400.
+//! the tenant's token, the container gets the listener as a consumer while it uses it, client
+//! certificates are checked against a CA and a CRL from secrets (references as bare UUIDs
+//! too), and references rocta cannot read are refused with Octavia's 400.
 
 use std::time::Duration;
 
@@ -112,19 +113,44 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
     ca.distinguished_name
         .push(rcgen::DnType::CommonName, "alice CA");
     let ca = ca.self_signed(&ca_key).unwrap();
-    let leaf = |sans: Vec<rcgen::SanType>| {
+    let leaf_numbered = |sans: Vec<rcgen::SanType>, serial: u64| {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.subject_alt_names = sans;
+        p.serial_number = Some(serial.into());
         (
             p.signed_by(&key, &ca, &ca_key).unwrap().pem(),
             key.serialize_pem(),
         )
     };
+    let leaf = |sans| leaf_numbered(sans, 1);
     let (vip_cert, vip_key) = leaf(vec![rcgen::SanType::IpAddress(vip.parse().unwrap())]);
     let (sni_cert, sni_key) = leaf(vec![rcgen::SanType::DnsName(
         "sni.example.com".try_into().unwrap(),
     )]);
+    // Client certificates of the tenant's CA, the second revoked by its CRL.
+    let client = |serial| {
+        let (cert, key) = leaf_numbered(vec![], serial);
+        reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap()
+    };
+    let (good, revoked) = (client(100), client(101));
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2026, 1, 1),
+        next_update: rcgen::date_time_ymd(2036, 1, 1),
+        crl_number: 1u64.into(),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: 101u64.into(),
+            revocation_time: rcgen::date_time_ymd(2026, 1, 2),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &ca_key)
+    .unwrap()
+    .pem()
+    .unwrap();
     let p12 = pkcs12(dir.path(), &vip_cert, &vip_key, &ca.pem(), "");
     let default_ref = secret(s, &alice, "vip", &p12, "application/octet-stream");
     let cert_ref = secret(s, &alice, "sni cert", sni_cert.as_bytes(), "text/plain");
@@ -142,6 +168,10 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
     );
     assert_eq!(st, 201, "{b}");
     let container_ref = b["container_ref"].as_str().unwrap().to_string();
+    let ca_ref = secret(s, &alice, "client CA", ca.pem().as_bytes(), "text/plain");
+    let crl_ref = secret(s, &alice, "client CRL", crl.as_bytes(), "text/plain");
+    // A bare UUID names a secret (or a container) too.
+    let uuid_of = |r: &str| r.rsplit('/').next().unwrap().to_string();
     // Refs rocta must refuse: bob's secret (alice cannot grant it), a passphrase-protected
     // bundle, a secret that does not exist.
     let bobs = secret(s, &bob, "bob's", &p12, "application/octet-stream");
@@ -267,6 +297,64 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
         assert_eq!(client.get(&url).send().unwrap().text().unwrap(), "A");
     }
 
+    // Client certificates (listener on 8444): the CA and CRL from PEM secrets, the server's
+    // certificate and the CRL named by bare UUIDs. The CA's certificate passes, the revoked one
+    // and none at all do not.
+    let (st, b) = post_with_token(
+        &r,
+        &alice,
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": id, "protocol": "TERMINATED_HTTPS",
+            "protocol_port": 8444, "default_tls_container_ref": uuid_of(&default_ref),
+            "client_ca_tls_container_ref": ca_ref, "client_crl_container_ref": uuid_of(&crl_ref),
+            "client_authentication": "MANDATORY"}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    let mtls_listener = b["listener"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let (st, b) = r.post(
+        "/v2/lbaas/pools",
+        json!({"pool": {"listener_id": mtls_listener, "protocol": "HTTP",
+            "lb_algorithm": "ROUND_ROBIN"}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    let mtls_pool = b["pool"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let (st, b) = r.post(
+        &format!("/v2/lbaas/pools/{mtls_pool}/members"),
+        json!({"member": {"address": "127.0.0.1", "protocol_port": a}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    r.wait_active(&id);
+    let mtls = |identity: Option<&reqwest::Identity>| {
+        let mut c = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+            .timeout(Duration::from_secs(5));
+        if let Some(i) = identity {
+            c = c.identity(i.clone());
+        }
+        c.build()
+            .unwrap()
+            .get(format!("https://{vip}:8444/"))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+    };
+    eventually("the client CA's certificate passes", || {
+        mtls(Some(&good)).is_ok_and(|t| t == "A")
+    });
+    assert!(
+        mtls(Some(&revoked)).is_err(),
+        "the CRL's certificate passed"
+    );
+    assert!(mtls(None).is_err(), "no client certificate passed");
+    for r in [&ca_ref, &crl_ref] {
+        let (_, acl) = barbican(s, &alice, "GET", &format!("{r}/acl"), None);
+        assert!(acl["read"]["users"].to_string().contains(&me), "{r}: {acl}");
+    }
+
     delete_lb(&r, &id);
     assert!(consumers().is_empty(), "{:?}", consumers());
     for r in [
@@ -274,6 +362,8 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
         &container_ref,
         &cert_ref,
         &key_ref,
+        &ca_ref,
+        &crl_ref,
         &bobs,
         &locked,
     ] {

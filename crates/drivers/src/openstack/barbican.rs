@@ -205,15 +205,24 @@ impl BarbicanTls {
         Ok(Ok(out))
     }
 
-    /// The URL of what `r` names, and whether it is a container; a bare UUID is looked up.
-    async fn resolve(&self, r: &Ref) -> Result<(String, bool), OsError> {
+    /// The URL of what `r` names, and whether it is a container; a bare UUID is looked up,
+    /// with the caller's token when there is one (the service may not read it yet).
+    async fn resolve(&self, r: &Ref, caller: Option<&str>) -> Result<(String, bool), OsError> {
         let v1 = self.v1().await.map_err(|e| OsError::Config(e.message))?;
         Ok(match r {
             Ref::Secret(id) => (format!("{v1}/secrets/{id}"), false),
             Ref::Container(id) => (format!("{v1}/containers/{id}"), true),
             Ref::Either(id) => {
                 let secret = format!("{v1}/secrets/{id}");
-                match self.get(&secret).await {
+                let found = match caller {
+                    Some(token) => self
+                        .session
+                        .call_as(token, "Barbican", Method::GET, &secret, None)
+                        .await
+                        .map(|_| ()),
+                    None => self.get(&secret).await.map(|_| ()),
+                };
+                match found {
                     Ok(_) => (secret, false),
                     Err(OsError::Status { status: 404, .. }) => {
                         (format!("{v1}/containers/{id}"), true)
@@ -302,7 +311,7 @@ impl TlsStore for BarbicanTls {
     /// failure is "Could not retrieve certificate", an unreadable PKCS#12 bundle says so.
     async fn check(&self, caller_token: Option<&str>, reference: &str) -> DriverResult<()> {
         let r = parse_ref(reference).ok_or_else(|| not_retrieved(reference))?;
-        let (url, container) = match self.resolve(&r).await {
+        let (url, container) = match self.resolve(&r, caller_token).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::info!(reference, error = %fault_message(&e), "TLS reference refused");
@@ -334,7 +343,7 @@ impl TlsStore for BarbicanTls {
     async fn fetch(&self, reference: &str) -> DriverResult<String> {
         let r = parse_ref(reference).ok_or_else(|| not_retrieved(reference))?;
         let (url, container) = self
-            .resolve(&r)
+            .resolve(&r, None)
             .await
             .map_err(os_err("read tls container"))?;
         match self
@@ -354,7 +363,10 @@ impl TlsStore for BarbicanTls {
         let Some(r) = parse_ref(reference) else {
             return Ok(());
         };
-        let (url, container) = self.resolve(&r).await.map_err(os_err("add consumer"))?;
+        let (url, container) = self
+            .resolve(&r, None)
+            .await
+            .map_err(os_err("add consumer"))?;
         if !container {
             return Ok(());
         }
@@ -374,7 +386,7 @@ impl TlsStore for BarbicanTls {
         let Some(r) = parse_ref(reference) else {
             return Ok(());
         };
-        let (url, container) = match self.resolve(&r).await {
+        let (url, container) = match self.resolve(&r, None).await {
             Ok(x) => x,
             Err(OsError::Status { status: 404, .. }) => return Ok(()),
             Err(e) => return Err(os_err("remove consumer")(e)),
