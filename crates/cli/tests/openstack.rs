@@ -240,6 +240,41 @@ fn a_failed_boot_says_why_and_leaves_nothing() {
     assert!(s
         .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
         .is_empty());
+
+    // The service's instance quota spent: Nova's 403 and its words, then the revert.
+    let quota = format!(
+        "{}/v2.1/os-quota-sets/{}",
+        s.url("nova"),
+        s.ready["projects"]["service"].as_str().unwrap()
+    );
+    let (_, before) = s.admin(reqwest::Method::GET, &quota, None);
+    let instances = before["quota_set"]["instances"].clone();
+    let set_quota = |n: Value| {
+        let (st, b) = s.admin(
+            reqwest::Method::PUT,
+            &quota,
+            Some(json!({"quota_set": {"instances": n}})),
+        );
+        assert_eq!(st, 200, "{b}");
+    };
+    set_quota(json!(0));
+    let compute = nova::NovaCompute::new(session(s), settings(s));
+    let amp = Id::new_v4();
+    let e = rt.block_on(compute.create(amp, &boot()));
+    set_quota(instances);
+    let e = e.unwrap_err();
+    assert!(!e.retryable, "{e}");
+    // Octavia's ComputeBuildException around Nova's words.
+    assert!(
+        e.message
+            .starts_with("Failed to build compute instance due to: Quota exceeded for instances"),
+        "{e}"
+    );
+    rt.block_on(compute.delete(amp)).unwrap();
+    assert!(s.servers_named(&format!("amphora-{amp}")).is_empty());
+    assert!(s
+        .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
+        .is_empty());
 }
 
 fn load_balancer(id: Id, vip: &str) -> LoadBalancer {

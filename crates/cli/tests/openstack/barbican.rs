@@ -355,6 +355,78 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
         assert!(acl["read"]["users"].to_string().contains(&me), "{r}: {acl}");
     }
 
+    // Re-encryption to a TLS member with the pool's TLS material from Barbican: the member's
+    // certificate checked against the tenant's CA (`ca_tls_container_ref`), HAProxy showing
+    // the PKCS#12 secret's certificate (`tls_container_ref`, a bare UUID), which the member
+    // (`openssl s_server` asking for a certificate of the CA) requires.
+    let (member_cert, member_key) = leaf_numbered(
+        vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())],
+        7,
+    );
+    let file = |n: &str, body: &str| {
+        let p = dir.path().join(n);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let member_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _member = Killed(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-Verify", "1", "-accept"])
+            .arg(format!("127.0.0.1:{member_port}"))
+            .arg("-cert")
+            .arg(file("member.pem", &member_cert))
+            .arg("-key")
+            .arg(file("member.key", &member_key))
+            .arg("-CAfile")
+            .arg(file("ca.pem", &ca.pem()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (st, b) = r.post(
+        "/v2/lbaas/listeners",
+        json!({"listener": {"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 8445}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    let reencrypt = b["listener"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let (st, b) = post_with_token(
+        &r,
+        &alice,
+        "/v2/lbaas/pools",
+        json!({"pool": {"listener_id": reencrypt, "protocol": "HTTP",
+            "lb_algorithm": "ROUND_ROBIN", "tls_enabled": true, "ca_tls_container_ref": ca_ref,
+            "tls_container_ref": uuid_of(&default_ref)}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    let tls_pool = b["pool"]["id"].as_str().unwrap().to_string();
+    r.wait_active(&id);
+    let (st, b) = r.post(
+        &format!("/v2/lbaas/pools/{tls_pool}/members"),
+        json!({"member": {"address": "127.0.0.1", "protocol_port": member_port}}),
+    );
+    assert_eq!(st, 201, "{b}");
+    r.wait_active(&id);
+    let plain = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let through = || {
+        plain
+            .get(format!("http://{vip}:8445/"))
+            .send()
+            .ok()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    };
+    eventually("the TLS member answers through the pool", || {
+        through().is_some_and(|(code, body)| code == 200 && body.contains("s_server"))
+    });
+
     delete_lb(&r, &id);
     assert!(consumers().is_empty(), "{:?}", consumers());
     for r in [
@@ -369,5 +441,15 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
     ] {
         let token = if r == &bobs { &bob } else { &alice };
         assert_eq!(barbican(s, token, "DELETE", r, None).0, 204, "{r}");
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
