@@ -500,9 +500,12 @@ pub(crate) async fn create(
     let lb_id = m.id("loadbalancer_id").ok_or_else(ApiError::internal)?;
     let mut l = new_listener(lb_id, &m, &s.cfg)?;
     check_forwarding(&s, &l)?;
-    let lb = s.store.read(|tx| visible_lb(tx, &ctx, lb_id)).await?;
-    check(&l, lb.vip_address.as_deref())?;
-    check_tls_refs(&s, &ctx, &listener_refs(&l)).await?;
+    if !listener_refs(&l).is_empty() {
+        // Refused requests grant nothing: the references are checked once the rest is.
+        let lb = s.store.read(|tx| visible_lb(tx, &ctx, lb_id)).await?;
+        check(&l, lb.vip_address.as_deref())?;
+        check_tls_refs(&s, &ctx, &listener_refs(&l)).await?;
+    }
     let l = s
         .store
         .write(|tx| -> ApiResult<_> {
@@ -533,6 +536,14 @@ pub(crate) async fn create(
     )))
 }
 
+/// The fields naming TLS material (what an update must check before its transaction).
+const TLS_FIELDS: [&str; 4] = [
+    "default_tls_container_ref",
+    "sni_container_refs",
+    "client_ca_tls_container_ref",
+    "client_crl_container_ref",
+];
+
 pub(crate) async fn update(
     State(s): State<AppState>,
     ctx: Context,
@@ -543,18 +554,23 @@ pub(crate) async fn update(
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "listener_", "listener", PUT, false)?;
     // The references the update brings are checked (and granted) before its transaction.
-    let (before, after) = s
-        .store
-        .read(|tx| -> ApiResult<_> {
-            let mut l: Listener = visible(tx, &ctx, id, "Listener")?;
-            let before: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
-            apply(&mut l, &m, &s.cfg);
-            let after: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
-            Ok((before, after))
-        })
-        .await?;
-    let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
-    check_tls_refs(&s, &ctx, &brought).await?;
+    let (before, after) = if TLS_FIELDS.iter().any(|k| m.has(k)) {
+        let (before, after) = s
+            .store
+            .read(|tx| -> ApiResult<_> {
+                let mut l: Listener = visible(tx, &ctx, id, "Listener")?;
+                let before: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
+                apply(&mut l, &m, &s.cfg);
+                let after: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
+                Ok((before, after))
+            })
+            .await?;
+        let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+        check_tls_refs(&s, &ctx, &brought).await?;
+        (before, after)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let (l, p) = s
         .store
         .write(|tx| -> ApiResult<_> {

@@ -424,6 +424,13 @@ pub(crate) fn lock_pool_listeners(tx: &Tx<'_>, pool: &Pool) -> ApiResult<()> {
     mark_pending_update(tx, Listener::TABLE, &ids)
 }
 
+/// The fields naming TLS material (what an update must check before its transaction).
+const TLS_FIELDS: [&str; 3] = [
+    "tls_container_ref",
+    "ca_tls_container_ref",
+    "crl_container_ref",
+];
+
 pub(crate) async fn update(
     State(s): State<AppState>,
     ctx: Context,
@@ -434,18 +441,23 @@ pub(crate) async fn update(
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "pool_", "pool", PUT, false)?;
     // The references the update brings are checked (and granted) before its transaction.
-    let (before, after) = s
-        .store
-        .read(|tx| -> ApiResult<_> {
-            let mut p: Pool = visible(tx, &ctx, id, "Pool")?;
-            let before: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
-            apply(&mut p, &m);
-            let after: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
-            Ok((before, after))
-        })
-        .await?;
-    let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
-    check_tls_refs(&s, &ctx, &brought).await?;
+    let (before, after) = if TLS_FIELDS.iter().any(|k| m.has(k)) {
+        let (before, after) = s
+            .store
+            .read(|tx| -> ApiResult<_> {
+                let mut p: Pool = visible(tx, &ctx, id, "Pool")?;
+                let before: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
+                apply(&mut p, &m);
+                let after: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
+                Ok((before, after))
+            })
+            .await?;
+        let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+        check_tls_refs(&s, &ctx, &brought).await?;
+        (before, after)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let (p, l) = s
         .store
         .write(|tx| -> ApiResult<_> {
