@@ -140,6 +140,14 @@ fn an_amphora_is_a_namespace_of_its_own_on_the_management_network() {
     ));
     assert_eq!(s, 204);
     r.wait_active(&id);
+    // Its last member gone, the port on the member subnet goes too (unplug-network).
+    let mut links = links_of(&ns);
+    links.sort();
+    assert_eq!(
+        links,
+        ["eth0", "eth1", "lo"],
+        "the member subnet's port stayed"
+    );
     let (s, amps) = r.req_as(
         "GET",
         &format!("/v2/octavia/amphorae?loadbalancer_id={id}"),

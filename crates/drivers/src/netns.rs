@@ -445,6 +445,20 @@ impl Network for NetnsNetwork {
             mtu: 1500,
         }))
     }
+
+    /// Removes the member ports on the subnets not in `keep` (the veth pair goes, the
+    /// interface inside with it). The amphora's address there stays reserved until it goes.
+    async fn unplug_networks(&self, amphora: &Amphora, keep: &[String]) -> DriverResult<()> {
+        let host = self.hosts.of(amphora, "unplug network")?;
+        for (k, (net, _)) in self.nets.iter().enumerate() {
+            if !keep.contains(&net.subnet_id) {
+                host.unplug(&port(amphora.id, member_port(k)))
+                    .await
+                    .map_err(transient("unplug network"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
