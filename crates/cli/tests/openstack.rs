@@ -277,6 +277,32 @@ fn a_failed_boot_says_why_and_leaves_nothing() {
         .is_empty());
 }
 
+/// The service's token revoked in Keystone: the next call is answered 401, the session
+/// authenticates again and sends it once more.
+#[test]
+fn a_revoked_service_token_is_renewed() {
+    let _one = serial();
+    let s = stack();
+    let rt = rt();
+    let session = session(s);
+    let keystone = s.ready["keystone"].as_str().unwrap();
+    // Keystone itself checks revocations (the other services cache validated tokens).
+    let catalog = format!("{keystone}/auth/catalog");
+    let get = || rt.block_on(session.call("Keystone", reqwest::Method::GET, &catalog, None));
+    assert_eq!(get().unwrap().status, 200);
+    let first = rt.block_on(session.token(false)).unwrap();
+    let revoked = reqwest::blocking::Client::new()
+        .delete(format!("{keystone}/auth/tokens"))
+        .header("X-Auth-Token", s.token("admin", "admin"))
+        .header("X-Subject-Token", &first)
+        .send()
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert_eq!(get().unwrap().status, 200, "not renewed after the 401");
+    let second = rt.block_on(session.token(false)).unwrap();
+    assert_ne!(first, second);
+}
+
 fn load_balancer(id: Id, vip: &str) -> LoadBalancer {
     LoadBalancer {
         id,
