@@ -522,9 +522,10 @@ impl Tx<'_> {
             j.steps = self
                 .job_steps(j.id)?
                 .into_iter()
-                .map(
-                    |s| serde_json::json!({"step": s.step, "name": s.name, "reverted": s.reverted}),
-                )
+                .map(|s| {
+                    let state = if s.reverted { "reverted" } else { "done" };
+                    serde_json::json!({"step": s.step, "name": s.name, "state": state})
+                })
                 .collect();
             out.push(j);
         }

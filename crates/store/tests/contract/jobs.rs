@@ -92,7 +92,7 @@ pub(super) async fn ended_jobs_go_into_the_history_with_their_steps(db: Db) {
     );
     assert_eq!(
         mine.steps,
-        vec![serde_json::json!({"step": 0, "name": "allocate", "reverted": false})]
+        vec![serde_json::json!({"step": 0, "name": "allocate", "state": "done"})]
     );
     assert_eq!(mine.job["lb_id"], serde_json::json!(lb_id.to_string()));
     // Another worker's finish (its lease lost) records nothing.
