@@ -455,6 +455,24 @@ fn neutron_plugs_vips_and_member_subnets() {
             other => panic!("not invalid: {other:?}"),
         }
     }
+    // The VIP's subnet found from its network, asked again as an additional VIP's (both of
+    // the network's subnets are: whichever Neutron lists first is the VIP's).
+    match rt.block_on(
+        net.allocate_vip(&VipRequest {
+            lb_id: other,
+            network_id: s.network("public")["network_id"].as_str().map(String::from),
+            additional: ["public", "public-2"]
+                .map(|n| AdditionalVipRequest {
+                    subnet_id: s.network(n)["subnet_id"].as_str().unwrap().into(),
+                    address: None,
+                })
+                .to_vec(),
+            ..Default::default()
+        }),
+    ) {
+        Err(VipError::Invalid(m)) => assert!(m.starts_with("Duplicate VIP subnet(s)"), "{m}"),
+        other => panic!("not invalid: {other:?}"),
+    }
     assert!(s.ports_named(&format!("octavia-lb-{other}")).is_empty());
 
     // An amphora of it: its own port on the VIP subnet, attached to its server.

@@ -408,6 +408,12 @@ impl HostNetworks {
                 &["ip", "link", "del", br],
             ));
         }
+        // The bridge holds no address; without this it would answer ARP for the host's
+        // addresses (the controller's port is on this host too), racing the controller's own
+        // answer: an amphora that believed the bridge sent the controller's packets to it,
+        // where the host dropped them (reverse-path filter).
+        let arp_ignore = format!("net.ipv4.conf.{br}.arp_ignore=1");
+        p.push(step(&["sysctl", "-qw", &arp_ignore]));
         p.push(step(&["ip", "link", "set", br, "up"]));
         if !host.link_exists(hp) {
             p.push(making(

@@ -97,8 +97,10 @@ pub fn delete_lb(r: &super::Rocta, id: &str) {
             .0,
         204
     );
-    // Usually 0.1-0.2 s; now and then (about one run in ten on the netns drivers, under CI's
-    // load) more than 10 s, not understood yet (see the closing note of session 10).
+    // Usually 0.1-0.2 s. (It once took more than 10 s, then 30, now and then on the netns
+    // drivers: the management bridge answered ARP for the controller's address, and an
+    // amphora that took its answer could not reach the controller; `rocta network setup`
+    // sets the bridge's arp_ignore since session 16.)
     let t = Instant::now();
     while r.get(&format!("/v2/lbaas/loadbalancers/{id}")).0 != 404 {
         if t.elapsed() >= Duration::from_secs(30) {

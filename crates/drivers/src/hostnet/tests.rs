@@ -63,6 +63,8 @@ fn a_fresh_host_gets_everything_and_a_second_run_only_refreshes() {
     let p = n.setup(&Fake::default()).unwrap();
     let l = lines(&p);
     assert_eq!(l[0], "ip link add rocta-mgmt type bridge");
+    // The bridge answers no ARP for the host's addresses (only the controller's port does).
+    assert_eq!(l[1], "sysctl -qw net.ipv4.conf.rocta-mgmt.arp_ignore=1");
     assert!(l.contains(&"ip link add rocta-hm0 type veth peer name rocta-hm0-br".into()));
     assert!(l.contains(&"ip addr add 198.18.0.1/24 dev rocta-hm0".into()));
     assert!(l.contains(&"ip link add rocta-public type bridge".into()));

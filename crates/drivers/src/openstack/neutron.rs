@@ -401,6 +401,14 @@ impl Network for NeutronNetwork {
         let mut fixed_ips = vec![fixed];
         // Additional VIPs: more fixed IPs of the port, on other subnets of its network.
         for a in &req.additional {
+            // The VIP's subnet found from its network may be one of them (Octavia's check,
+            // once the VIP's subnet is known).
+            if subnet["id"] == a.subnet_id.as_str() {
+                return Err(VipError::Invalid(
+                    "Duplicate VIP subnet(s) specified. Only one IP can be bound per subnet."
+                        .into(),
+                ));
+            }
             let extra = self
                 .subnet(&a.subnet_id)
                 .await
