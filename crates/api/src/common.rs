@@ -204,6 +204,37 @@ pub async fn check_tls_refs(state: &AppState, ctx: &Context, refs: &[&String]) -
     Ok(())
 }
 
+/// The TLS references an update of `resource` `id` brings, checked (and granted) before its
+/// transaction, when the body names any TLS field (`named`); `refs` reads an object's
+/// references, `apply` makes the update on a copy. The object's references before and after
+/// the update (for [`tls_consumers`]); none when it names no TLS field.
+pub async fn check_update_refs<E: Entity>(
+    state: &AppState,
+    ctx: &Context,
+    named: bool,
+    id: Id,
+    resource: &str,
+    refs: fn(&E) -> Vec<&String>,
+    apply: impl FnOnce(&mut E) + Send,
+) -> ApiResult<(Vec<String>, Vec<String>)> {
+    if !named {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let owned = |e: &E| -> Vec<String> { refs(e).into_iter().cloned().collect() };
+    let (before, after) = state
+        .store
+        .read(|tx| -> ApiResult<_> {
+            let mut e: E = visible(tx, ctx, id, resource)?;
+            let before = owned(&e);
+            apply(&mut e);
+            Ok((before, owned(&e)))
+        })
+        .await?;
+    let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+    check_tls_refs(state, ctx, &brought).await?;
+    Ok((before, after))
+}
+
 /// The certificate manager's consumer records (Barbican containers) of a listener or pool
 /// (`kind` is `listeners` or `pools`): it uses `added` now and no longer uses `removed`.
 /// After the commit, best effort as Octavia's: a failure is logged, never the request's.

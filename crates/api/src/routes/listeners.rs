@@ -554,23 +554,16 @@ pub(crate) async fn update(
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "listener_", "listener", PUT, false)?;
     // The references the update brings are checked (and granted) before its transaction.
-    let (before, after) = if TLS_FIELDS.iter().any(|k| m.has(k)) {
-        let (before, after) = s
-            .store
-            .read(|tx| -> ApiResult<_> {
-                let mut l: Listener = visible(tx, &ctx, id, "Listener")?;
-                let before: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
-                apply(&mut l, &m, &s.cfg);
-                let after: Vec<String> = listener_refs(&l).into_iter().cloned().collect();
-                Ok((before, after))
-            })
-            .await?;
-        let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
-        check_tls_refs(&s, &ctx, &brought).await?;
-        (before, after)
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let (before, after) = check_update_refs(
+        &s,
+        &ctx,
+        TLS_FIELDS.iter().any(|k| m.has(k)),
+        id,
+        "Listener",
+        listener_refs,
+        |l: &mut Listener| apply(l, &m, &s.cfg),
+    )
+    .await?;
     let (l, p) = s
         .store
         .write(|tx| -> ApiResult<_> {

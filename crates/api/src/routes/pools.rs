@@ -441,23 +441,16 @@ pub(crate) async fn update(
     let v = read_json(&s, body).await?;
     let m = envelope(&v, "pool_", "pool", PUT, false)?;
     // The references the update brings are checked (and granted) before its transaction.
-    let (before, after) = if TLS_FIELDS.iter().any(|k| m.has(k)) {
-        let (before, after) = s
-            .store
-            .read(|tx| -> ApiResult<_> {
-                let mut p: Pool = visible(tx, &ctx, id, "Pool")?;
-                let before: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
-                apply(&mut p, &m);
-                let after: Vec<String> = pool_refs(&p).into_iter().cloned().collect();
-                Ok((before, after))
-            })
-            .await?;
-        let brought: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
-        check_tls_refs(&s, &ctx, &brought).await?;
-        (before, after)
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let (before, after) = check_update_refs(
+        &s,
+        &ctx,
+        TLS_FIELDS.iter().any(|k| m.has(k)),
+        id,
+        "Pool",
+        pool_refs,
+        |p: &mut Pool| apply(p, &m),
+    )
+    .await?;
     let (p, l) = s
         .store
         .write(|tx| -> ApiResult<_> {

@@ -426,6 +426,35 @@ fn barbican_certificates_terminate_tls_with_acls_and_consumers() {
     eventually("the TLS member answers through the pool", || {
         through().is_some_and(|(code, body)| code == 200 && body.contains("s_server"))
     });
+    // Updates bringing references rocta cannot read are refused too, changing nothing.
+    for (path, body, bad) in [
+        (
+            format!("/v2/lbaas/listeners/{mtls_listener}"),
+            json!({"listener": {"default_tls_container_ref": bobs}}),
+            &bobs,
+        ),
+        (
+            format!("/v2/lbaas/pools/{tls_pool}"),
+            json!({"pool": {"ca_tls_container_ref": missing}}),
+            &missing,
+        ),
+    ] {
+        let resp = reqwest::blocking::Client::new()
+            .put(format!("{}{path}", r.url))
+            .header("X-Project-Id", &r.project)
+            .header("X-Auth-Token", &alice)
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert_fault(
+            (status, resp.json().unwrap_or(Value::Null)),
+            400,
+            &format!("Could not retrieve certificate: {bad}"),
+        );
+    }
+    r.wait_active(&id);
+    assert!(through().is_some_and(|(code, _)| code == 200));
 
     delete_lb(&r, &id);
     assert!(consumers().is_empty(), "{:?}", consumers());
