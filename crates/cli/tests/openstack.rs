@@ -89,6 +89,20 @@ fn boot() -> Boot {
     }
 }
 
+/// Deletes amphora `amp`'s server: neither it nor its management port is left.
+fn deleted_leaving_nothing(
+    s: &Stack,
+    rt: &tokio::runtime::Runtime,
+    compute: &nova::NovaCompute,
+    amp: Id,
+) {
+    rt.block_on(compute.delete(amp)).unwrap();
+    assert!(s.servers_named(&format!("amphora-{amp}")).is_empty());
+    assert!(s
+        .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
+        .is_empty());
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -181,11 +195,7 @@ fn nova_boots_an_amphora_with_octavias_config_drive() {
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
     assert!(user_data.contains("-   path: /etc/octavia/amphora-agent.conf\n"));
     assert!(user_data.contains(&format!("        amphora_id = {amp}\n")));
-    rt.block_on(compute.delete(amp)).unwrap();
-    assert!(s.servers_named(&format!("amphora-{amp}")).is_empty());
-    assert!(s
-        .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
-        .is_empty());
+    deleted_leaving_nothing(s, &rt, &compute, amp);
 }
 
 /// Nova's and Glance's refusals end the boot with Octavia's messages, and the revert (delete)
@@ -235,11 +245,7 @@ fn a_failed_boot_says_why_and_leaves_nothing() {
         .block_on(compute.stopped(amp))
         .unwrap()
         .is_some_and(|why| why.contains("ERROR")));
-    rt.block_on(compute.delete(amp)).unwrap();
-    assert!(s.servers_named(&format!("amphora-{amp}")).is_empty());
-    assert!(s
-        .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
-        .is_empty());
+    deleted_leaving_nothing(s, &rt, &compute, amp);
 
     // The service's instance quota spent: Nova's 403 and its words, then the revert.
     let quota = format!(
@@ -270,11 +276,7 @@ fn a_failed_boot_says_why_and_leaves_nothing() {
             .starts_with("Failed to build compute instance due to: Quota exceeded for instances"),
         "{e}"
     );
-    rt.block_on(compute.delete(amp)).unwrap();
-    assert!(s.servers_named(&format!("amphora-{amp}")).is_empty());
-    assert!(s
-        .ports_named(&format!("octavia-amphora-mgmt-{amp}"))
-        .is_empty());
+    deleted_leaving_nothing(s, &rt, &compute, amp);
 }
 
 /// The service's token revoked in Keystone: the next call is answered 401, the session
